@@ -1,0 +1,22 @@
+//! The spool contract: the one place that says how the capture side hands
+//! finished captures to the uploader.
+//!
+//! ```text
+//! <spool>/
+//!   active/   files tcpdump is still writing (tcpdump's own names)
+//!   ready/    finished, valid pcap files; owned by the uploader from the
+//!             moment they appear; they only ever arrive by an atomic rename
+//!             from active/ (same filesystem)
+//!   state/    the uploader's resume records for multipart uploads
+//! ```
+//!
+//! Every capture name carries the UTC time the capture started, so no later
+//! stage needs to know when a file was uploaded: `20261127T142503Z.pcap`, or
+//! `20261127T142503Z-0001.pcap` for the second file of a period that
+//! tcpdump's `-C` size limit split.
+
+mod layout;
+mod name;
+
+pub use layout::{ACTIVE_DIR, READY_DIR, STATE_DIR, SpoolLayout};
+pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};
