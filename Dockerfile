@@ -1,0 +1,57 @@
+# One image for both containers of the s3-tcpdump pod: `launcher` (runs
+# tcpdump, as uid 1000) and `uploader` (ships captures to S3, as uid 1001).
+#
+#   docker build -t s3-tcpdump .
+#
+# Without a registry, with the binaries built on the host
+# (tests/deploy/image-and-pod does this):
+#
+#   cargo build --release --locked
+#   buildah build --build-arg BINARIES=prebuilt \
+#     --build-context host-binaries=target/release -t s3-tcpdump .
+
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
+# The stage that provides /out/launcher and /out/uploader: "build" compiles
+# them here, "prebuilt" copies them from the build context "host-binaries".
+ARG BINARIES=build
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin launcher --bin uploader \
+ && install -D -m 0755 -t /out target/release/launcher target/release/uploader
+
+FROM scratch AS prebuilt
+COPY --from=host-binaries launcher uploader /out/
+
+FROM ${BINARIES} AS binaries
+
+FROM ${RUNTIME_IMAGE}
+LABEL org.opencontainers.image.title="s3-tcpdump" \
+      org.opencontainers.image.description="Continuous packet capture on Kubernetes nodes, shipped to S3 with verified checksums"
+
+# tcpdump gets NET_RAW and NET_ADMIN from file capabilities, so the capture
+# container runs it as a non-root user. The kernel honours file capabilities
+# only without no_new_privs: the capture container must not set
+# allowPrivilegeEscalation: false. libcap2-bin stays for `getcap` checks.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      tcpdump ca-certificates libcap2-bin \
+ && rm -rf /var/lib/apt/lists/* \
+ && setcap cap_net_raw,cap_net_admin+eip /usr/bin/tcpdump
+
+# Group 2000 owns the spool; the capture writes as 1000, the uploader reads
+# and deletes as 1001 (the pod sets fsGroup 2000 on its emptyDir).
+RUN groupadd --gid 2000 s3-tcpdump \
+ && useradd --uid 1000 --gid 2000 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin capture \
+ && useradd --uid 1001 --gid 2000 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin uploader \
+ && install -d -m 2775 -o 1000 -g 2000 /spool
+
+COPY --from=binaries /out/launcher /out/uploader /usr/local/bin/
+
+ENV SPOOL_DIR=/spool
+USER 1000:2000
+CMD ["launcher"]
