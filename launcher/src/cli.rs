@@ -1,0 +1,71 @@
+//! What the user typed: flags and their environment variables.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Runs tcpdump with gap-free `-G` rotation into the spool and hands each
+/// finished capture to the uploader by an atomic rename into `ready/`.
+///
+/// Extra tcpdump options go after `--` or in TCPDUMP_ARGS; options that
+/// write or read files, run commands or change identity are refused.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Spool folder shared with the uploader (holds active/, ready/, state/).
+    #[arg(long, env = "SPOOL_DIR", default_value = "/spool")]
+    pub spool_dir: PathBuf,
+
+    /// Interface to capture on; `any` captures on every interface of the
+    /// node (with hostNetwork). [default: any]
+    #[arg(long, env = "CAPTURE_INTERFACE")]
+    pub interface: Option<String>,
+
+    /// Seconds per capture file (tcpdump -G). A file is handed over when the
+    /// first packet after the period arrives, or when capture stops.
+    #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60)]
+    pub rotate_seconds: u64,
+
+    /// Largest capture file in millions of bytes (tcpdump -C); a busy period
+    /// is split into numbered files.
+    #[arg(long, env = "MAX_FILE_MB", default_value_t = 100)]
+    pub max_file_mb: u64,
+
+    /// Bytes kept of each packet (tcpdump -s); e.g. 128 keeps headers only.
+    /// [default: tcpdump's, 262144]
+    #[arg(long, env = "SNAPLEN")]
+    pub snaplen: Option<u32>,
+
+    /// Kernel capture buffer in KiB (tcpdump -B); raise it if the closing
+    /// log reports packets dropped by kernel. [default: tcpdump's]
+    #[arg(long, env = "BUFFER_KIB")]
+    pub buffer_kib: Option<u32>,
+
+    /// BPF filter expression, e.g. `port 53 or tcp[tcpflags] & tcp-rst != 0`.
+    /// [default: every packet]
+    #[arg(long, env = "CAPTURE_FILTER")]
+    pub filter: Option<String>,
+
+    /// Path of the tcpdump binary. [default: tcpdump from PATH]
+    #[arg(long = "tcpdump", env = "TCPDUMP_PATH")]
+    pub tcpdump: Option<PathBuf>,
+
+    /// Longest time in milliseconds a captured packet may wait in tcpdump's
+    /// buffer before it is flushed to disk (by SIGUSR2).
+    #[arg(long, env = "FLUSH_MS", default_value_t = 1000)]
+    pub flush_ms: u64,
+
+    /// Extra tcpdump options, split as a shell splits words, e.g. `-n -p`.
+    /// Screened like the options after `--`.
+    #[arg(long, env = "TCPDUMP_ARGS")]
+    pub tcpdump_args: Option<String>,
+
+    /// Validate everything, print the exact tcpdump command line, and exit
+    /// without capturing.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Extra tcpdump options (after `--`), e.g. `-- -n -p -Q in`.
+    #[arg(last = true, value_name = "TCPDUMP_OPTION")]
+    pub tcpdump_options: Vec<String>,
+}

@@ -1,0 +1,91 @@
+//! Errors of the capture side, each saying what was wrong and how to fix it.
+
+use std::path::PathBuf;
+
+/// A tcpdump option the pass-through screen refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PassThroughError {
+    #[error("tcpdump option {option} is refused: {reason}")]
+    Refused {
+        option: String,
+        reason: &'static str,
+    },
+    #[error(
+        "tcpdump option {option} conflicts with the launcher flag {flag}: set only one of them"
+    )]
+    Conflict { option: String, flag: &'static str },
+    #[error(
+        "tcpdump option {option} is not on the pass-through list; see the README's pass-through rules for the options that are"
+    )]
+    Unknown { option: String },
+    #[error("tcpdump option {option} is ambiguous: spell the long option out in full")]
+    Ambiguous { option: String },
+    #[error("tcpdump option {option} needs a value")]
+    MissingValue { option: String },
+    #[error("tcpdump option {option} takes no value")]
+    UnexpectedValue { option: String },
+}
+
+/// Why the launcher could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    PassThrough(#[from] PassThroughError),
+    #[error("TCPDUMP_ARGS cannot be split into words: {0} (check its quotes)")]
+    TcpdumpArgsQuoting(#[from] shell_words::ParseError),
+    #[error(
+        "--rotate-seconds must be at least 1 (got 0): tcpdump needs a period to rotate files on"
+    )]
+    ZeroRotation,
+    #[error(
+        "--max-file-mb must be at least 1 (got 0); it is tcpdump's -C size limit in millions of bytes"
+    )]
+    ZeroFileSize,
+    #[error(
+        "--flush-ms must be at least 10 (got {0}): it bounds how long a packet may wait in memory"
+    )]
+    FlushTooShort(u64),
+    #[error(
+        "a filter was given both in --filter (CAPTURE_FILTER) and as pass-through words {words:?}: give it in one place"
+    )]
+    FilterTwice { words: Vec<String> },
+    #[error("tcpdump not found: {0} (install tcpdump, or point --tcpdump / TCPDUMP_PATH at it)")]
+    TcpdumpMissing(String),
+    #[error("tcpdump at {0} is not an executable file (check the path and its permissions)")]
+    TcpdumpNotExecutable(PathBuf),
+    #[error("spool folder {0} does not exist (create it, or mount the shared volume there)")]
+    SpoolMissing(PathBuf),
+    #[error("spool path {0} is not a folder (point --spool-dir / SPOOL_DIR at a folder)")]
+    SpoolNotFolder(PathBuf),
+    #[error(
+        "spool folder {path} is not writable by uid {uid} (give this user or its group write access, e.g. the pod's fsGroup)"
+    )]
+    SpoolNotWritable { path: PathBuf, uid: u32 },
+    #[error("spool folder {path}: {source}")]
+    SpoolIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "tcpdump refused the capture settings (interface {interface:?}, filter {filter:?}): {message}"
+    )]
+    TcpdumpRefused {
+        interface: String,
+        filter: String,
+        message: String,
+    },
+    #[error("could not start tcpdump at {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("handing over {path}: {source}")]
+    HandOver {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("waiting for tcpdump: {0}")]
+    Wait(std::io::Error),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}

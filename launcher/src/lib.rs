@@ -1,0 +1,70 @@
+//! The capture side of s3-tcpdump: one long-running tcpdump with `-G`
+//! rotation writes into `<spool>/active/`; every file tcpdump has closed is
+//! made valid and renamed atomically into `<spool>/ready/` for the uploader.
+//!
+//! Stages: [`plan`] (flags → validated plan, with [`passthrough`] screening
+//! the user's tcpdump options) → [`prepare`] (spool folders and ownership)
+//! → [`handover`] of leftovers from a crashed run (with [`trim`]) →
+//! [`supervise`] (tcpdump as a child until it exits) → final hand-over.
+
+pub mod cli;
+pub mod errors;
+pub mod handover;
+pub mod passthrough;
+pub mod plan;
+pub mod prepare;
+pub mod supervise;
+pub mod trim;
+
+use std::process::ExitCode;
+
+pub use errors::LaunchError;
+pub use plan::Plan;
+
+/// Validates, recovers leftovers, then captures until tcpdump exits.
+/// Returns the exit code: tcpdump's own, or 0 after `--check`.
+pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
+    if plan.check_only {
+        // Check mode touches nothing: it only reads the spool's state.
+        check_spool_read_only(&plan)?;
+        supervise::preflight(&plan).await?;
+        println!("{}", plan.command_line());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // tcpdump's own verdict on the interface and filter comes first: a
+    // refused start must leave the spool exactly as it was.
+    supervise::preflight(&plan).await?;
+    prepare::prepare_spool(&plan.spool)?;
+    let recovered = handover::hand_over_closed(&plan.spool, handover::Closed::All)?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            files = recovered.len(),
+            "handed over captures an earlier run left behind"
+        );
+    }
+    let status = supervise::capture(&plan).await?;
+    Ok(ExitCode::from(supervise::exit_code(status)))
+}
+
+fn check_spool_read_only(plan: &Plan) -> Result<(), LaunchError> {
+    let root = plan.spool.root();
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(LaunchError::SpoolMissing(root.to_path_buf()))
+        }
+        Err(source) => Err(LaunchError::SpoolIo {
+            path: root.to_path_buf(),
+            source,
+        }),
+        Ok(m) if !m.is_dir() => Err(LaunchError::SpoolNotFolder(root.to_path_buf())),
+        Ok(_) => {
+            use nix::unistd::{AccessFlags, Uid, access};
+            access(root, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|_| {
+                LaunchError::SpoolNotWritable {
+                    path: root.to_path_buf(),
+                    uid: Uid::effective().as_raw(),
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Screening of the user's own tcpdump options.
+//!
+//! This is a security boundary: the options reach a process that can hold
+//! `CAP_NET_RAW` on the node. Only options on the table below pass, each
+//! re-emitted in a canonical form (`-s` `96`, `--nano`), so nothing glued or
+//! abbreviated can smuggle in an option tcpdump would read differently.
+//! Options that write or read files, run commands or change identity are
+//! refused with the launcher flag that owns the job instead.
+
+use crate::errors::PassThroughError;
+
+/// What the launcher does with one tcpdump option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Harmless: passes through.
+    Allow,
+    /// The capture interface: taken from here only when `--interface` is unset.
+    Interface,
+    /// Snapshot length: conflicts with `--snaplen`.
+    Snaplen,
+    /// Kernel buffer size: conflicts with `--buffer-kib`.
+    BufferSize,
+    /// Refused; the text says who owns the job instead.
+    Refuse(&'static str),
+}
+
+#[derive(Debug)]
+struct OptionSpec {
+    short: Option<char>,
+    long: Option<&'static str>,
+    takes_value: bool,
+    rule: Rule,
+}
+
+const OWNED_BY_SPOOL: &str = "it writes files; the launcher owns the output (--spool-dir)";
+const OWNED_BY_ROTATE: &str = "it controls file rotation; use --rotate-seconds";
+const OWNED_BY_SIZE: &str = "it controls file size; use --max-file-mb";
+const RUNS_COMMANDS: &str =
+    "it runs a command on each file; the launcher hands files to the uploader itself";
+const CHANGES_IDENTITY: &str =
+    "it changes the user tcpdump runs as; set the container's securityContext instead";
+const READS_FILES: &str = "it reads files; the launcher only captures live traffic";
+const FILTER_FILE: &str = "it reads the filter from a file; use --filter (CAPTURE_FILTER)";
+const STOPS_CAPTURE: &str =
+    "it makes tcpdump stop or print instead of capturing; the capture runs until the pod stops";
+const SECRETS: &str = "it takes secrets or reads files; not supported in pass-through";
+
+const fn spec(
+    short: Option<char>,
+    long: Option<&'static str>,
+    takes_value: bool,
+    rule: Rule,
+) -> OptionSpec {
+    OptionSpec {
+        short,
+        long,
+        takes_value,
+        rule,
+    }
+}
+
+/// Every option tcpdump 4.99 knows, so that an abbreviated long option
+/// resolves exactly as tcpdump's `getopt_long` would resolve it.
+const TCPDUMP_OPTIONS: &[OptionSpec] = &[
+    // Capture tuning and harmless printing switches.
+    spec(Some('A'), None, false, Rule::Allow),
+    spec(Some('a'), None, false, Rule::Allow),
+    spec(Some('b'), None, false, Rule::Allow),
+    spec(Some('e'), None, false, Rule::Allow),
+    spec(Some('f'), None, false, Rule::Allow),
+    spec(Some('I'), Some("monitor-mode"), false, Rule::Allow),
+    spec(Some('K'), Some("dont-verify-checksums"), false, Rule::Allow),
+    spec(Some('l'), None, false, Rule::Allow),
+    spec(Some('n'), None, false, Rule::Allow),
+    spec(Some('N'), None, false, Rule::Allow),
+    spec(Some('O'), Some("no-optimize"), false, Rule::Allow),
+    spec(Some('p'), Some("no-promiscuous-mode"), false, Rule::Allow),
+    spec(Some('q'), None, false, Rule::Allow),
+    spec(
+        Some('S'),
+        Some("absolute-tcp-sequence-numbers"),
+        false,
+        Rule::Allow,
+    ),
+    spec(Some('t'), None, false, Rule::Allow),
+    spec(Some('u'), None, false, Rule::Allow),
+    spec(Some('U'), Some("packet-buffered"), false, Rule::Allow),
+    spec(Some('v'), None, false, Rule::Allow),
+    spec(Some('x'), None, false, Rule::Allow),
+    spec(Some('X'), None, false, Rule::Allow),
+    spec(Some('#'), Some("number"), false, Rule::Allow),
+    spec(Some('j'), Some("time-stamp-type"), true, Rule::Allow),
+    spec(Some('Q'), Some("direction"), true, Rule::Allow),
+    spec(Some('T'), None, true, Rule::Allow),
+    spec(Some('y'), Some("linktype"), true, Rule::Allow),
+    spec(None, Some("time-stamp-precision"), true, Rule::Allow),
+    spec(None, Some("immediate-mode"), false, Rule::Allow),
+    spec(None, Some("micro"), false, Rule::Allow),
+    spec(None, Some("nano"), false, Rule::Allow),
+    spec(None, Some("print"), false, Rule::Allow),
+    spec(None, Some("print-sampling"), true, Rule::Allow),
+    spec(None, Some("lengths"), false, Rule::Allow),
+    spec(None, Some("fp-type"), false, Rule::Allow),
+    // Owned by launcher flags.
+    spec(Some('i'), Some("interface"), true, Rule::Interface),
+    spec(Some('s'), Some("snapshot-length"), true, Rule::Snaplen),
+    spec(Some('B'), Some("buffer-size"), true, Rule::BufferSize),
+    // Refused.
+    spec(Some('w'), None, true, Rule::Refuse(OWNED_BY_SPOOL)),
+    spec(Some('W'), None, true, Rule::Refuse(OWNED_BY_ROTATE)),
+    spec(Some('G'), None, true, Rule::Refuse(OWNED_BY_ROTATE)),
+    spec(Some('C'), None, true, Rule::Refuse(OWNED_BY_SIZE)),
+    spec(Some('z'), None, true, Rule::Refuse(RUNS_COMMANDS)),
+    spec(
+        Some('Z'),
+        Some("relinquish-privileges"),
+        true,
+        Rule::Refuse(CHANGES_IDENTITY),
+    ),
+    spec(Some('r'), None, true, Rule::Refuse(READS_FILES)),
+    spec(Some('V'), None, true, Rule::Refuse(READS_FILES)),
+    spec(Some('F'), None, true, Rule::Refuse(FILTER_FILE)),
+    spec(Some('E'), None, true, Rule::Refuse(SECRETS)),
+    spec(Some('M'), None, true, Rule::Refuse(SECRETS)),
+    spec(Some('m'), None, true, Rule::Refuse(SECRETS)),
+    spec(Some('c'), None, true, Rule::Refuse(STOPS_CAPTURE)),
+    spec(Some('d'), None, false, Rule::Refuse(STOPS_CAPTURE)),
+    spec(
+        Some('D'),
+        Some("list-interfaces"),
+        false,
+        Rule::Refuse(STOPS_CAPTURE),
+    ),
+    spec(Some('h'), Some("help"), false, Rule::Refuse(STOPS_CAPTURE)),
+    spec(Some('H'), None, false, Rule::Refuse(STOPS_CAPTURE)),
+    spec(
+        Some('J'),
+        Some("list-time-stamp-types"),
+        false,
+        Rule::Refuse(STOPS_CAPTURE),
+    ),
+    spec(
+        Some('L'),
+        Some("list-data-link-types"),
+        false,
+        Rule::Refuse(STOPS_CAPTURE),
+    ),
+    spec(Some('Y'), None, false, Rule::Refuse(STOPS_CAPTURE)),
+    spec(None, Some("version"), false, Rule::Refuse(STOPS_CAPTURE)),
+    spec(None, Some("count"), false, Rule::Refuse(STOPS_CAPTURE)),
+];
+
+/// The user's options, screened and in canonical form.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScreenedOptions {
+    /// Options to pass to tcpdump, one word each.
+    pub options: Vec<String>,
+    /// Filter words found among the options (tcpdump joins them).
+    pub filter_words: Vec<String>,
+    /// `-i` given in pass-through.
+    pub interface: Option<String>,
+    /// `-s` given in pass-through.
+    pub snaplen: Option<String>,
+    /// `-B` given in pass-through.
+    pub buffer_size: Option<String>,
+}
+
+/// Which launcher flags were set, for conflict checks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OwnedFlags {
+    pub interface: bool,
+    pub snaplen: bool,
+    pub buffer_kib: bool,
+}
+
+/// Screens `words` (already split as a shell would) against the table.
+pub fn screen(words: &[String], owned: OwnedFlags) -> Result<ScreenedOptions, PassThroughError> {
+    let mut screened = ScreenedOptions::default();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            screened.filter_words.extend(words.by_ref().cloned());
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            let (name, glued_value) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (long, None),
+            };
+            let spec = resolve_long(name, word)?;
+            let shown = format!("--{}", spec.long.unwrap_or(name));
+            let value = if spec.takes_value {
+                Some(match glued_value {
+                    Some(value) => value,
+                    None => next_value(&mut words, &shown)?,
+                })
+            } else if glued_value.is_some() {
+                return Err(PassThroughError::UnexpectedValue { option: shown });
+            } else {
+                None
+            };
+            apply(spec, &shown, value, owned, &mut screened)?;
+        } else if let Some(cluster) = word.strip_prefix('-').filter(|c| !c.is_empty()) {
+            // A getopt cluster: `-nv`, `-s96`, `-nz/evil.sh`.
+            for (at, letter) in cluster.char_indices() {
+                let shown = format!("-{letter}");
+                let spec = TCPDUMP_OPTIONS
+                    .iter()
+                    .find(|s| s.short == Some(letter))
+                    .ok_or_else(|| PassThroughError::Unknown {
+                        option: shown.clone(),
+                    })?;
+                if spec.takes_value {
+                    let rest = &cluster[at + letter.len_utf8()..];
+                    let value = if rest.is_empty() {
+                        next_value(&mut words, &shown)?
+                    } else {
+                        rest.to_owned()
+                    };
+                    apply(spec, &shown, Some(value), owned, &mut screened)?;
+                    break;
+                }
+                apply(spec, &shown, None, owned, &mut screened)?;
+            }
+        } else {
+            screened.filter_words.push(word.clone());
+        }
+    }
+    Ok(screened)
+}
+
+fn resolve_long(name: &str, word: &str) -> Result<&'static OptionSpec, PassThroughError> {
+    let with_long = || TCPDUMP_OPTIONS.iter().filter(|s| s.long.is_some());
+    if let Some(exact) = with_long().find(|s| s.long == Some(name)) {
+        return Ok(exact);
+    }
+    let candidates: Vec<&OptionSpec> = with_long()
+        .filter(|s| !name.is_empty() && s.long.is_some_and(|l| l.starts_with(name)))
+        .collect();
+    match candidates.as_slice() {
+        [only] => Ok(only),
+        [] => Err(PassThroughError::Unknown {
+            option: word.to_owned(),
+        }),
+        _ => Err(PassThroughError::Ambiguous {
+            option: word.to_owned(),
+        }),
+    }
+}
+
+fn next_value<'a>(
+    words: &mut impl Iterator<Item = &'a String>,
+    shown: &str,
+) -> Result<String, PassThroughError> {
+    words
+        .next()
+        .cloned()
+        .ok_or_else(|| PassThroughError::MissingValue {
+            option: shown.to_owned(),
+        })
+}
+
+fn apply(
+    spec: &OptionSpec,
+    shown: &str,
+    value: Option<String>,
+    owned: OwnedFlags,
+    screened: &mut ScreenedOptions,
+) -> Result<(), PassThroughError> {
+    let conflict = |flag: &'static str| PassThroughError::Conflict {
+        option: shown.to_owned(),
+        flag,
+    };
+    match spec.rule {
+        Rule::Refuse(reason) => Err(PassThroughError::Refused {
+            option: shown.to_owned(),
+            reason,
+        }),
+        Rule::Interface if owned.interface => Err(conflict("--interface (CAPTURE_INTERFACE)")),
+        Rule::Snaplen if owned.snaplen => Err(conflict("--snaplen (SNAPLEN)")),
+        Rule::BufferSize if owned.buffer_kib => Err(conflict("--buffer-kib (BUFFER_KIB)")),
+        Rule::Interface => {
+            screened.interface = value;
+            Ok(())
+        }
+        Rule::Snaplen => {
+            screened.snaplen = value;
+            Ok(())
+        }
+        Rule::BufferSize => {
+            screened.buffer_size = value;
+            Ok(())
+        }
+        Rule::Allow => {
+            match (spec.short, spec.long) {
+                (Some(letter), _) => screened.options.push(format!("-{letter}")),
+                (None, Some(long)) => {
+                    let rendered = match &value {
+                        Some(v) => format!("--{long}={v}"),
+                        None => format!("--{long}"),
+                    };
+                    screened.options.push(rendered);
+                    return Ok(());
+                }
+                (None, None) => {}
+            }
+            screened.options.extend(value);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        shell_words::split(line).unwrap()
+    }
+
+    fn screen_line(line: &str) -> Result<ScreenedOptions, PassThroughError> {
+        screen(&words(line), OwnedFlags::default())
+    }
+
+    fn refused_option(line: &str) -> String {
+        match screen_line(line) {
+            Err(PassThroughError::Refused { option, .. }) => option,
+            other => panic!("{line:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn passes_tuning_options_in_canonical_form() {
+        let screened =
+            screen_line("-nve -Q in -j adapter --time-stamp-precision nano -K -y EN10MB").unwrap();
+        assert_eq!(
+            screened.options,
+            [
+                "-n",
+                "-v",
+                "-e",
+                "-Q",
+                "in",
+                "-j",
+                "adapter",
+                "--time-stamp-precision=nano",
+                "-K",
+                "-y",
+                "EN10MB"
+            ]
+        );
+        assert!(screened.filter_words.is_empty());
+    }
+
+    #[test]
+    fn refuses_file_command_and_identity_options_in_every_form() {
+        for (line, option) in [
+            ("-w /tmp/x.pcap", "-w"),
+            ("-r in.pcap", "-r"),
+            ("-W 3", "-W"),
+            ("-G 10", "-G"),
+            ("-C 5", "-C"),
+            ("-z /evil.sh", "-z"),
+            ("-z/evil.sh", "-z"),
+            ("-nz/evil.sh", "-z"),
+            ("-Z root", "-Z"),
+            ("-Zroot", "-Z"),
+            ("--relinquish-privileges=root", "--relinquish-privileges"),
+            ("--relinquish-privileges root", "--relinquish-privileges"),
+            ("--relinq=root", "--relinquish-privileges"),
+            ("-F filter.txt", "-F"),
+            ("-V files.txt", "-V"),
+            ("port 53 -z /evil.sh", "-z"),
+        ] {
+            assert_eq!(refused_option(line), option, "for {line:?}");
+        }
+    }
+
+    #[test]
+    fn refusal_names_the_option_and_the_owning_flag() {
+        let message = screen_line("-G 30").unwrap_err().to_string();
+        assert!(message.contains("-G"), "{message}");
+        assert!(message.contains("--rotate-seconds"), "{message}");
+        let message = screen_line("-z/evil.sh").unwrap_err().to_string();
+        assert!(message.contains("-z"), "{message}");
+    }
+
+    #[test]
+    fn words_after_double_dash_are_filter_words_even_if_they_look_like_options() {
+        let screened = screen_line("-n -- port 53 and not -z").unwrap();
+        assert_eq!(screened.options, ["-n"]);
+        assert_eq!(screened.filter_words, ["port", "53", "and", "not", "-z"]);
+    }
+
+    #[test]
+    fn interface_from_pass_through_only_when_flag_unset() {
+        assert_eq!(
+            screen_line("-i lo").unwrap().interface.as_deref(),
+            Some("lo")
+        );
+        let owned = OwnedFlags {
+            interface: true,
+            ..OwnedFlags::default()
+        };
+        let err = screen(&words("-ilo"), owned).unwrap_err().to_string();
+        assert!(err.contains("--interface"), "{err}");
+    }
+
+    #[test]
+    fn snaplen_conflicts_with_flag() {
+        let owned = OwnedFlags {
+            snaplen: true,
+            ..OwnedFlags::default()
+        };
+        assert!(matches!(
+            screen(&words("-s 96"), owned),
+            Err(PassThroughError::Conflict { .. })
+        ));
+        assert_eq!(screen_line("-s96").unwrap().snaplen.as_deref(), Some("96"));
+    }
+
+    #[test]
+    fn unknown_ambiguous_and_incomplete_options_are_refused() {
+        assert!(matches!(
+            screen_line("-k"),
+            Err(PassThroughError::Unknown { .. })
+        ));
+        assert!(matches!(
+            screen_line("--no-such-thing"),
+            Err(PassThroughError::Unknown { .. })
+        ));
+        assert!(matches!(
+            screen_line("--li"),
+            Err(PassThroughError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            screen_line("-Q"),
+            Err(PassThroughError::MissingValue { .. })
+        ));
+        assert!(matches!(
+            screen_line("--nano=1"),
+            Err(PassThroughError::UnexpectedValue { .. })
+        ));
+    }
+}

@@ -1,0 +1,149 @@
+//! What the launcher will do: the user's flags resolved and validated into
+//! one plan, before anything starts.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spool::{SpoolLayout, TCPDUMP_FILE_PATTERN};
+
+use crate::cli::Cli;
+use crate::errors::LaunchError;
+use crate::passthrough::{self, OwnedFlags};
+
+const DEFAULT_INTERFACE: &str = "any";
+const MIN_FLUSH_MS: u64 = 10;
+
+/// A validated capture plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub spool: SpoolLayout,
+    pub tcpdump: PathBuf,
+    pub interface: String,
+    pub filter: String,
+    pub flush_every: Duration,
+    /// tcpdump's arguments, without the program name.
+    pub tcpdump_args: Vec<String>,
+    /// Arguments for a dry run that opens the interface and compiles the
+    /// filter without capturing (`-d`).
+    pub preflight_args: Vec<String>,
+    pub check_only: bool,
+}
+
+impl Plan {
+    /// Resolves and validates the command line. Touches nothing on disk.
+    pub fn from_cli(cli: Cli) -> Result<Self, LaunchError> {
+        if cli.rotate_seconds == 0 {
+            return Err(LaunchError::ZeroRotation);
+        }
+        if cli.max_file_mb == 0 {
+            return Err(LaunchError::ZeroFileSize);
+        }
+        if cli.flush_ms < MIN_FLUSH_MS {
+            return Err(LaunchError::FlushTooShort(cli.flush_ms));
+        }
+
+        let mut words = match &cli.tcpdump_args {
+            Some(line) => shell_words::split(line)?,
+            None => Vec::new(),
+        };
+        words.extend(cli.tcpdump_options.iter().cloned());
+        let owned = OwnedFlags {
+            interface: cli.interface.is_some(),
+            snaplen: cli.snaplen.is_some(),
+            buffer_kib: cli.buffer_kib.is_some(),
+        };
+        let screened = passthrough::screen(&words, owned)?;
+
+        let filter = match (&cli.filter, screened.filter_words.is_empty()) {
+            (Some(_), false) => {
+                return Err(LaunchError::FilterTwice {
+                    words: screened.filter_words,
+                });
+            }
+            (Some(filter), true) => filter.clone(),
+            (None, _) => screened.filter_words.join(" "),
+        };
+        let interface = cli
+            .interface
+            .or(screened.interface)
+            .unwrap_or_else(|| DEFAULT_INTERFACE.to_owned());
+        let snaplen = cli.snaplen.map(|s| s.to_string()).or(screened.snaplen);
+        let buffer = cli
+            .buffer_kib
+            .map(|b| b.to_string())
+            .or(screened.buffer_size);
+
+        let mut capture_settings = vec!["-i".to_owned(), interface.clone()];
+        if let Some(snaplen) = snaplen {
+            capture_settings.extend(["-s".to_owned(), snaplen]);
+        }
+        if let Some(buffer) = buffer {
+            capture_settings.extend(["-B".to_owned(), buffer]);
+        }
+        capture_settings.extend(screened.options);
+
+        let spool = SpoolLayout::new(cli.spool_dir);
+        let output = spool.active().join(TCPDUMP_FILE_PATTERN);
+        let mut tcpdump_args = capture_settings.clone();
+        tcpdump_args.extend([
+            "-w".to_owned(),
+            output.to_string_lossy().into_owned(),
+            "-G".to_owned(),
+            cli.rotate_seconds.to_string(),
+            "-C".to_owned(),
+            cli.max_file_mb.to_string(),
+        ]);
+        let mut preflight_args = capture_settings;
+        preflight_args.push("-d".to_owned());
+        // The filter goes after `--` as one word: tcpdump compiles it and can
+        // never read it as an option.
+        for args in [&mut tcpdump_args, &mut preflight_args] {
+            if !filter.is_empty() {
+                args.extend(["--".to_owned(), filter.clone()]);
+            }
+        }
+
+        Ok(Self {
+            spool,
+            tcpdump: resolve_tcpdump(cli.tcpdump.as_deref())?,
+            interface,
+            filter,
+            flush_every: Duration::from_millis(cli.flush_ms),
+            tcpdump_args,
+            preflight_args,
+            check_only: cli.check,
+        })
+    }
+
+    /// The command line, quoted as a shell would need it.
+    pub fn command_line(&self) -> String {
+        let mut words = vec![self.tcpdump.to_string_lossy().into_owned()];
+        words.extend(self.tcpdump_args.iter().cloned());
+        shell_words::join(words)
+    }
+}
+
+/// Finds tcpdump: the given path, or the first `tcpdump` on PATH (plus the
+/// sbin folders, which non-root PATHs often lack).
+fn resolve_tcpdump(given: Option<&Path>) -> Result<PathBuf, LaunchError> {
+    let candidate = match given {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let path_var = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path_var)
+                .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+                .map(|dir| dir.join("tcpdump"))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    LaunchError::TcpdumpMissing("no tcpdump on PATH or in /usr/sbin".to_owned())
+                })?
+        }
+    };
+    let metadata = std::fs::metadata(&candidate)
+        .map_err(|e| LaunchError::TcpdumpMissing(format!("{}: {e}", candidate.display())))?;
+    if !metadata.is_file() || metadata.permissions().mode() & 0o111 == 0 {
+        return Err(LaunchError::TcpdumpNotExecutable(candidate));
+    }
+    Ok(candidate)
+}

@@ -1,0 +1,82 @@
+//! Getting the spool ready for tcpdump and the uploader.
+//!
+//! Ownership scheme: the spool root's group is the group both containers
+//! share (the pod's `fsGroup`). The three folders are created mode 2775
+//! (setgid, so every file inherits that group) and tcpdump runs with umask
+//! 002, so its files are 0664: the uploader, another uid in the same group,
+//! can read them and delete them from `ready/`.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{AccessFlags, Uid, User, access, chown};
+use spool::SpoolLayout;
+
+use crate::errors::LaunchError;
+
+/// Mode of the spool folders: group-writable, setgid.
+const FOLDER_MODE: u32 = 0o2775;
+/// Debian's tcpdump drops from root to this user after opening the device.
+const TCPDUMP_DROP_USER: &str = "tcpdump";
+
+/// Checks the spool root and creates `active/`, `ready/` and `state/`.
+pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
+    let root = spool.root();
+    let io = |source| LaunchError::SpoolIo {
+        path: root.to_path_buf(),
+        source,
+    };
+    match fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LaunchError::SpoolMissing(root.to_path_buf()));
+        }
+        Err(e) => return Err(io(e)),
+        Ok(m) if !m.is_dir() => return Err(LaunchError::SpoolNotFolder(root.to_path_buf())),
+        Ok(_) => {}
+    }
+    if access(root, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
+        return Err(LaunchError::SpoolNotWritable {
+            path: root.to_path_buf(),
+            uid: Uid::effective().as_raw(),
+        });
+    }
+    // Files tcpdump creates are 0664, so the uploader's group may read them.
+    umask(Mode::from_bits_truncate(0o002));
+    for folder in spool.folders() {
+        create_shared_folder(&folder)?;
+    }
+    if Uid::effective().is_root() {
+        let active = spool.active();
+        if let Ok(Some(user)) = User::from_name(TCPDUMP_DROP_USER) {
+            chown(&active, Some(user.uid), None).map_err(|errno| LaunchError::SpoolIo {
+                path: active.clone(),
+                source: errno.into(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn create_shared_folder(folder: &Path) -> Result<(), LaunchError> {
+    let io = |source| LaunchError::SpoolIo {
+        path: folder.to_path_buf(),
+        source,
+    };
+    match fs::create_dir(folder) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    let metadata = fs::symlink_metadata(folder).map_err(io)?;
+    if !metadata.is_dir() {
+        return Err(LaunchError::SpoolNotFolder(folder.to_path_buf()));
+    }
+    // Only the owner may change the mode; a folder someone else made is
+    // taken as it is.
+    if metadata.uid() == Uid::effective().as_raw() || Uid::effective().is_root() {
+        fs::set_permissions(folder, fs::Permissions::from_mode(FOLDER_MODE)).map_err(io)?;
+    }
+    Ok(())
+}
