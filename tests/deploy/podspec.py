@@ -1,0 +1,339 @@
+"""Read what the rendered manifests give the two containers, and check it.
+
+Used by tests/deploy/validate-manifests and tests/deploy/image-and-pod:
+
+  podspec.py lint RENDERED VARIANT      the pod's invariants (below)
+  podspec.py argv RENDERED CONTAINER    command + args, NUL-separated
+  podspec.py env RENDERED CONTAINER     KEY=VALUE, NUL-separated: envFrom
+                                        ConfigMaps and env resolved, the
+                                        downward API faked
+  podspec.py to-pod RENDERED --image IMAGE --spool HOSTDIR [--set K=V]...
+                                        the pod template as a plain Pod that
+                                        podman 4.3 `kube play` runs
+  podspec.py exceptions FILE            the checkov IDs of FILE; fails on an
+                                        entry without a justification
+  podspec.py checkov REPORT FILE        fails unless the checks that failed
+                                        in REPORT are exactly FILE's entries
+  podspec.py policy JSON BUCKET PREFIX  the IAM policy is least privilege
+
+The lint holds what checkov does not know about this project: the two users
+and the shared group, the capture container's file-capability needs, the
+native sidecar, and the settings that must agree across objects (spool size,
+drain time, metrics port).
+"""
+
+import json
+import re
+import sys
+
+import yaml
+
+WORKLOAD_KINDS = ("DaemonSet", "Deployment")
+FAKE_DOWNWARD = {
+    "spec.nodeName": "ip-10-0-0-1.test.internal",
+    "metadata.name": "s3-tcpdump-test",
+    "metadata.namespace": "s3-tcpdump",
+}
+
+
+class Failure(Exception):
+    pass
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def workload(docs):
+    found = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+    if len(found) != 1:
+        raise Failure(f"expected one DaemonSet or Deployment, found {len(found)}")
+    return found[0]
+
+
+def pod_spec(docs):
+    return workload(docs)["spec"]["template"]["spec"]
+
+
+def container(spec, name):
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        if c["name"] == name:
+            return c
+    raise Failure(f"no container named {name}")
+
+
+def config_maps(docs):
+    return {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+
+
+def resolve_env(docs, c):
+    maps = config_maps(docs)
+    env = {}
+    for source in c.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        if name not in maps:
+            raise Failure(f"{c['name']}: envFrom names a ConfigMap that is not rendered: {name}")
+        env.update(maps[name])
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "fieldRef" in e.get("valueFrom", {}):
+            env[e["name"]] = FAKE_DOWNWARD[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        elif "configMapKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["configMapKeyRef"]
+            env[e["name"]] = maps[ref["name"]][ref["key"]]
+        else:
+            raise Failure(f"{c['name']}: env {e['name']} has a source this test cannot fake")
+    return env
+
+
+def quantity_mib(q):
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024,
+             "k": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    m = re.fullmatch(r"(\d+)([KMGT]i|[kMG])?", str(q))
+    if not m:
+        raise Failure(f"cannot read the quantity {q}")
+    return int(m.group(1)) * units.get(m.group(2), 1 / 2**20)
+
+
+def lint(docs, variant):
+    problems = []
+
+    def expect(cond, what):
+        if not cond:
+            problems.append(what)
+
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    expect(("Namespace", "s3-tcpdump") in kinds, "namespace s3-tcpdump is rendered")
+    expect(("ServiceAccount", "s3-tcpdump-service-account") in kinds,
+           "service account s3-tcpdump-service-account is rendered")
+    for d in docs:
+        if d["kind"] != "Namespace":
+            expect(d["metadata"].get("namespace") == "s3-tcpdump",
+                   f"{d['kind']} {d['metadata']['name']} is in namespace s3-tcpdump")
+
+    w = workload(docs)
+    expect(w["kind"] == ("DaemonSet" if variant == "daemonset" else "Deployment"),
+           f"the {variant} variant renders the right kind")
+    spec = w["spec"]["template"]["spec"]
+    expect(spec.get("hostNetwork") is True, "hostNetwork: true")
+    expect(spec.get("dnsPolicy") == "ClusterFirstWithHostNet", "dnsPolicy: ClusterFirstWithHostNet")
+    expect(spec.get("serviceAccountName") == "s3-tcpdump-service-account", "serviceAccountName")
+    expect(spec.get("automountServiceAccountToken") is False, "no Kubernetes API token mounted")
+    psc = spec.get("securityContext", {})
+    expect(psc.get("fsGroup") == 2000, "pod fsGroup 2000 (the spool's group)")
+    expect(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod seccomp RuntimeDefault")
+
+    inits = spec.get("initContainers", [])
+    mains = spec.get("containers", [])
+    expect([c["name"] for c in inits] == ["uploader"], "the uploader is the one init container")
+    expect([c["name"] for c in mains] == ["capture"], "capture is the one container")
+    up, cap = container(spec, "uploader"), container(spec, "capture")
+    expect(up.get("restartPolicy") == "Always", "uploader is a native sidecar (restartPolicy: Always)")
+    expect(up.get("command") == ["uploader"], "uploader runs `uploader`")
+    expect(cap.get("command") == ["launcher"], "capture runs `launcher`")
+    expect(up["image"] == cap["image"], "both containers run the same image")
+
+    usc, csc = up.get("securityContext", {}), cap.get("securityContext", {})
+    expect(usc.get("runAsUser") == 1001 and usc.get("runAsGroup") == 2000, "uploader runs as 1001:2000")
+    expect(csc.get("runAsUser") == 1000 and csc.get("runAsGroup") == 2000, "capture runs as 1000:2000")
+    for name, sc in (("uploader", usc), ("capture", csc)):
+        expect(sc.get("runAsNonRoot") is True, f"{name} runAsNonRoot")
+        expect(sc.get("readOnlyRootFilesystem") is True, f"{name} readOnlyRootFilesystem")
+        expect(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{name} drops ALL capabilities")
+        expect(sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{name} seccomp RuntimeDefault")
+    expect(usc.get("allowPrivilegeEscalation") is False, "uploader allowPrivilegeEscalation: false")
+    expect(not usc.get("capabilities", {}).get("add"), "uploader adds no capability")
+    # The drift the AWS sample suffered: `false` sets no_new_privs, and the
+    # kernel then ignores tcpdump's file capabilities.
+    expect(csc.get("allowPrivilegeEscalation") is True,
+           "capture allowPrivilegeEscalation: true (file capabilities need it)")
+    expect(sorted(csc.get("capabilities", {}).get("add", [])) == ["NET_ADMIN", "NET_RAW"],
+           "capture adds exactly NET_RAW and NET_ADMIN")
+
+    uenv, cenv = resolve_env(docs, up), resolve_env(docs, cap)
+    for var, path in (("NODE_NAME", "spec.nodeName"), ("POD_NAME", "metadata.name"),
+                      ("POD_NAMESPACE", "metadata.namespace")):
+        refs = [e for e in up.get("env", []) if e["name"] == var]
+        expect(len(refs) == 1 and refs[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == path,
+               f"uploader {var} from the downward API ({path})")
+    spool_dir = uenv.get("SPOOL_DIR")
+    expect(spool_dir is not None and spool_dir == cenv.get("SPOOL_DIR"), "both containers get one SPOOL_DIR")
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    for name, c in (("uploader", up), ("capture", cap)):
+        mounts = [m for m in c.get("volumeMounts", []) if m["mountPath"] == spool_dir]
+        expect(len(mounts) == 1 and "emptyDir" in vols.get(mounts[0]["name"], {}),
+               f"{name} mounts the spool emptyDir at SPOOL_DIR")
+        res = c.get("resources", {})
+        expect("cpu" in res.get("requests", {}) and "memory" in res.get("requests", {})
+               and "memory" in res.get("limits", {}), f"{name} has cpu/memory requests and a memory limit")
+    spool_vols = [v for v in vols.values() if "emptyDir" in v]
+    if spool_vols and "MAX_SPOOL_MB" in uenv:
+        limit = spool_vols[0]["emptyDir"].get("sizeLimit")
+        expect(limit is not None and quantity_mib(limit) > int(uenv["MAX_SPOOL_MB"]),
+               f"spool sizeLimit ({limit}) above MAX_SPOOL_MB ({uenv['MAX_SPOOL_MB']})")
+    drain = int(uenv.get("DRAIN_TIMEOUT_SECONDS", 60))
+    expect(spec.get("terminationGracePeriodSeconds", 30) > drain,
+           f"terminationGracePeriodSeconds above DRAIN_TIMEOUT_SECONDS ({drain})")
+
+    port = int(uenv.get("METRICS_ADDR", "0.0.0.0:9090").rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in up.get("ports", [])}
+    expect(ports.get("metrics") == port, f"uploader containerPort 'metrics' equals METRICS_ADDR's port {port}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = up.get(probe, {}).get("httpGet", {})
+        expect(get.get("path") == path and get.get("port") in ("metrics", port),
+               f"uploader {probe} GET {path} on the metrics port")
+    expect(spec.get("terminationGracePeriodSeconds", 0) <= 300, "grace period stays reasonable")
+
+    tolerations = spec.get("tolerations", [])
+    expect({"operator": "Exists"} in tolerations, "tolerates every taint (the user chose the nodes)")
+    if variant == "node":
+        expect(w["spec"].get("replicas") == 1, "node variant: one replica")
+        expect("kubernetes.io/hostname" in spec.get("nodeSelector", {}), "node variant: nodeSelector hostname")
+    if variant == "node-set":
+        terms = (spec.get("affinity", {}).get("podAntiAffinity", {})
+                 .get("requiredDuringSchedulingIgnoredDuringExecution", []))
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        expect(any(t.get("topologyKey") == "kubernetes.io/hostname"
+                   and all(labels.get(k) == v for k, v in t["labelSelector"]["matchLabels"].items())
+                   for t in terms), "node-set variant: required anti-affinity on hostname, one per node")
+        expect(spec.get("affinity", {}).get("nodeAffinity", {})
+               .get("requiredDuringSchedulingIgnoredDuringExecution"), "node-set variant: required node affinity")
+    if w["kind"] == "Deployment":
+        expect(w["spec"].get("strategy", {}).get("type") == "Recreate",
+               "Deployment strategy Recreate (host ports, one pod per node)")
+    if problems:
+        raise Failure("; ".join(f"not met: {p}" for p in problems))
+
+
+def to_pod(docs, image, spool, sets):
+    """The pod template as a Pod podman 4.3 runs: no native sidecars there, so
+    the uploader becomes an ordinary container; env is inlined (ConfigMaps and
+    the downward API resolved); the emptyDir becomes a host folder prepared
+    the way the kubelet prepares it for fsGroup (group 2000, setgid)."""
+    spec = pod_spec(docs)
+    out_containers = []
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        env = resolve_env(docs, c)
+        env.update(sets)
+        c = {k: v for k, v in c.items() if k not in ("envFrom", "restartPolicy", "readinessProbe")}
+        c["env"] = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
+        c["image"] = image
+        c["imagePullPolicy"] = "Never"
+        out_containers.append(c)
+    volumes = []
+    for v in spec.get("volumes", []):
+        if "emptyDir" in v:
+            volumes.append({"name": v["name"], "hostPath": {"path": spool, "type": "Directory"}})
+        else:
+            volumes.append(v)
+    keep = ("hostNetwork", "securityContext", "terminationGracePeriodSeconds", "dnsPolicy")
+    pod_spec_out = {k: spec[k] for k in keep if k in spec}
+    pod_spec_out["dnsPolicy"] = "Default"
+    pod_spec_out["restartPolicy"] = "Never"
+    pod_spec_out["containers"] = out_containers
+    pod_spec_out["volumes"] = volumes
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "s3-tcpdump", "labels": {"app.kubernetes.io/name": "s3-tcpdump"}},
+            "spec": pod_spec_out}
+
+
+EXCEPTION_LINE = re.compile(r"^\s*-\s*(CKV2?_[A-Z0-9]+_\d+)\s*(#\s*(.*))?$")
+
+
+def exceptions(path):
+    ids = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = EXCEPTION_LINE.match(line)
+            if m:
+                if not (m.group(3) or "").strip():
+                    raise Failure(f"{path}: {m.group(1)} has no justification comment")
+                ids.append(m.group(1))
+    if not ids:
+        raise Failure(f"{path}: no entries")
+    return ids
+
+
+def checkov_compare(report_path, exceptions_path):
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    reports = report if isinstance(report, list) else [report]
+    failed = {}
+    for r in reports:
+        for check in r.get("results", {}).get("failed_checks", []):
+            failed.setdefault(check["check_id"], []).append(
+                f"{check['file_path']} {check['resource']}: {check['check_name']}")
+    allowed = set(exceptions(exceptions_path))
+    unexpected = {k: v for k, v in failed.items() if k not in allowed}
+    stale = sorted(allowed - set(failed))
+    for k, where in sorted(unexpected.items()):
+        for w in where:
+            print(f"FAILED {k} {w}", file=sys.stderr)
+    if stale:
+        print(f"exceptions that no longer match a finding (remove them): {' '.join(stale)}", file=sys.stderr)
+    if unexpected or stale:
+        raise Failure(f"{len(unexpected)} unexpected checkov findings, {len(stale)} stale exceptions")
+    total = sum(len(r.get("results", {}).get("passed_checks", [])) for r in reports)
+    print(f"checkov: {total} passed, {sum(map(len, failed.values()))} failed, all failures excepted "
+          f"({len(allowed)} exceptions, each justified)", file=sys.stderr)
+
+
+def policy(path, bucket, prefix):
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    actions, resources = set(), set()
+    for st in doc["Statement"]:
+        if st["Effect"] != "Allow":
+            continue
+        a = st["Action"]
+        r = st["Resource"]
+        for action in [a] if isinstance(a, str) else a:
+            if action.startswith("s3:"):
+                actions.add(action)
+                resources.update([r] if isinstance(r, str) else r)
+    want = {"s3:PutObject", "s3:ListMultipartUploadParts"}
+    if actions != want:
+        raise Failure(f"policy S3 actions are {sorted(actions)}, want exactly {sorted(want)}")
+    if resources != {f"arn:aws:s3:::{bucket}/{prefix}/*"}:
+        raise Failure(f"policy S3 resources are {sorted(resources)}, want only {bucket}/{prefix}/*")
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "lint":
+        lint(load(argv[2]), argv[3])
+    elif cmd in ("argv", "env"):
+        docs = load(argv[2])
+        c = container(pod_spec(docs), argv[3])
+        items = c.get("command", []) + c.get("args", []) if cmd == "argv" else \
+            [f"{k}={v}" for k, v in sorted(resolve_env(docs, c).items())]
+        sys.stdout.write("".join(f"{i}\0" for i in items))
+    elif cmd == "to-pod":
+        args = argv[3:]
+        opts = {"--set": []}
+        while args:
+            flag, value, args = args[0], args[1], args[2:]
+            if flag == "--set":
+                opts["--set"].append(value)
+            else:
+                opts[flag] = value
+        sets = dict(kv.split("=", 1) for kv in opts["--set"])
+        yaml.safe_dump(to_pod(load(argv[2]), opts["--image"], opts["--spool"], sets), sys.stdout, sort_keys=False)
+    elif cmd == "exceptions":
+        print(" ".join(exceptions(argv[2])))
+    elif cmd == "checkov":
+        checkov_compare(argv[2], argv[3])
+    elif cmd == "policy":
+        policy(argv[2], argv[3], argv[4])
+    else:
+        raise Failure(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv)
+    except Failure as e:
+        print(f"podspec: {e}", file=sys.stderr)
+        sys.exit(1)
