@@ -24,16 +24,15 @@ pub use plan::Plan;
 /// Validates, recovers leftovers, then captures until tcpdump exits.
 /// Returns the exit code: tcpdump's own, or 0 after `--check`.
 pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
+    // Everything is checked before anything is changed: a refused start
+    // leaves the spool exactly as it was. tcpdump itself judges the
+    // interface and the filter.
+    check_spool_read_only(&plan)?;
+    supervise::preflight(&plan).await?;
     if plan.check_only {
-        // Check mode touches nothing: it only reads the spool's state.
-        check_spool_read_only(&plan)?;
-        supervise::preflight(&plan).await?;
         println!("{}", plan.command_line());
         return Ok(ExitCode::SUCCESS);
     }
-    // tcpdump's own verdict on the interface and filter comes first: a
-    // refused start must leave the spool exactly as it was.
-    supervise::preflight(&plan).await?;
     prepare::prepare_spool(&plan.spool)?;
     let recovered = handover::hand_over_closed(&plan.spool, handover::Closed::All)?;
     if !recovered.is_empty() {

@@ -92,7 +92,10 @@ mod tests {
 
         std::fs::write(&first, b"second").unwrap();
         let landed_again = spool.hand_over(&first, name).unwrap();
-        assert_eq!(landed_again, spool.ready().join("20261127T142503Z-0001.pcap"));
+        assert_eq!(
+            landed_again,
+            spool.ready().join("20261127T142503Z-0001.pcap")
+        );
         assert_eq!(std::fs::read(&landed).unwrap(), b"first");
         assert_eq!(std::fs::read(&landed_again).unwrap(), b"second");
         assert!(!first.exists());
