@@ -1,0 +1,83 @@
+# Shared by scripts/test, scripts/demo, bench/* and tests/deploy/*:
+# progress lines, timed steps, skip rules and the installers of what the
+# tests need. Source it; it defines functions and a few variables only.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Everything slow to make (garage, the Python tools, the base image) is
+# cached here and reused by later runs on the same machine.
+CACHE=${S3TD_CACHE:-/root/.cache/s3-tcpdump}
+VENV=$CACHE/venv
+GARAGE_VERSION=2.5.0
+GARAGE_BIN=${GARAGE_BIN:-$CACHE/garage/bin/garage}
+T0=$SECONDS
+SKIPPED=()
+
+say() { printf '[%s +%ss] %s\n' "${0##*/}" "$((SECONDS - T0))" "$*" >&2; }
+fail() { printf '[%s +%ss] FAILED: %s\n' "${0##*/}" "$((SECONDS - T0))" "$*" >&2; exit 1; }
+
+# skip_or_fail WHAT: a missing prerequisite is a failure under CI=true and a
+# loud skip elsewhere.
+skip_or_fail() {
+  if [[ ${CI:-} == true ]]; then
+    fail "$1 (CI=true: nothing is skipped)"
+  fi
+  say "SKIPPED: $1"
+  SKIPPED+=("$1")
+}
+
+# step NAME CMD...: run one timed step; a failure names the step.
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  say "$name ..."
+  "$@" || fail "$name"
+  say "$name: ok ($((SECONDS - start)) s)"
+}
+
+# ensure_apt PKG...: install the Debian packages that are missing.
+ensure_apt() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  ((${#missing[@]})) || return 0
+  say "installing from Debian: ${missing[*]}"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+}
+
+# ensure_python_tools PKG==VERSION...: those PyPI packages in the cached
+# virtualenv (one venv; each call adds what it lacks).
+ensure_python_tools() {
+  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+  local wanted=() pkg
+  for pkg in "$@"; do
+    grep -qxF "$pkg" "$VENV/.s3-tcpdump-installed" 2>/dev/null || wanted+=("$pkg")
+  done
+  ((${#wanted[@]})) || return 0
+  say "installing ${wanted[*]} into $VENV (PyPI)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${wanted[@]}"
+  printf '%s\n' "${wanted[@]}" >> "$VENV/.s3-tcpdump-installed"
+}
+
+# ensure_garage: the garage S3 server, built once from crates.io and cached
+# (about 17 minutes on 2 cores the first time).
+ensure_garage() {
+  if [[ -x $GARAGE_BIN ]] && "$GARAGE_BIN" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+    return 0
+  fi
+  say "building garage $GARAGE_VERSION from crates.io into $CACHE/garage (once; ~17 min on 2 cores)"
+  cargo install garage --version "$GARAGE_VERSION" --locked --root "$CACHE/garage" \
+    > "$CACHE/garage-build.log" 2>&1 || { tail -30 "$CACHE/garage-build.log" >&2; return 1; }
+}
+
+finish() {
+  if ((${#SKIPPED[@]})); then
+    say "done in $((SECONDS - T0)) s, with ${#SKIPPED[@]} part(s) SKIPPED:"
+    printf '  - %s\n' "${SKIPPED[@]}" >&2
+  else
+    say "done in $((SECONDS - T0)) s, nothing skipped"
+  fi
+}
