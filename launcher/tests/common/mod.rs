@@ -1,5 +1,10 @@
 //! Shared harness for the launcher's real-tcpdump tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
