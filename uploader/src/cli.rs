@@ -1,0 +1,190 @@
+//! What the user typed: the command line and its environment variables.
+//! `config.rs` turns this into what the uploader will do.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Ships finished packet captures from the spool to S3, each with a verified
+/// SHA-256, deleting a capture locally only after S3 confirmed it.
+///
+/// Credentials and region come from the AWS default chain (IRSA web identity,
+/// EKS Pod Identity, AWS_* environment, profile, instance metadata).
+/// LOG_FORMAT=json switches logs to JSON; RUST_LOG sets the level.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Spool folder shared with the capture container.
+    ///
+    /// Captures are taken from <SPOOL_DIR>/ready/; resume records are kept in
+    /// <SPOOL_DIR>/state/ (created if missing). The spool and ready/ must
+    /// exist. Default: /spool.
+    #[arg(long, env = "SPOOL_DIR", default_value = "/spool", value_name = "DIR")]
+    pub spool_dir: PathBuf,
+
+    /// S3 bucket the captures are uploaded to (required).
+    ///
+    /// Example: --bucket my-captures.
+    #[arg(long, env = "S3_BUCKET", value_name = "NAME")]
+    pub bucket: String,
+
+    /// Object key template.
+    ///
+    /// Placeholders: {node} (NODE_NAME, else the host name), {pod} (POD_NAME),
+    /// {namespace} (POD_NAMESPACE), {cluster} (CLUSTER_NAME), {instance_id}
+    /// (instance metadata, IMDSv2), {yyyy} {mm} {dd} {hh} {mi} (the capture's
+    /// UTC start time, not the upload time) and {file} (required). An unknown
+    /// placeholder is refused at start.
+    #[arg(
+        long,
+        env = "S3_KEY_TEMPLATE",
+        default_value = crate::keys::DEFAULT_TEMPLATE,
+        value_name = "TEMPLATE"
+    )]
+    pub key_template: String,
+
+    /// Endpoint of an S3-compatible store instead of AWS S3.
+    ///
+    /// Example: --endpoint-url http://127.0.0.1:3900. Default: AWS S3 of the
+    /// region.
+    #[arg(long, env = "S3_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Address buckets by path (https://host/bucket/key) rather than by host.
+    ///
+    /// Most S3-compatible stores need it. Default: false.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub force_path_style: bool,
+
+    /// Maximum number of upload requests in flight.
+    ///
+    /// Shared by whole files and the parts of multipart uploads. Default: 4.
+    #[arg(
+        long,
+        env = "UPLOAD_CONCURRENCY",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub concurrency: usize,
+
+    /// Files larger than this go up as multipart uploads, in MiB.
+    ///
+    /// Smaller files go up in one PutObject. Default: 64.
+    #[arg(
+        long,
+        env = "MULTIPART_THRESHOLD_MB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    pub multipart_threshold_mb: u64,
+
+    /// Part size of multipart uploads, in MiB.
+    ///
+    /// S3's minimum is 5; smaller values are refused. Default: 16.
+    #[arg(long, env = "PART_SIZE_MB", default_value_t = 16, value_name = "MIB")]
+    pub part_size_mb: u64,
+
+    /// Spool budget in MiB (active and ready together).
+    ///
+    /// When the spool grows past it (S3 unreachable for a long time), the
+    /// oldest ready captures not being uploaded are deleted, logged and
+    /// counted, so that Kubernetes does not evict the pod for outgrowing its
+    /// emptyDir. Keep it below the emptyDir's sizeLimit. Default: 2048.
+    #[arg(long, env = "MAX_SPOOL_MB", default_value_t = 2048, value_name = "MIB")]
+    pub max_spool_mb: u64,
+
+    /// S3 storage class of the objects.
+    ///
+    /// Example: STANDARD_IA, INTELLIGENT_TIERING. Default: the bucket's
+    /// (STANDARD).
+    #[arg(long, env = "S3_STORAGE_CLASS", value_name = "CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Server-side encryption requested for each object.
+    ///
+    /// Default: none requested (the bucket's default encryption applies).
+    #[arg(long, env = "S3_SSE", value_enum, value_name = "MODE")]
+    pub sse: Option<SseArg>,
+
+    /// KMS key for --sse aws:kms.
+    ///
+    /// Example: arn:aws:kms:eu-west-1:111122223333:key/…; default: the
+    /// account's aws/s3 key.
+    #[arg(long, env = "S3_SSE_KMS_KEY_ID", value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    ///
+    /// Default: 0.0.0.0:9090.
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:9090",
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// On SIGTERM, keep uploading what is ready for at most this long.
+    ///
+    /// The drain ends early when ready/ and active/ are both empty; what is
+    /// left is logged. Keep it below the pod's terminationGracePeriodSeconds.
+    /// Default: 60.
+    #[arg(
+        long,
+        env = "DRAIN_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub drain_timeout_seconds: u64,
+
+    /// Upload what is in ready/ now, then exit.
+    ///
+    /// Exits 0 when everything went, 1 listing what is left otherwise;
+    /// transient failures are retried a few times only.
+    #[arg(long, conflicts_with = "check")]
+    pub once: bool,
+
+    /// Validate the configuration and probe the bucket, then exit.
+    ///
+    /// Resolves credentials from the chain and asks the bucket about a
+    /// multipart upload that does not exist (needs no read permission).
+    /// Exits 0 when the uploader could work, non-zero with the reason.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Cap of the transient retry backoff, in milliseconds (tests).
+    #[arg(
+        long,
+        env = "UPLOADER_RETRY_MAX_MS",
+        default_value_t = 30_000,
+        hide = true
+    )]
+    pub retry_max_ms: u64,
+
+    /// Delay between attempts while a failure is permanent, in ms (tests).
+    #[arg(
+        long,
+        env = "UPLOADER_PERMANENT_RETRY_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub permanent_retry_ms: u64,
+
+    /// Full rescan of ready/ and budget check interval, in ms (tests).
+    #[arg(
+        long,
+        env = "UPLOADER_RESCAN_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub rescan_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SseArg {
+    #[value(name = "AES256")]
+    Aes256,
+    #[value(name = "aws:kms")]
+    AwsKms,
+}

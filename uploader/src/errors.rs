@@ -1,0 +1,102 @@
+//! Typed errors of the uploader library. Messages are lowercase, subject
+//! first, without a trailing period; the binary adds context at its edge.
+
+use std::path::PathBuf;
+
+use crate::retry::FailureKind;
+
+/// The configuration cannot work; found before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "key template {template:?} uses unknown placeholder {{{name}}}; valid placeholders: {valid}"
+    )]
+    UnknownPlaceholder {
+        template: String,
+        name: String,
+        valid: String,
+    },
+    #[error("key template {template:?} has an unclosed '{{'")]
+    UnclosedPlaceholder { template: String },
+    #[error(
+        "key template {template:?} must not start with '/' and must end with {{file}} or otherwise name each capture uniquely ({{file}} is missing)"
+    )]
+    KeyNotUnique { template: String },
+    #[error(
+        "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
+    )]
+    MissingEnv {
+        placeholder: &'static str,
+        var: &'static str,
+    },
+    #[error(
+        "key template uses {{instance_id}} but the instance metadata service did not answer: {reason}"
+    )]
+    InstanceId { reason: String },
+    #[error("--part-size-mb {0} is below S3's minimum part size of 5 MB")]
+    PartSizeTooSmall(u64),
+    #[error("--{flag} must be at least 1")]
+    Zero { flag: &'static str },
+    #[error("--sse-kms-key-id needs --sse aws:kms")]
+    KmsKeyWithoutKms,
+    #[error("no AWS region found (set AWS_REGION, or region in the AWS profile)")]
+    NoRegion,
+}
+
+/// The spool cannot be used; names the path and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("spool folder {path} {problem}; {fix}")]
+pub struct SpoolError {
+    pub path: PathBuf,
+    pub problem: String,
+    pub fix: &'static str,
+}
+
+/// One S3 or local step of shipping a file failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct UploadError {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl UploadError {
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `--check` or the startup probe found a problem with bucket or credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("bucket {bucket:?} is not usable: {error}; {hint}")]
+pub struct ProbeError {
+    pub bucket: String,
+    pub error: UploadError,
+    pub hint: &'static str,
+}
+
+/// What `run` can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    #[error("{} capture(s) left in the spool: {}", .0.len(), .0.join(", "))]
+    LeftBehind(Vec<String>),
+}

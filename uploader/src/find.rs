@@ -1,0 +1,205 @@
+//! Finding work: which captures in `ready/` are ours to upload, and a wake-up
+//! whenever `ready/` changes.
+//!
+//! Only regular files whose names are capture names (see the `spool` crate)
+//! are taken. Symlinks are never followed (`symlink_metadata`), so nothing
+//! outside the spool is ever read; hidden, temporary and foreign names are
+//! left alone. The watcher only wakes the scanner: a full scan is the truth,
+//! which also covers events the kernel dropped on queue overflow.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use notify::{RecursiveMode, Watcher as _};
+use spool::{CaptureName, SpoolLayout};
+use tokio::sync::Notify;
+
+use crate::errors::SpoolError;
+
+/// A capture waiting in `ready/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub name: CaptureName,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+impl Capture {
+    pub fn file_name(&self) -> String {
+        self.name.ready_file_name()
+    }
+}
+
+/// The captures in `ready/`, oldest first.
+pub fn scan(ready: &Path) -> io::Result<Vec<Capture>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(ready)? {
+        let entry = entry?;
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(name) = CaptureName::parse_ready(&file_name) else {
+            continue;
+        };
+        let path = entry.path();
+        // Not `metadata`: a symlink is never followed.
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        found.push(Capture {
+            name,
+            path,
+            size: meta.len(),
+        });
+    }
+    found.sort_by_key(|c| c.name);
+    Ok(found)
+}
+
+/// Files and bytes the spool holds in `active/` and `ready/` (regular files
+/// only, whatever their names: they all count against the emptyDir's limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+pub fn usage(spool: &SpoolLayout) -> Usage {
+    let mut usage = Usage::default();
+    for dir in [spool.active(), spool.ready()] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(meta) = fs::symlink_metadata(entry.path())
+                && meta.file_type().is_file()
+            {
+                usage.files += 1;
+                usage.bytes += meta.len();
+            }
+        }
+    }
+    usage
+}
+
+/// Names of everything still in `ready/` and `active/` (for the shutdown log).
+pub fn leftovers(spool: &SpoolLayout) -> Vec<String> {
+    let mut names = Vec::new();
+    for (label, dir) in [("ready", spool.ready()), ("active", spool.active())] {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                names.push(format!("{label}/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Whether `ready/` holds no captures and `active/` no files.
+pub fn spool_is_drained(spool: &SpoolLayout) -> bool {
+    let ready_empty = scan(&spool.ready()).map(|c| c.is_empty()).unwrap_or(true);
+    let active_empty = fs::read_dir(spool.active())
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    ready_empty && active_empty
+}
+
+/// Checks that the spool and `ready/` are usable and creates `state/` when
+/// missing (group-writable and setgid, like the folders the launcher makes).
+pub fn prepare(spool: &SpoolLayout) -> Result<(), SpoolError> {
+    const FIX_MISSING: &str = "mount the shared spool volume there (the launcher creates active/, ready/ and state/), or set --spool-dir/SPOOL_DIR";
+    const FIX_ACCESS: &str = "run the uploader in the spool's group (fsGroup) and keep the folders group-writable (mode 2775)";
+    let root = spool.root();
+    let dir_ok = |path: &Path, fix: &'static str| -> Result<(), SpoolError> {
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(SpoolError {
+                path: path.to_owned(),
+                problem: "is not a folder".into(),
+                fix,
+            }),
+            Err(e) => Err(SpoolError {
+                path: path.to_owned(),
+                problem: format!("cannot be used ({e})"),
+                fix,
+            }),
+        }
+    };
+    dir_ok(root, FIX_MISSING)?;
+    let ready = spool.ready();
+    dir_ok(&ready, FIX_MISSING)?;
+    use nix::unistd::{AccessFlags, access};
+    let rwx = AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK;
+    access(&ready, rwx).map_err(|e| SpoolError {
+        path: ready.clone(),
+        problem: format!("is not readable and writable by this user ({e}); captures could not be deleted after upload"),
+        fix: FIX_ACCESS,
+    })?;
+    let state = spool.state();
+    if fs::symlink_metadata(&state).is_err() {
+        fs::create_dir(&state)
+            .and_then(|()| fs::set_permissions(&state, fs::Permissions::from_mode(0o2775)))
+            .map_err(|e| SpoolError {
+                path: state.clone(),
+                problem: format!("is missing and cannot be created ({e})"),
+                fix: FIX_ACCESS,
+            })?;
+    }
+    dir_ok(&state, FIX_ACCESS)?;
+    access(&state, rwx).map_err(|e| SpoolError {
+        path: state.clone(),
+        problem: format!("is not writable by this user ({e})"),
+        fix: FIX_ACCESS,
+    })?;
+    Ok(())
+}
+
+/// Whether the spool and `ready/` exist (for `--check`; creates nothing).
+pub fn spool_exists(spool: &SpoolLayout) -> bool {
+    let is_dir = |p: &Path| fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false);
+    is_dir(spool.root()) && is_dir(&spool.ready())
+}
+
+/// Watches `ready/`; every event wakes `wake`. Keep the watcher alive.
+pub fn watch(ready: &Path, wake: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        // Errors (e.g. queue overflow) wake the scanner too: it rescans.
+        wake.notify_one();
+    })?;
+    watcher.watch(ready, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_takes_regular_capture_files_only_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"do not read").unwrap();
+        let ready = dir.path();
+        fs::write(ready.join("20261127T142504Z.pcap"), b"b").unwrap();
+        fs::write(ready.join("20261127T142503Z.pcap"), b"a").unwrap();
+        fs::write(ready.join(".20261127T142502Z.pcap"), b"hidden").unwrap();
+        fs::write(ready.join("20261127T142502Z.pcap.tmp"), b"tmp").unwrap();
+        fs::write(ready.join("notes.txt"), b"junk").unwrap();
+        fs::create_dir(ready.join("20261127T142501Z.pcap")).unwrap();
+        std::os::unix::fs::symlink(&secret, ready.join("20261127T142500Z.pcap")).unwrap();
+        let names: Vec<String> = scan(ready)
+            .unwrap()
+            .iter()
+            .map(Capture::file_name)
+            .collect();
+        assert_eq!(names, ["20261127T142503Z.pcap", "20261127T142504Z.pcap"]);
+    }
+}

@@ -1,0 +1,136 @@
+//! The uploader's Prometheus metrics, all under the `s3_tcpdump_uploader_`
+//! prefix. Exposition is prometheus-client's; see `admin.rs` for the route.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::retry::FailureKind;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub uploaded_files: Counter,
+    pub uploaded_bytes: Counter,
+    pub failures: Family<KindLabel, Counter>,
+    pub retries: Counter,
+    pub dropped_files: Counter,
+    pub dropped_bytes: Counter,
+    pub spool_files: Gauge,
+    pub spool_bytes: Gauge,
+    pub oldest_pending_age_seconds: Gauge,
+    pub upload_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("s3_tcpdump_uploader");
+        let uploaded_files = Counter::default();
+        let uploaded_bytes = Counter::default();
+        let failures = Family::<KindLabel, Counter>::default();
+        let retries = Counter::default();
+        let dropped_files = Counter::default();
+        let dropped_bytes = Counter::default();
+        let spool_files = Gauge::default();
+        let spool_bytes = Gauge::default();
+        let oldest_pending_age_seconds = Gauge::default();
+        // 10 ms … ~5 min.
+        let upload_duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "uploaded_files",
+            "Captures uploaded, verified and deleted locally",
+            uploaded_files.clone(),
+        );
+        registry.register_with_unit(
+            "uploaded",
+            "Bytes of captures uploaded and verified",
+            Unit::Bytes,
+            uploaded_bytes.clone(),
+        );
+        registry.register(
+            "failures",
+            "Failed upload attempts by kind (transient ones are retried fast, others slowly)",
+            failures.clone(),
+        );
+        registry.register(
+            "retries",
+            "Upload attempts that were retries",
+            retries.clone(),
+        );
+        registry.register(
+            "dropped_files",
+            "Captures deleted unsent to keep the spool under --max-spool-mb",
+            dropped_files.clone(),
+        );
+        registry.register_with_unit(
+            "dropped",
+            "Bytes of captures deleted unsent to keep the spool under --max-spool-mb",
+            Unit::Bytes,
+            dropped_bytes.clone(),
+        );
+        registry.register(
+            "spool_files",
+            "Files in the spool (active and ready)",
+            spool_files.clone(),
+        );
+        registry.register_with_unit(
+            "spool",
+            "Bytes in the spool (active and ready)",
+            Unit::Bytes,
+            spool_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "oldest_pending_age",
+            "Age of the oldest capture waiting in ready/, from its start time (0 when none)",
+            Unit::Seconds,
+            oldest_pending_age_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "upload_duration",
+            "Time from picking a capture up to its verified upload, retries included",
+            Unit::Seconds,
+            upload_duration.clone(),
+        );
+        Self {
+            registry,
+            uploaded_files,
+            uploaded_bytes,
+            failures,
+            retries,
+            dropped_files,
+            dropped_bytes,
+            spool_files,
+            spool_bytes,
+            oldest_pending_age_seconds,
+            upload_duration,
+        }
+    }
+
+    pub fn failure(&self, kind: FailureKind) {
+        self.failures
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

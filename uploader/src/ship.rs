@@ -1,0 +1,147 @@
+//! One capture from `ready/` to S3 and out of the spool: hash, upload,
+//! verify, delete — retried per `retry.rs` until it went.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use backon::Retryable as _;
+
+use crate::admin::{Health, Source};
+use crate::config::{Config, Mode};
+use crate::delete;
+use crate::errors::UploadError;
+use crate::find::Capture;
+use crate::hash::{self, FileDigest};
+use crate::keys::KeyContext;
+use crate::metrics::Metrics;
+use crate::object_metadata;
+use crate::retry::FailureKind;
+use crate::state;
+use crate::upload::{Job, Sender};
+
+#[derive(Debug, Clone)]
+pub struct Shipper {
+    pub config: Arc<Config>,
+    pub sender: Sender,
+    pub key_context: Arc<KeyContext>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+impl Shipper {
+    /// Ships one capture. Returns when it is uploaded and deleted, when it
+    /// disappeared, or (`--once` only) when retries ran out.
+    pub async fn ship(&self, capture: &Capture) -> Result<(), UploadError> {
+        let started = Instant::now();
+        let key = self
+            .config
+            .key_template
+            .render(&self.key_context, &capture.name);
+        loop {
+            match self.attempt(capture, &key).await {
+                Ok(size) => {
+                    self.metrics.uploaded_files.inc();
+                    self.metrics.uploaded_bytes.inc_by(size);
+                    self.metrics
+                        .upload_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    self.health.succeeded(Source::Upload);
+                    tracing::info!(
+                        file = %capture.file_name(),
+                        key,
+                        bytes = size,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "uploaded, verified and deleted"
+                    );
+                    return Ok(());
+                }
+                Err(e) if e.kind == FailureKind::Gone => {
+                    tracing::info!(file = %capture.file_name(), "capture left ready/ before its upload; skipped");
+                    return Err(e);
+                }
+                Err(e) => {
+                    if !e.kind.is_transient() {
+                        self.health.failed(Source::Upload, &key, &e);
+                    }
+                    if self.config.mode == Mode::Once {
+                        tracing::error!(file = %capture.file_name(), key, error = %e, "giving up on this capture for this run; it stays in ready/");
+                        return Err(e);
+                    }
+                    tracing::debug!(file = %capture.file_name(), error = %e, delay = ?self.config.retry.permanent_delay, "retrying slowly");
+                    tokio::time::sleep(self.config.retry.permanent_delay).await;
+                    self.metrics.retries.inc();
+                }
+            }
+        }
+    }
+
+    /// Hash once, then upload with fast retries of transient failures, then
+    /// delete. Returns the size shipped.
+    async fn attempt(&self, capture: &Capture, key: &str) -> Result<u64, UploadError> {
+        let digest = self.hash(capture).await?;
+        let metadata = object_metadata::for_capture(
+            &digest.sha256_hex(),
+            capture.name.start(),
+            &self.key_context.node,
+        );
+        let job = Job {
+            path: &capture.path,
+            key,
+            digest: &digest,
+            metadata: &metadata,
+            record: state::record_path(&self.config.spool.state(), &capture.file_name()),
+        };
+        let multipart = !digest.parts.is_empty();
+        let upload = || async {
+            // The budget never drops a capture in flight, but a person might.
+            if std::fs::symlink_metadata(job.path).is_err() {
+                return Err(UploadError::new(FailureKind::Gone, "capture disappeared"));
+            }
+            let result = if multipart {
+                self.sender.multipart(&job).await
+            } else {
+                self.sender.put_single(&job).await
+            };
+            if let Err(e) = &result {
+                self.metrics.failure(e.kind);
+            }
+            result
+        };
+        upload
+            .retry(self.config.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|e: &UploadError| e.kind.is_transient())
+            .notify(|e: &UploadError, delay| {
+                self.metrics.retries.inc();
+                tracing::warn!(file = %capture.file_name(), key, kind = %e.kind, error = %e.detail, ?delay, "upload failed; retrying");
+            })
+            .await?;
+        delete::remove_capture(job.path, &job.record).map_err(|e| {
+            UploadError::new(
+                FailureKind::LocalIo,
+                format!("uploaded but cannot delete {}: {e}", job.path.display()),
+            )
+        })?;
+        Ok(digest.size)
+    }
+
+    async fn hash(&self, capture: &Capture) -> Result<FileDigest, UploadError> {
+        let path = capture.path.clone();
+        let part_size = self
+            .config
+            .is_multipart(capture.size)
+            .then(|| self.config.part_size_for(capture.size));
+        let result = tokio::task::spawn_blocking(move || hash::hash_file(&path, part_size))
+            .await
+            .map_err(|e| UploadError::new(FailureKind::LocalIo, format!("hashing task: {e}")))?;
+        result.map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                FailureKind::Gone
+            } else {
+                FailureKind::LocalIo
+            };
+            self.metrics.failure(kind);
+            UploadError::new(kind, format!("hashing {}: {e}", capture.path.display()))
+        })
+    }
+}

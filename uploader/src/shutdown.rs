@@ -1,0 +1,41 @@
+//! Shutdown: a future that completes on SIGTERM or SIGINT, and the drain
+//! that follows it.
+//!
+//! SIGTERM is how Kubernetes stops the pod: the capture container stops at
+//! the same time and hands over its last file, so the uploader keeps
+//! uploading until `ready/` and `active/` are both empty, or until
+//! `--drain-timeout-seconds` pass (kept below the pod's grace period, after
+//! which the kubelet sends SIGKILL). SIGINT is the same for a person at a
+//! terminal.
+
+use std::time::Duration;
+
+use spool::SpoolLayout;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::find;
+
+/// Completes when SIGTERM or SIGINT arrives; returns its name.
+pub async fn requested() -> &'static str {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default action (exit) applies anyway.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Waits until the spool is drained; `false` if the deadline came first.
+pub async fn drain(spool: &SpoolLayout, deadline: Duration) -> bool {
+    let drained = async {
+        while !find::spool_is_drained(spool) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(deadline, drained).await.is_ok()
+}
