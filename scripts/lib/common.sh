@@ -7,6 +7,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # cached here and reused by later runs on the same machine.
 CACHE=${S3TD_CACHE:-/root/.cache/s3-tcpdump}
 VENV=$CACHE/venv
+# Tools that pin conflicting versions of the same libraries (the AWS CLI and
+# checkov both pin botocore) each get a virtualenv of their own.
+TOOLS_VENV=$CACHE/venv-tools
 GARAGE_VERSION=2.5.0
 GARAGE_BIN=${GARAGE_BIN:-$CACHE/garage/bin/garage}
 T0=$SECONDS
@@ -49,17 +52,17 @@ ensure_apt() {
 }
 
 # ensure_python_tools PKG==VERSION...: those PyPI packages in the cached
-# virtualenv (one venv; each call adds what it lacks).
+# tools virtualenv ($TOOLS_VENV), installed once.
 ensure_python_tools() {
-  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+  [[ -x $TOOLS_VENV/bin/python ]] || python3 -m venv "$TOOLS_VENV"
   local wanted=() pkg
   for pkg in "$@"; do
-    grep -qxF "$pkg" "$VENV/.s3-tcpdump-installed" 2>/dev/null || wanted+=("$pkg")
+    grep -qxF "$pkg" "$TOOLS_VENV/.s3-tcpdump-installed" 2>/dev/null || wanted+=("$pkg")
   done
   ((${#wanted[@]})) || return 0
-  say "installing ${wanted[*]} into $VENV (PyPI)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "${wanted[@]}"
-  printf '%s\n' "${wanted[@]}" >> "$VENV/.s3-tcpdump-installed"
+  say "installing ${wanted[*]} into $TOOLS_VENV (PyPI)"
+  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "${wanted[@]}"
+  printf '%s\n' "${wanted[@]}" >> "$TOOLS_VENV/.s3-tcpdump-installed"
 }
 
 # ensure_garage: the garage S3 server, built once from crates.io and cached
