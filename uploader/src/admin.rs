@@ -34,7 +34,16 @@ pub enum Source {
 #[derive(Debug)]
 pub struct Health {
     bucket: String,
-    problem: Mutex<Option<(Source, FailureKind, String)>>,
+    problem: Mutex<Option<Problem>>,
+}
+
+#[derive(Debug)]
+struct Problem {
+    source: Source,
+    kind: FailureKind,
+    detail: String,
+    /// Whether it was logged (the initial "not probed yet" is not).
+    announced: bool,
 }
 
 impl Health {
@@ -42,11 +51,12 @@ impl Health {
     pub fn new(bucket: &str) -> Self {
         Self {
             bucket: bucket.to_owned(),
-            problem: Mutex::new(Some((
-                Source::Probe,
-                FailureKind::Connection,
-                "bucket not probed yet".to_owned(),
-            ))),
+            problem: Mutex::new(Some(Problem {
+                source: Source::Probe,
+                kind: FailureKind::Connection,
+                detail: "bucket not probed yet".to_owned(),
+                announced: false,
+            })),
         }
     }
 
@@ -54,7 +64,9 @@ impl Health {
     /// from the problem already known.
     pub fn failed(&self, source: Source, key: &str, error: &UploadError) {
         let mut problem = self.problem.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = problem.as_ref().map(|(_, kind, _)| *kind) != Some(error.kind);
+        let changed = problem
+            .as_ref()
+            .is_none_or(|p| p.kind != error.kind || !p.announced);
         if changed {
             tracing::error!(
                 bucket = %self.bucket,
@@ -65,7 +77,12 @@ impl Health {
                 "uploads are failing; captures are kept and retried slowly"
             );
         }
-        *problem = Some((source, error.kind, error.detail.clone()));
+        *problem = Some(Problem {
+            source,
+            kind: error.kind,
+            detail: error.detail.clone(),
+            announced: true,
+        });
     }
 
     /// It works (again). A probe success does not clear a problem seen by
@@ -73,10 +90,10 @@ impl Health {
     pub fn succeeded(&self, source: Source) {
         let mut problem = self.problem.lock().unwrap_or_else(PoisonError::into_inner);
         match &*problem {
-            Some((Source::Upload, _, _)) if source == Source::Probe => {}
-            Some((_, kind, _)) => {
-                if *kind != FailureKind::Connection || source == Source::Upload {
-                    tracing::info!(bucket = %self.bucket, "uploads work (again)");
+            Some(p) if p.source == Source::Upload && source == Source::Probe => {}
+            Some(p) => {
+                if p.announced {
+                    tracing::info!(bucket = %self.bucket, "uploads work again");
                 }
                 *problem = None;
             }
@@ -96,7 +113,7 @@ impl Health {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|(_, kind, detail)| format!("{kind}: {detail}; {}", kind.hint()))
+            .map(|p| format!("{}: {}; {}", p.kind, p.detail, p.kind.hint()))
     }
 }
 

@@ -42,12 +42,19 @@ fn main() -> ExitCode {
 }
 
 fn report(error: &anyhow::Error, code: u8) -> ExitCode {
-    tracing::error!(error = format!("{error:#}"), "exiting");
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("uploader: {error:#}");
+    if json_logs() {
+        tracing::error!(error = format!("{error:#}"), "exiting");
+    } else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("uploader: {error:#}");
+        }
     }
     ExitCode::from(code)
+}
+
+fn json_logs() -> bool {
+    std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
 }
 
 fn init_logging() {
@@ -56,7 +63,7 @@ fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+    if json_logs() {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();

@@ -165,10 +165,7 @@ pub fn classify<E>(operation: &str, err: &SdkError<E, HttpResponse>) -> UploadEr
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = format!(
-        "{operation}: {}",
-        aws_sdk_s3::error::DisplayErrorContext(err)
-    );
+    let detail = format!("{operation}: {}", describe(err));
     let kind = match err {
         SdkError::TimeoutError(_) => FailureKind::Timeout,
         SdkError::DispatchFailure(d) if d.is_timeout() => FailureKind::Timeout,
@@ -191,11 +188,47 @@ where
         SdkError::ResponseError(_) => FailureKind::Connection,
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            classify_code(service.err().code(), Some(status))
+            let (code, message) = (service.err().code(), service.err().message());
+            match (code, message) {
+                // garage says AccessDenied for both; its message tells which.
+                (Some("AccessDenied"), Some(m)) if m.contains("Invalid signature") => {
+                    FailureKind::SignatureMismatch
+                }
+                (Some("AccessDenied"), Some(m)) if m.contains("No such key") => {
+                    FailureKind::InvalidCredentials
+                }
+                _ => classify_code(code, Some(status)),
+            }
         }
         _ => FailureKind::Connection,
     };
     UploadError::new(kind, detail)
+}
+
+/// One line: the store's code, message and status for a service error, the
+/// chain of causes otherwise (without the SDK's debug dump).
+fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(service) = err {
+        return format!(
+            "{} {} (HTTP {})",
+            service.err().code().unwrap_or("unknown error"),
+            service.err().message().unwrap_or(""),
+            service.raw().status().as_u16()
+        );
+    }
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// The backoff schedule. Separate from the rule of what to retry.
