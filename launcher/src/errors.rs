@@ -61,6 +61,14 @@ pub enum LaunchError {
         "spool folder {path} is not writable by uid {uid} (give this user or its group write access, e.g. the pod's fsGroup)"
     )]
     SpoolNotWritable { path: PathBuf, uid: u32 },
+    #[error(
+        "folder {path} (mode {mode:o}) does not let the {user:?} user through, and tcpdump started as root drops to that user before it writes: allow it (e.g. chmod o+x {path}) or run the launcher as a non-root user with file capabilities on tcpdump"
+    )]
+    SpoolUnreachable {
+        path: PathBuf,
+        user: String,
+        mode: u32,
+    },
     #[error("spool folder {path}: {source}")]
     SpoolIo {
         path: PathBuf,

@@ -42,18 +42,56 @@ pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
             uid: Uid::effective().as_raw(),
         });
     }
+    let drop_user = if Uid::effective().is_root() {
+        User::from_name(TCPDUMP_DROP_USER).ok().flatten()
+    } else {
+        None
+    };
+    if let Some(user) = &drop_user {
+        check_reachable_by(user, root)?;
+    }
     // Files tcpdump creates are 0664, so the uploader's group may read them.
     umask(Mode::from_bits_truncate(0o002));
     for folder in spool.folders() {
         create_shared_folder(&folder)?;
     }
-    if Uid::effective().is_root() {
+    if let Some(user) = drop_user {
         let active = spool.active();
-        if let Ok(Some(user)) = User::from_name(TCPDUMP_DROP_USER) {
-            chown(&active, Some(user.uid), None).map_err(|errno| LaunchError::SpoolIo {
-                path: active.clone(),
-                source: errno.into(),
-            })?;
+        chown(&active, Some(user.uid), None).map_err(|errno| LaunchError::SpoolIo {
+            path: active.clone(),
+            source: errno.into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// tcpdump, started as root, drops to `user` before it creates its first
+/// file: the spool root and every folder above it must let that user
+/// through, or tcpdump fails with a bare "Permission denied".
+fn check_reachable_by(user: &User, spool_root: &Path) -> Result<(), LaunchError> {
+    let groups = nix::unistd::getgrouplist(
+        &std::ffi::CString::new(user.name.as_str()).unwrap_or_default(),
+        user.gid,
+    )
+    .unwrap_or_else(|_| vec![user.gid]);
+    for folder in spool_root.ancestors() {
+        let Ok(metadata) = fs::metadata(folder) else {
+            continue;
+        };
+        let mode = metadata.mode();
+        let passes = if metadata.uid() == user.uid.as_raw() {
+            mode & 0o100 != 0
+        } else if groups.iter().any(|g| g.as_raw() == metadata.gid()) {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !passes {
+            return Err(LaunchError::SpoolUnreachable {
+                path: folder.to_path_buf(),
+                user: user.name.clone(),
+                mode: mode & 0o7777,
+            });
         }
     }
     Ok(())

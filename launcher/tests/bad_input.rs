@@ -240,3 +240,25 @@ fn check_prints_the_exact_command_without_capturing() {
         )));
     assert_untouched(&spool);
 }
+
+#[test]
+fn refuses_spool_the_tcpdump_user_cannot_reach_when_run_as_root() {
+    if !can_capture("refuses_spool_the_tcpdump_user_cannot_reach_when_run_as_root") {
+        return;
+    }
+    let closed = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let spool = closed.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    launcher()
+        .arg("--spool-dir")
+        .arg(&spool)
+        .args(["--interface", "lo"])
+        .assert()
+        .failure()
+        .stderr(contains("does not let the \"tcpdump\" user through").and(contains("chmod o+x")));
+    assert!(
+        std::fs::read_dir(&spool).unwrap().next().is_none(),
+        "the refused start changed the spool"
+    );
+}
