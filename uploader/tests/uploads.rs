@@ -29,17 +29,19 @@ async fn uploads_capture_verified_then_deletes_it_and_serves_probes() {
     wait_until(Duration::from_secs(30), "ready/ to empty", || {
         spool.ready_names().is_empty()
     });
-    let key = format!(
-        "tcp-dumps/test-node/{}/{name}",
-        start.format("%Y/%m/%d/%H")
-    );
+    let key = format!("tcp-dumps/test-node/{}/{name}", start.format("%Y/%m/%d/%H"));
     let (body, meta) = garage.get(&key).await.expect("object under capture hour");
     assert_eq!(body, bytes, "uploaded bytes differ from the capture");
     assert_eq!(meta["sha256"], sha256_hex(&bytes));
     assert_eq!(meta["node"], "test-node");
-    assert_eq!(meta["capture-start"], start.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    assert_eq!(
+        meta["capture-start"],
+        start.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
 
-    wait_until(Duration::from_secs(10), "readiness", || up.http("/readyz").0 == 200);
+    wait_until(Duration::from_secs(10), "readiness", || {
+        up.http("/readyz").0 == 200
+    });
     assert_eq!(up.http("/healthz").0, 200);
     let (status, metrics) = up.http("/metrics");
     assert_eq!(status, 200);
@@ -64,12 +66,21 @@ async fn file_over_threshold_goes_multipart_with_composite_checksum() {
     let bytes = spool.add(name, 12 * MIB + 12345);
     garage
         .uploader(&spool)
-        .args(["--once", "--multipart-threshold-mb", "5", "--part-size-mb", "5"])
+        .args([
+            "--once",
+            "--multipart-threshold-mb",
+            "5",
+            "--part-size-mb",
+            "5",
+        ])
         .assert()
         .success();
     assert!(spool.ready_names().is_empty());
     assert!(
-        std::fs::read_dir(spool.root().join("state")).unwrap().next().is_none(),
+        std::fs::read_dir(spool.root().join("state"))
+            .unwrap()
+            .next()
+            .is_none(),
         "resume record left behind"
     );
     let key = format!("tcp-dumps/test-node/2026/11/27/14/{name}");
@@ -88,7 +99,10 @@ async fn file_over_threshold_goes_multipart_with_composite_checksum() {
         .await
         .unwrap();
     let checksum = head.checksum_sha256().unwrap_or_default().to_owned();
-    assert!(checksum.ends_with("-3"), "not a 3-part upload: {checksum:?}");
+    assert!(
+        checksum.ends_with("-3"),
+        "not a 3-part upload: {checksum:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,7 +114,11 @@ async fn key_template_placeholders_come_from_env_and_capture_start() {
     spool.add("20250102T030405Z.pcap", 1000);
     garage
         .uploader(&spool)
-        .args(["--once", "--key-template", "{cluster}/{namespace}/{pod}/{node}/{yyyy}{mm}{dd}/{hh}{mi}/{file}"])
+        .args([
+            "--once",
+            "--key-template",
+            "{cluster}/{namespace}/{pod}/{node}/{yyyy}{mm}{dd}/{hh}{mi}/{file}",
+        ])
         .env("CLUSTER_NAME", "prod")
         .env("POD_NAMESPACE", "s3-tcpdump")
         .env("POD_NAME", "pod-1")
@@ -137,14 +155,23 @@ fn missing_spool_is_refused_naming_path_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
     std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
-        .args(["--bucket", "b", "--endpoint-url", "http://127.0.0.1:9", "--once"])
+        .args([
+            "--bucket",
+            "b",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--once",
+        ])
         .env("AWS_REGION", "garage")
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "y")
         .env("SPOOL_DIR", &missing)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(missing.to_string_lossy().as_ref()).and(predicate::str::contains("mount the shared spool")));
+        .stderr(
+            predicate::str::contains(missing.to_string_lossy().as_ref())
+                .and(predicate::str::contains("mount the shared spool")),
+        );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,14 +185,19 @@ async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
     std::fs::write(&secret, b"outside the spool").unwrap();
     let ready = spool.ready();
     std::os::unix::fs::symlink(&secret, ready.join("20261127T100000Z.pcap")).unwrap();
-    for junk in [".20261127T100001Z.pcap", "20261127T100002Z.pcap.tmp", "notes.txt"] {
+    for junk in [
+        ".20261127T100001Z.pcap",
+        "20261127T100002Z.pcap.tmp",
+        "notes.txt",
+    ] {
         std::fs::write(ready.join(junk), b"junk").unwrap();
     }
     spool.add("20261127T100003Z.pcap", 5000);
     spool.add("20261127T100004Z.pcap", 6000);
     let mut cmd = garage.uploader(&spool);
     // A CA bundle that does not exist must not matter for plain HTTP either.
-    cmd.env("AWS_CA_BUNDLE", "/nonexistent/ca.pem").arg("--once");
+    cmd.env("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
+        .arg("--once");
     cmd.assert().success();
     assert_eq!(
         garage.keys().await,
@@ -176,7 +208,12 @@ async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
     );
     assert_eq!(
         spool.ready_names(),
-        [".20261127T100001Z.pcap", "20261127T100000Z.pcap", "20261127T100002Z.pcap.tmp", "notes.txt"]
+        [
+            ".20261127T100001Z.pcap",
+            "20261127T100000Z.pcap",
+            "20261127T100002Z.pcap.tmp",
+            "notes.txt"
+        ]
     );
     assert_eq!(std::fs::read(&secret).unwrap(), b"outside the spool");
 }
@@ -207,7 +244,9 @@ async fn sigterm_drains_the_last_file_then_exits_zero() {
     let bytes = pcap_bytes(4000, "last");
     std::fs::write(&last, &bytes).unwrap();
     let mut up = Running::spawn(garage.uploader(&spool));
-    wait_until(Duration::from_secs(10), "admin endpoint", || up.http("/healthz").0 == 200);
+    wait_until(Duration::from_secs(10), "admin endpoint", || {
+        up.http("/healthz").0 == 200
+    });
     up.signal(nix::sys::signal::Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     std::fs::rename(&last, spool.ready().join("20261127T120000Z.pcap")).unwrap();

@@ -4,7 +4,12 @@
 //!
 //! Without a garage binary the tests print SKIP and pass, except when
 //! `CI=true`: then a missing prerequisite fails them.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -19,7 +24,10 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_GARAGE: &str = "/root/.cache/s3-tcpdump/garage/bin/garage";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn free_port() -> u16 {
@@ -91,7 +99,11 @@ impl Garage {
             .arg(self.dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts it again on the same data, port and key.
@@ -313,7 +325,11 @@ impl Running {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "uploader did not exit; log:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "uploader did not exit; log:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -335,7 +351,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return (0, String::new());
     };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
