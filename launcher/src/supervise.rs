@@ -3,8 +3,10 @@
 //!
 //! States: Starting (until tcpdump says it is listening; SIGUSR2 would kill
 //! it before it installs its handler) → Capturing (flush + hand over on
-//! every tick) → Stopping (signal forwarded, SIGKILL after a grace period
-//! or a second signal) → Exited (reaped; every file handed over).
+//! every tick) → Draining (a stop was asked for; the kernel's last block
+//! still reaches the file) → Signalled (SIGTERM forwarded; SIGKILL after a
+//! grace period or at a second signal) → Exited (reaped; every file handed
+//! over).
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::process::{Child, ChildStderr, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::errors::LaunchError;
@@ -24,6 +27,10 @@ use crate::plan::Plan;
 
 /// How long tcpdump gets to exit after a forwarded signal before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long tcpdump keeps capturing after a stop request: longer than
+/// libpcap's one-second block timeout, so every packet the kernel captured
+/// before the request has been handed to tcpdump.
+const BLOCK_DRAIN: Duration = Duration::from_millis(1_500);
 
 /// Runs tcpdump with the preflight arguments (`-d`: open the interface,
 /// compile the filter, capture nothing) so a bad interface or filter is
@@ -81,25 +88,22 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
     let mut listening = false;
     let mut ticker = tokio::time::interval(plan.flush_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop_deadline: Option<tokio::time::Instant> = None;
-    let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut stopping = Stopping::No;
 
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(LaunchError::Wait)?,
             Ok(()) = &mut listening_rx, if !listening => listening = true,
-            _ = ticker.tick(), if listening && stop_deadline.is_none() => {
+            _ = ticker.tick(), if listening && !matches!(stopping, Stopping::Signalled { .. }) => {
                 send(&child, Signal::SIGUSR2);
                 if let Err(e) = hand_over_closed(&plan.spool, Closed::AllButNewest) {
                     error!(error = %e, "could not hand over a closed capture; will retry");
                 }
             }
-            _ = terminate.recv() => stop_deadline = Some(stop(&child, stop_deadline, "SIGTERM")),
-            _ = interrupt.recv() => stop_deadline = Some(stop(&child, stop_deadline, "SIGINT")),
-            _ = tokio::time::sleep_until(stop_deadline.unwrap_or(far_future)), if stop_deadline.is_some() => {
-                warn!(grace = ?STOP_GRACE, "tcpdump did not stop in time; sending SIGKILL");
-                send(&child, Signal::SIGKILL);
-                stop_deadline = Some(far_future);
+            _ = terminate.recv() => stopping = stopping.on_signal(&child, "SIGTERM"),
+            _ = interrupt.recv() => stopping = stopping.on_signal(&child, "SIGINT"),
+            _ = tokio::time::sleep_until(stopping.deadline()), if stopping.deadline_pending() => {
+                stopping = stopping.on_deadline(&child);
             }
         }
     };
@@ -111,22 +115,69 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
     Ok(status)
 }
 
-/// First signal: forward SIGTERM and start the grace timer. Second: SIGKILL.
-fn stop(
-    child: &Child,
-    deadline: Option<tokio::time::Instant>,
-    received: &str,
-) -> tokio::time::Instant {
-    match deadline {
-        None => {
-            info!(signal = received, "stopping tcpdump");
-            send(child, Signal::SIGTERM);
-            tokio::time::Instant::now() + STOP_GRACE
+/// How far stopping has got.
+#[derive(Debug, Clone, Copy)]
+enum Stopping {
+    No,
+    /// A stop was asked for; tcpdump keeps running until `forward_at` so
+    /// that what the kernel captured before the request reaches the file:
+    /// libpcap hands packets over in blocks, up to a second late, and
+    /// tcpdump drops whatever is still in the ring when it exits.
+    Draining {
+        forward_at: Instant,
+    },
+    /// SIGTERM sent; SIGKILL at `kill_at`.
+    Signalled {
+        kill_at: Instant,
+    },
+    /// SIGKILL sent; waiting to reap.
+    Killed,
+}
+
+impl Stopping {
+    fn on_signal(self, child: &Child, received: &str) -> Self {
+        match self {
+            Stopping::No => {
+                info!(signal = received, drain = ?BLOCK_DRAIN, "stopping tcpdump once the kernel has handed over what it captured");
+                Stopping::Draining {
+                    forward_at: Instant::now() + BLOCK_DRAIN,
+                }
+            }
+            _ => {
+                warn!(signal = received, "second signal: killing tcpdump now");
+                send(child, Signal::SIGKILL);
+                Stopping::Killed
+            }
         }
-        Some(_) => {
-            warn!(signal = received, "second signal: killing tcpdump now");
-            send(child, Signal::SIGKILL);
-            tokio::time::Instant::now()
+    }
+
+    fn on_deadline(self, child: &Child) -> Self {
+        match self {
+            Stopping::Draining { .. } => {
+                send(child, Signal::SIGTERM);
+                Stopping::Signalled {
+                    kill_at: Instant::now() + STOP_GRACE,
+                }
+            }
+            Stopping::Signalled { .. } => {
+                warn!(grace = ?STOP_GRACE, "tcpdump did not stop in time; sending SIGKILL");
+                send(child, Signal::SIGKILL);
+                Stopping::Killed
+            }
+            other => other,
+        }
+    }
+
+    fn deadline_pending(&self) -> bool {
+        matches!(self, Stopping::Draining { .. } | Stopping::Signalled { .. })
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            Stopping::Draining { forward_at } => *forward_at,
+            Stopping::Signalled { kill_at } => *kill_at,
+            // Not polled: the branch is disabled without a pending deadline.
+            Stopping::No | Stopping::Killed => Instant::now(),
         }
     }
 }

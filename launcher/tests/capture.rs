@@ -76,6 +76,28 @@ fn sigterm_hands_over_the_last_file() {
 }
 
 #[test]
+fn sigterm_right_after_traffic_loses_no_packet() {
+    if !can_capture("sigterm_right_after_traffic_loses_no_packet") {
+        return;
+    }
+    let spool = Spool::new();
+    let port = free_port();
+    let mut launcher = start_capture(&spool, port, &["--rotate-seconds", "3600"]);
+    send_numbered(port, 0, 1_000, 2_000);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&launcher, Signal::SIGTERM);
+    assert!(launcher.wait().unwrap().success());
+    let seen = census(&Spool::files(&spool.ready()));
+    let missing: Vec<u64> = (0..1_000).filter(|n| !seen.contains_key(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} datagrams lost at stop: {:?}…",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
 fn leftover_of_a_killed_capture_is_trimmed_and_handed_over_at_next_start() {
     if !can_capture("leftover_of_a_killed_capture_is_trimmed_and_handed_over_at_next_start") {
         return;
