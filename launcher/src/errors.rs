@@ -69,6 +69,8 @@ pub enum LaunchError {
         user: String,
         mode: u32,
     },
+    #[error(transparent)]
+    Folder(#[from] spool::FolderError),
     #[error("spool folder {path}: {source}")]
     SpoolIo {
         path: PathBuf,

@@ -7,7 +7,7 @@
 //! can read them and delete them from `ready/`.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::sys::stat::{Mode, umask};
@@ -16,8 +16,6 @@ use spool::SpoolLayout;
 
 use crate::errors::LaunchError;
 
-/// Mode of the spool folders: group-writable, setgid.
-const FOLDER_MODE: u32 = 0o2775;
 /// Debian's tcpdump drops from root to this user after opening the device.
 const TCPDUMP_DROP_USER: &str = "tcpdump";
 
@@ -52,9 +50,7 @@ pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
     }
     // Files tcpdump creates are 0664, so the uploader's group may read them.
     umask(Mode::from_bits_truncate(0o002));
-    for folder in spool.folders() {
-        create_shared_folder(&folder)?;
-    }
+    spool.create_folders()?;
     if let Some(user) = drop_user {
         let active = spool.active();
         chown(&active, Some(user.uid), None).map_err(|errno| LaunchError::SpoolIo {
@@ -93,28 +89,6 @@ fn check_reachable_by(user: &User, spool_root: &Path) -> Result<(), LaunchError>
                 mode: mode & 0o7777,
             });
         }
-    }
-    Ok(())
-}
-
-fn create_shared_folder(folder: &Path) -> Result<(), LaunchError> {
-    let io = |source| LaunchError::SpoolIo {
-        path: folder.to_path_buf(),
-        source,
-    };
-    match fs::create_dir(folder) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io(e)),
-    }
-    let metadata = fs::symlink_metadata(folder).map_err(io)?;
-    if !metadata.is_dir() {
-        return Err(LaunchError::SpoolNotFolder(folder.to_path_buf()));
-    }
-    // Only the owner may change the mode; a folder someone else made is
-    // taken as it is.
-    if metadata.uid() == Uid::effective().as_raw() || Uid::effective().is_root() {
-        fs::set_permissions(folder, fs::Permissions::from_mode(FOLDER_MODE)).map_err(io)?;
     }
     Ok(())
 }

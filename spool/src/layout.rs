@@ -40,7 +40,51 @@ impl SpoolLayout {
     }
 }
 
+/// Mode of the spool folders: group-writable and setgid, so every file in
+/// them belongs to the spool's group (the pod's `fsGroup`) and both
+/// containers' users, members of that group, can use them.
+pub const FOLDER_MODE: u32 = 0o2775;
+
+/// A spool folder that could not be created or made shared.
+#[derive(Debug, thiserror::Error)]
+#[error("spool folder {path} cannot be created or made group-writable: {source}")]
+pub struct FolderError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
 impl SpoolLayout {
+    /// Creates whichever of `active/`, `ready/` and `state/` is missing,
+    /// with [`FOLDER_MODE`]. Either container may start first (the uploader,
+    /// a native sidecar, usually does), so both call this. A folder that
+    /// exists keeps its mode unless this user owns it.
+    pub fn create_folders(&self) -> Result<(), FolderError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let euid = nix::unistd::Uid::effective();
+        for folder in self.folders() {
+            let error = |source| FolderError {
+                path: folder.clone(),
+                source,
+            };
+            match std::fs::create_dir(&folder) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(error(e)),
+            }
+            let metadata = std::fs::symlink_metadata(&folder).map_err(error)?;
+            if !metadata.is_dir() {
+                return Err(error(std::io::Error::other(
+                    "it exists and is not a folder",
+                )));
+            }
+            if metadata.uid() == euid.as_raw() || euid.is_root() {
+                std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(FOLDER_MODE))
+                    .map_err(error)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Moves a closed capture from `active/` into `ready/` under its
     /// canonical name, atomically and without ever replacing a file already
     /// there: if the name is taken, the next free sequence number is used.
@@ -81,9 +125,7 @@ mod tests {
     fn hand_over_never_replaces_a_ready_file() {
         let dir = tempfile::tempdir().unwrap();
         let spool = SpoolLayout::new(dir.path());
-        for folder in spool.folders() {
-            std::fs::create_dir(folder).unwrap();
-        }
+        spool.create_folders().unwrap();
         let name = CaptureName::parse_active("20261127T142503Z.pcap").unwrap();
         let first = spool.active().join("20261127T142503Z.pcap");
         std::fs::write(&first, b"first").unwrap();
@@ -99,5 +141,39 @@ mod tests {
         assert_eq!(std::fs::read(&landed).unwrap(), b"first");
         assert_eq!(std::fs::read(&landed_again).unwrap(), b"second");
         assert!(!first.exists());
+    }
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_missing_folders_setgid_and_group_writable_and_keeps_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        std::fs::create_dir(spool.ready()).unwrap();
+        std::fs::write(spool.ready().join("20261127T142503Z.pcap"), b"kept").unwrap();
+        spool.create_folders().unwrap();
+        spool.create_folders().unwrap();
+        for folder in spool.folders() {
+            let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, FOLDER_MODE, "{}", folder.display());
+        }
+        assert_eq!(
+            std::fs::read(spool.ready().join("20261127T142503Z.pcap")).unwrap(),
+            b"kept"
+        );
+    }
+
+    #[test]
+    fn a_file_where_a_folder_belongs_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        std::fs::write(spool.active(), b"").unwrap();
+        let error = spool.create_folders().unwrap_err();
+        assert_eq!(error.path, spool.active());
+        assert!(error.to_string().contains("not a folder"), "{error}");
     }
 }

@@ -18,5 +18,5 @@
 mod layout;
 mod name;
 
-pub use layout::{ACTIVE_DIR, READY_DIR, STATE_DIR, SpoolLayout};
+pub use layout::{ACTIVE_DIR, FOLDER_MODE, FolderError, READY_DIR, STATE_DIR, SpoolLayout};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

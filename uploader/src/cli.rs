@@ -18,8 +18,8 @@ pub struct Cli {
     /// Spool folder shared with the capture container.
     ///
     /// Captures are taken from <SPOOL_DIR>/ready/; resume records are kept in
-    /// <SPOOL_DIR>/state/ (created if missing). The spool and ready/ must
-    /// exist. Default: /spool.
+    /// <SPOOL_DIR>/state/. The spool must exist; its folders are created if
+    /// missing (the sidecar usually starts first). Default: /spool.
     #[arg(long, env = "SPOOL_DIR", default_value = "/spool", value_name = "DIR")]
     pub spool_dir: PathBuf,
 

@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -111,53 +110,47 @@ pub fn spool_is_drained(spool: &SpoolLayout) -> bool {
     ready_empty && active_empty
 }
 
-/// Checks that the spool and `ready/` are usable and creates `state/` when
-/// missing (group-writable and setgid, like the folders the launcher makes).
+/// Checks that the spool is usable and creates whichever of its folders is
+/// missing: as a native sidecar the uploader usually starts before the
+/// capture container, on an empty volume.
 pub fn prepare(spool: &SpoolLayout) -> Result<(), SpoolError> {
-    const FIX_MISSING: &str = "mount the shared spool volume there (the launcher creates active/, ready/ and state/), or set --spool-dir/SPOOL_DIR";
+    const FIX_MISSING: &str = "mount the shared spool volume there, or set --spool-dir/SPOOL_DIR";
     const FIX_ACCESS: &str = "run the uploader in the spool's group (fsGroup) and keep the folders group-writable (mode 2775)";
     let root = spool.root();
-    let dir_ok = |path: &Path, fix: &'static str| -> Result<(), SpoolError> {
-        match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(SpoolError {
-                path: path.to_owned(),
+    match fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(SpoolError {
+                path: root.to_owned(),
                 problem: "is not a folder".into(),
-                fix,
-            }),
-            Err(e) => Err(SpoolError {
-                path: path.to_owned(),
-                problem: format!("cannot be used ({e})"),
-                fix,
-            }),
+                fix: FIX_MISSING,
+            });
         }
-    };
-    dir_ok(root, FIX_MISSING)?;
-    let ready = spool.ready();
-    dir_ok(&ready, FIX_MISSING)?;
+        Err(e) => {
+            return Err(SpoolError {
+                path: root.to_owned(),
+                problem: format!("cannot be used ({e})"),
+                fix: FIX_MISSING,
+            });
+        }
+    }
+    spool.create_folders().map_err(|e| SpoolError {
+        path: e.path,
+        problem: format!("cannot be created or shared ({})", e.source),
+        fix: FIX_ACCESS,
+    })?;
     use nix::unistd::{AccessFlags, access};
     let rwx = AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK;
-    access(&ready, rwx).map_err(|e| SpoolError {
-        path: ready.clone(),
-        problem: format!("is not readable and writable by this user ({e}); captures could not be deleted after upload"),
-        fix: FIX_ACCESS,
-    })?;
-    let state = spool.state();
-    if fs::symlink_metadata(&state).is_err() {
-        fs::create_dir(&state)
-            .and_then(|()| fs::set_permissions(&state, fs::Permissions::from_mode(0o2775)))
-            .map_err(|e| SpoolError {
-                path: state.clone(),
-                problem: format!("is missing and cannot be created ({e})"),
-                fix: FIX_ACCESS,
-            })?;
+    for (folder, why) in [
+        (spool.ready(), "captures could not be deleted after upload"),
+        (spool.state(), "resume records could not be written"),
+    ] {
+        access(&folder, rwx).map_err(|e| SpoolError {
+            path: folder.clone(),
+            problem: format!("is not readable and writable by this user ({e}); {why}"),
+            fix: FIX_ACCESS,
+        })?;
     }
-    dir_ok(&state, FIX_ACCESS)?;
-    access(&state, rwx).map_err(|e| SpoolError {
-        path: state.clone(),
-        problem: format!("is not writable by this user ({e})"),
-        fix: FIX_ACCESS,
-    })?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
@@ -257,4 +258,41 @@ async fn sigterm_drains_the_last_file_then_exits_zero() {
         .await
         .expect("last file uploaded during drain");
     assert_eq!(body, bytes);
+}
+
+/// A native sidecar starts before the capture container, on an empty
+/// volume: the uploader makes the spool's folders and waits for captures.
+#[tokio::test(flavor = "multi_thread")]
+async fn starts_first_on_an_empty_spool_and_uploads_what_arrives_later() {
+    let Some(garage) = Garage::start("empty-spool") else {
+        return;
+    };
+    let spool = Spool::new();
+    for folder in ["active", "ready"] {
+        std::fs::remove_dir(spool.root().join(folder)).unwrap();
+    }
+    let mut up = Running::spawn(garage.uploader(&spool));
+    wait_until(Duration::from_secs(10), "admin endpoint", || {
+        up.http("/healthz").0 == 200
+    });
+    for folder in ["active", "ready", "state"] {
+        let meta = std::fs::metadata(spool.root().join(folder)).unwrap();
+        assert!(meta.is_dir(), "{folder} not created");
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            spool::FOLDER_MODE,
+            "{folder}"
+        );
+    }
+    let bytes = spool.add("20261127T130000Z.pcap", 3000);
+    wait_until(Duration::from_secs(20), "the capture uploaded", || {
+        spool.ready_names().is_empty()
+    });
+    let (body, _) = garage
+        .get("tcp-dumps/test-node/2026/11/27/13/20261127T130000Z.pcap")
+        .await
+        .expect("uploaded");
+    assert_eq!(body, bytes);
+    up.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(up.wait(Duration::from_secs(20)).success());
 }
