@@ -79,7 +79,7 @@ impl Sender {
             .build()
             .await
             .map_err(local)?;
-        let mut request = self
+        let request = self
             .client
             .put_object()
             .bucket(self.bucket())
@@ -89,20 +89,11 @@ impl Sender {
             .content_type(CONTENT_TYPE)
             .checksum_sha256(base64(&job.digest.sha256))
             .set_metadata(Some(job.metadata.clone()));
-        if let Some(class) = &self.settings.storage_class {
-            request = request.storage_class(StorageClass::from(class.as_str()));
-        }
-        match &self.settings.sse {
-            Some(Sse::Aes256) => {
-                request = request.server_side_encryption(ServerSideEncryption::Aes256)
-            }
-            Some(Sse::Kms { key_id }) => {
-                request = request
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(key_id.clone())
-            }
-            None => {}
-        }
+        let storage = self.storage_settings();
+        let request = request
+            .set_storage_class(storage.class)
+            .set_server_side_encryption(storage.encryption)
+            .set_ssekms_key_id(storage.kms_key_id);
         let output = request
             .send()
             .await
@@ -202,8 +193,26 @@ impl Sender {
         Ok(Some((record.upload_id, done)))
     }
 
+    /// Storage class and encryption, the same for single and multipart uploads.
+    fn storage_settings(&self) -> StorageSettings {
+        let (encryption, kms_key_id) = match &self.settings.sse {
+            Some(Sse::Aes256) => (Some(ServerSideEncryption::Aes256), None),
+            Some(Sse::Kms { key_id }) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
+            None => (None, None),
+        };
+        StorageSettings {
+            class: self
+                .settings
+                .storage_class
+                .as_deref()
+                .map(StorageClass::from),
+            encryption,
+            kms_key_id,
+        }
+    }
+
     async fn create(&self, job: &Job<'_>) -> Result<String, UploadError> {
-        let mut request = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(self.bucket())
@@ -211,20 +220,11 @@ impl Sender {
             .content_type(CONTENT_TYPE)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .set_metadata(Some(job.metadata.clone()));
-        if let Some(class) = &self.settings.storage_class {
-            request = request.storage_class(StorageClass::from(class.as_str()));
-        }
-        match &self.settings.sse {
-            Some(Sse::Aes256) => {
-                request = request.server_side_encryption(ServerSideEncryption::Aes256)
-            }
-            Some(Sse::Kms { key_id }) => {
-                request = request
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(key_id.clone())
-            }
-            None => {}
-        }
+        let storage = self.storage_settings();
+        let request = request
+            .set_storage_class(storage.class)
+            .set_server_side_encryption(storage.encryption)
+            .set_ssekms_key_id(storage.kms_key_id);
         let output = request
             .send()
             .await
@@ -384,4 +384,12 @@ fn local(e: impl std::fmt::Display) -> UploadError {
 
 fn closed(_: tokio::sync::AcquireError) -> UploadError {
     UploadError::new(FailureKind::LocalIo, "shutting down")
+}
+
+/// What every upload request asks of S3's storage.
+#[derive(Debug)]
+struct StorageSettings {
+    class: Option<StorageClass>,
+    encryption: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
 }
