@@ -16,7 +16,9 @@
 //! tcpdump's `-C` size limit split.
 
 mod layout;
+mod mark;
 mod name;
 
 pub use layout::{ACTIVE_DIR, FOLDER_MODE, FolderError, READY_DIR, STATE_DIR, SpoolLayout};
+pub use mark::{UPLOAD_DSCP, UPLOAD_TOS};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

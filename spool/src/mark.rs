@@ -1,0 +1,25 @@
+//! The mark the uploader puts on its own packets, so that the capture side
+//! can leave them out.
+//!
+//! The pod shares the node's network namespace: a capture on `any` sees the
+//! uploader sending the previous capture to S3. Without a mark, capture N
+//! holds capture N-1 in full and captures grow without end.
+
+/// DSCP 1, "Lower Effort" (RFC 8622): a per-hop behaviour that, where it is
+/// honoured at all, only lowers priority, and that ordinary workloads do not
+/// use. It changes no route and no firewall decision.
+pub const UPLOAD_DSCP: u8 = 1;
+
+/// [`UPLOAD_DSCP`] as the whole IPv4 TOS byte (`IP_TOS`) or IPv6 traffic
+/// class (`IPV6_TCLASS`): the DSCP is the upper six bits, ECN the lower two.
+pub const UPLOAD_TOS: u8 = UPLOAD_DSCP << 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tos_byte_is_dscp_le() {
+        assert_eq!(UPLOAD_TOS, 0x04);
+    }
+}
