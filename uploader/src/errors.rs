@@ -33,6 +33,8 @@ pub enum ConfigError {
         "key template uses {{instance_id}} but the instance metadata service did not answer: {reason}"
     )]
     InstanceId { reason: String },
+    #[error("TLS settings for S3 could not be built: {0}")]
+    Tls(String),
     #[error("--part-size-mb {0} is below S3's minimum part size of 5 MB")]
     PartSizeTooSmall(u64),
     #[error("--{flag} must be at least 1")]

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod delete;
 pub mod errors;
 pub mod find;

@@ -15,6 +15,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 
 use crate::config::S3Settings;
+use crate::connect;
 use crate::errors::{ConfigError, ProbeError, UploadError};
 use crate::keys::{KeyTemplate, PROBE_OBJECT};
 use crate::retry::{self, FailureKind};
@@ -42,8 +43,11 @@ pub async fn client(settings: &S3Settings) -> Result<Client, ConfigError> {
     if shared.region().is_none() {
         return Err(ConfigError::NoRegion);
     }
-    let mut builder =
-        aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+    // Only S3's connections are marked (see `connect.rs`): they are the ones
+    // that carry captures. Credential and metadata calls keep the SDK's client.
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        .http_client(connect::marked_http_client()?)
+        .force_path_style(settings.force_path_style);
     if let Some(url) = &settings.endpoint_url {
         builder = builder.endpoint_url(url);
     }

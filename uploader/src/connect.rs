@@ -1,0 +1,223 @@
+//! Connections to S3, marked so that the capture leaves them out.
+//!
+//! The uploader shares the node's network namespace with the capture: every
+//! upload of capture N would be recorded, in full, in capture N+1, and
+//! captures would grow without end. Every socket this module opens carries
+//! [`spool::UPLOAD_TOS`] (IPv4 TOS or IPv6 traffic class), which the
+//! launcher's default filter excludes.
+//!
+//! The AWS SDK's own HTTP client offers no hook on its sockets, so this is a
+//! small client of the same parts: hyper-util's pooled client over
+//! hyper-rustls (aws-lc-rs, the system's roots) over a TCP connector that
+//! marks each socket once it is connected. Only the SYN and the last ACK of
+//! the handshake go out unmarked.
+//!
+//! Timeouts follow the SDK's settings: the connect timeout bounds the TCP
+//! connect, the read timeout bounds each request until the response head
+//! (TLS handshake and request body included), as the SDK's own client does.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::ErrorKind;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tower_service::Service;
+
+use crate::errors::ConfigError;
+
+/// How long an idle pooled connection is kept (the SDK's default).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+type MarkedClient = Client<HttpsConnector<MarkingConnector>, SdkBody>;
+/// (connect timeout, read timeout)
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+/// Builds the HTTP client for the S3 client: HTTPS (or plain HTTP for a
+/// local endpoint), every connection marked.
+pub fn marked_http_client() -> Result<SharedHttpClient, ConfigError> {
+    let roots = rustls_native_certs::load_native_certs();
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(roots.certs);
+    if added == 0 {
+        tracing::warn!(errors = ?roots.errors, "no system root certificates: HTTPS endpoints will be refused");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::Tls(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(SharedHttpClient::new(MarkedHttpClient {
+        tls,
+        connectors: Mutex::new(HashMap::new()),
+    }))
+}
+
+/// One pooled connector per timeout setting, as the SDK's client keeps.
+#[derive(Debug)]
+struct MarkedHttpClient {
+    tls: rustls::ClientConfig,
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
+}
+
+impl HttpClient for MarkedHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let key: Timeouts = (settings.connect_timeout(), settings.read_timeout());
+        let mut connectors = self
+            .connectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connectors
+            .entry(key)
+            .or_insert_with(|| SharedHttpConnector::new(self.connector(key.0, key.1)))
+            .clone()
+    }
+}
+
+impl MarkedHttpClient {
+    fn connector(
+        &self,
+        connect_timeout: Option<Duration>,
+        read_timeout: Option<Duration>,
+    ) -> MarkedConnector {
+        let mut tcp = TcpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(connect_timeout);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(MarkingConnector { tcp });
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(https);
+        MarkedConnector {
+            client,
+            read_timeout,
+        }
+    }
+}
+
+/// Sends the SDK's requests over the marked, pooled client.
+#[derive(Debug, Clone)]
+struct MarkedConnector {
+    client: MarkedClient,
+    read_timeout: Option<Duration>,
+}
+
+impl HttpConnector for MarkedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let sending = self.client.request(request);
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let response = match read_timeout {
+                Some(limit) => tokio::time::timeout(limit, sending).await.map_err(|_| {
+                    ConnectorError::timeout(format!("no response within {limit:?}").into())
+                })?,
+                None => sending.await,
+            }
+            .map_err(connector_error)?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// Sorts hyper's failures the way the SDK's own client does, so that
+/// `retry.rs` sees the same kinds.
+fn connector_error(error: hyper_util::client::legacy::Error) -> ConnectorError {
+    if error.is_connect() {
+        return ConnectorError::io(error.into());
+    }
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_timeout() {
+                return ConnectorError::timeout(error.into());
+            }
+            if hyper_error.is_user() {
+                return ConnectorError::user(error.into());
+            }
+            if hyper_error.is_incomplete_message() {
+                return ConnectorError::other(error.into(), Some(ErrorKind::TransientError));
+            }
+            break;
+        }
+        source = cause.source();
+    }
+    ConnectorError::io(error.into())
+}
+
+/// hyper-util's TCP connector, with the upload mark set on each socket once
+/// it is connected (before TLS starts).
+#[derive(Debug, Clone)]
+struct MarkingConnector {
+    tcp: TcpConnector,
+}
+
+impl Service<http::Uri> for MarkingConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.tcp.call(uri);
+        Box::pin(async move {
+            let stream = connecting.await?;
+            mark(stream.inner())?;
+            Ok(stream)
+        })
+    }
+}
+
+/// Sets the upload mark on a connected socket. A socket that cannot be
+/// marked is an error: unmarked, the upload would land in the next capture.
+pub fn mark(stream: &TcpStream) -> io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    let tos = u32::from(spool::UPLOAD_TOS);
+    match stream.peer_addr()? {
+        SocketAddr::V4(_) => socket.set_tos_v4(tos),
+        SocketAddr::V6(peer) => {
+            socket.set_tclass_v6(tos)?;
+            // An IPv4 peer reached through a dual-stack socket sends IPv4
+            // packets, which take their TOS from IP_TOS.
+            if peer.ip().to_ipv4_mapped().is_some() {
+                socket.set_tos_v4(tos)?;
+            }
+            Ok(())
+        }
+    }
+}
