@@ -46,6 +46,16 @@ pub struct Cli {
     #[arg(long, env = "CAPTURE_FILTER")]
     pub filter: Option<String>,
 
+    /// Also capture the uploader's own connections to S3.
+    ///
+    /// By default the filter leaves out packets marked with the uploader's
+    /// DSCP (1, "lower effort"; TOS byte 0x04), appended to --filter as
+    /// `(<filter>) and not (...)`; otherwise each capture would hold the
+    /// upload of the one before and captures would grow without end. Turn
+    /// this on to debug the uploader itself, e.g. `--capture-own-uploads`.
+    #[arg(long, env = "CAPTURE_OWN_UPLOADS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub capture_own_uploads: bool,
+
     /// Path of the tcpdump binary. [default: tcpdump from PATH]
     #[arg(long = "tcpdump", env = "TCPDUMP_PATH")]
     pub tcpdump: Option<PathBuf>,

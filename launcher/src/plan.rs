@@ -64,6 +64,11 @@ impl Plan {
             (Some(filter), true) => filter.clone(),
             (None, _) => screened.filter_words.join(" "),
         };
+        let filter = if cli.capture_own_uploads {
+            filter
+        } else {
+            without_own_uploads(&filter)
+        };
         let interface = cli
             .interface
             .or(screened.interface)
@@ -124,6 +129,30 @@ impl Plan {
     }
 }
 
+/// Adds to the user's filter (empty: every packet) the exclusion of the
+/// uploader's packets, recognised by their DSCP ([`spool::UPLOAD_DSCP`]) in
+/// the IPv4 TOS byte or the IPv6 traffic class.
+///
+/// Only what the uploader sends carries the mark; S3's answers (mostly ACKs
+/// while a capture goes up) are still captured. That is enough: they are a
+/// few percent of the upload, so each capture holds a small, shrinking echo
+/// of the one before instead of all of it, and sizes settle instead of
+/// growing by one upload per period.
+fn without_own_uploads(filter: &str) -> String {
+    let tos = spool::UPLOAD_TOS;
+    // The traffic class sits in bits 4..12 of the IPv6 header's first two
+    // bytes; its DSCP is the upper six of them.
+    let tclass = u16::from(spool::UPLOAD_TOS) << 4;
+    let marked = format!(
+        "(ip and (ip[1] & 0xfc) == {tos:#x}) or (ip6 and (ip6[0:2] & 0xfc0) == {tclass:#x})"
+    );
+    if filter.trim().is_empty() {
+        format!("not ({marked})")
+    } else {
+        format!("({filter}) and not ({marked})")
+    }
+}
+
 /// Finds tcpdump: the given path, or the first `tcpdump` on PATH (plus the
 /// sbin folders, which non-root PATHs often lack).
 fn resolve_tcpdump(given: Option<&Path>) -> Result<PathBuf, LaunchError> {
@@ -146,4 +175,24 @@ fn resolve_tcpdump(given: Option<&Path>) -> Result<PathBuf, LaunchError> {
         return Err(LaunchError::TcpdumpNotExecutable(candidate));
     }
     Ok(candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARKED: &str = "(ip and (ip[1] & 0xfc) == 0x4) or (ip6 and (ip6[0:2] & 0xfc0) == 0x40)";
+
+    #[test]
+    fn no_filter_becomes_the_exclusion_alone() {
+        assert_eq!(without_own_uploads(""), format!("not ({MARKED})"));
+    }
+
+    #[test]
+    fn user_filter_is_kept_whole_and_excluded_from() {
+        assert_eq!(
+            without_own_uploads("port 53 or icmp"),
+            format!("(port 53 or icmp) and not ({MARKED})")
+        );
+    }
 }
