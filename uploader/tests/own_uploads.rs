@@ -31,27 +31,7 @@ fn tcpdump_path() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Skips (false) without root or tcpdump, with the reason printed; under
-/// `CI=true` a missing prerequisite fails the test.
-fn can_capture(test: &str) -> bool {
-    let missing = if !nix::unistd::Uid::effective().is_root() {
-        Some("capturing needs root")
-    } else if tcpdump_path().is_none() {
-        Some("tcpdump is not installed (apt-get install tcpdump)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: {reason}, and CI=true forbids skipping")
-        }
-        Some(reason) => {
-            eprintln!("SKIPPED {test}: {reason}");
-            false
-        }
-    }
-}
+use common::prerequisites::can_capture;
 
 /// A child stopped by SIGTERM and reaped, also when the test panics.
 struct Stopped(Child);
@@ -131,7 +111,15 @@ async fn uploads_to_s3_carry_the_upload_mark() {
 ///
 /// The trickle (10 datagrams a second) stands for the node's other traffic:
 /// tcpdump closes a period only when a packet arrives after it.
+/// One launcher-and-uploader run at a time. On this project's VMs, two
+/// tcpdumps closing their packet sockets at once have waited 20-50 s in the
+/// kernel (`packet_release` → `synchronize_rcu`), long enough for the
+/// launcher's stop grace to run out; one at a time they close in
+/// milliseconds.
+static ONE_CAPTURE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn capture_sizes_while_uploading(garage: &Garage, extra: &[&str]) -> Vec<i64> {
+    let _one_at_a_time = ONE_CAPTURE_AT_A_TIME.lock().await;
     let launcher = Path::new(env!("CARGO_BIN_EXE_uploader")).with_file_name("launcher");
     assert!(
         launcher.is_file(),

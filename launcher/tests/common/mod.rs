@@ -14,27 +14,9 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapReader;
 
-/// Skips (returns false) when root or tcpdump is missing, with the reason
-/// printed; under `CI=true` a missing prerequisite fails the test instead.
-pub fn can_capture(test: &str) -> bool {
-    let missing = if !nix::unistd::Uid::effective().is_root() {
-        Some("capturing needs root")
-    } else if !Path::new("/usr/bin/tcpdump").exists() && !Path::new("/usr/sbin/tcpdump").exists() {
-        Some("tcpdump is not installed (apt-get install tcpdump)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: {reason}, and CI=true forbids skipping")
-        }
-        Some(reason) => {
-            eprintln!("SKIPPED {test}: {reason}");
-            false
-        }
-    }
-}
+#[path = "../../../tests/support/prerequisites.rs"]
+mod prerequisites;
+pub use prerequisites::can_capture;
 
 pub fn launcher() -> Command {
     Command::new(env!("CARGO_BIN_EXE_launcher"))

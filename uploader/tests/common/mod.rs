@@ -23,6 +23,9 @@ use sha2::{Digest, Sha256};
 
 pub const DEFAULT_GARAGE: &str = "/root/.cache/s3-tcpdump/garage/bin/garage";
 
+#[path = "../../../tests/support/prerequisites.rs"]
+pub mod prerequisites;
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -50,14 +53,12 @@ impl Garage {
     /// Starts garage, or returns `None` after printing why the test skips.
     pub fn start(test: &str) -> Option<Garage> {
         let bin = std::env::var("GARAGE_BIN").unwrap_or_else(|_| DEFAULT_GARAGE.to_owned());
-        if !Path::new(&bin).is_file() {
-            let reason = format!(
-                "SKIP {test}: no garage binary at {bin} (cargo install garage --locked --root /root/.cache/s3-tcpdump/garage, or set GARAGE_BIN)"
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{reason}; CI=true makes this a failure");
-            }
-            eprintln!("{reason}");
+        let missing = (!Path::new(&bin).is_file()).then(|| {
+            format!(
+                "no garage binary at {bin} (cargo install garage --locked --root /root/.cache/s3-tcpdump/garage, or set GARAGE_BIN)"
+            )
+        });
+        if !prerequisites::present_or_skip(test, missing) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
