@@ -281,8 +281,9 @@ def checkov_compare(report_path, exceptions_path):
     if unexpected or stale:
         raise Failure(f"{len(unexpected)} unexpected checkov findings, {len(stale)} stale exceptions")
     total = sum(len(r.get("results", {}).get("passed_checks", [])) for r in reports)
-    print(f"checkov: {total} passed, {sum(map(len, failed.values()))} failed, all failures excepted "
-          f"({len(allowed)} exceptions, each justified)", file=sys.stderr)
+    # Worded so that no test-report reader takes it for a pass/fail count.
+    print(f"checkov: {total} checks clean; {sum(map(len, failed.values()))} findings, every one "
+          f"on the justified exception list ({len(allowed)} entries)", file=sys.stderr)
 
 
 def policy(path, bucket, prefix):
