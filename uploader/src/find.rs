@@ -154,10 +154,10 @@ pub fn prepare(spool: &SpoolLayout) -> Result<(), SpoolError> {
     Ok(())
 }
 
-/// Whether the spool and `ready/` exist (for `--check`; creates nothing).
+/// Whether the spool folder exists (for `--check`; creates nothing). Its
+/// subfolders may be missing: the uploader creates them at start.
 pub fn spool_exists(spool: &SpoolLayout) -> bool {
-    let is_dir = |p: &Path| fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false);
-    is_dir(spool.root()) && is_dir(&spool.ready())
+    fs::metadata(spool.root()).is_ok_and(|m| m.is_dir())
 }
 
 /// Watches `ready/`; every event wakes `wake`. Keep the watcher alive.

@@ -236,7 +236,7 @@ async fn check(
         );
         if !find::spool_exists(&config.spool) {
             println!(
-                "note: spool {} is not usable here (ready/ missing); the uploader would refuse to start",
+                "note: spool folder {} does not exist here; the uploader would refuse to start (mount the spool volume there)",
                 config.spool.root().display()
             );
         }
