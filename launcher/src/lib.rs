@@ -27,7 +27,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
     // Everything is checked before anything is changed: a refused start
     // leaves the spool exactly as it was. tcpdump itself judges the
     // interface and the filter.
-    check_spool_read_only(&plan)?;
+    prepare::check_spool(&plan.spool)?;
     supervise::preflight(&plan).await?;
     if plan.check_only {
         println!("{}", plan.command_line());
@@ -43,27 +43,4 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
     }
     let status = supervise::capture(&plan).await?;
     Ok(ExitCode::from(supervise::exit_code(status)))
-}
-
-fn check_spool_read_only(plan: &Plan) -> Result<(), LaunchError> {
-    let root = plan.spool.root();
-    match std::fs::metadata(root) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(LaunchError::SpoolMissing(root.to_path_buf()))
-        }
-        Err(source) => Err(LaunchError::SpoolIo {
-            path: root.to_path_buf(),
-            source,
-        }),
-        Ok(m) if !m.is_dir() => Err(LaunchError::SpoolNotFolder(root.to_path_buf())),
-        Ok(_) => {
-            use nix::unistd::{AccessFlags, Uid, access};
-            access(root, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|_| {
-                LaunchError::SpoolNotWritable {
-                    path: root.to_path_buf(),
-                    uid: Uid::effective().as_raw(),
-                }
-            })
-        }
-    }
 }

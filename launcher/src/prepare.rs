@@ -19,18 +19,21 @@ use crate::errors::LaunchError;
 /// Debian's tcpdump drops from root to this user after opening the device.
 const TCPDUMP_DROP_USER: &str = "tcpdump";
 
-/// Checks the spool root and creates `active/`, `ready/` and `state/`.
-pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
+/// Checks, without changing anything, that the spool root is a folder this
+/// user can write and, when tcpdump will drop to its own user, that user
+/// can reach it too.
+pub fn check_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
     let root = spool.root();
-    let io = |source| LaunchError::SpoolIo {
-        path: root.to_path_buf(),
-        source,
-    };
     match fs::metadata(root) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(LaunchError::SpoolMissing(root.to_path_buf()));
         }
-        Err(e) => return Err(io(e)),
+        Err(source) => {
+            return Err(LaunchError::SpoolIo {
+                path: root.to_path_buf(),
+                source,
+            });
+        }
         Ok(m) if !m.is_dir() => return Err(LaunchError::SpoolNotFolder(root.to_path_buf())),
         Ok(_) => {}
     }
@@ -40,18 +43,19 @@ pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
             uid: Uid::effective().as_raw(),
         });
     }
-    let drop_user = if Uid::effective().is_root() {
-        User::from_name(TCPDUMP_DROP_USER).ok().flatten()
-    } else {
-        None
-    };
-    if let Some(user) = &drop_user {
-        check_reachable_by(user, root)?;
+    if let Some(user) = tcpdump_drop_user() {
+        check_reachable_by(&user, root)?;
     }
+    Ok(())
+}
+
+/// Creates `active/`, `ready/` and `state/` in a spool that
+/// [`check_spool`] accepted, and sets the umask tcpdump inherits.
+pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
     // Files tcpdump creates are 0664, so the uploader's group may read them.
     umask(Mode::from_bits_truncate(0o002));
     spool.create_folders()?;
-    if let Some(user) = drop_user {
+    if let Some(user) = tcpdump_drop_user() {
         let active = spool.active();
         chown(&active, Some(user.uid), None).map_err(|errno| LaunchError::SpoolIo {
             path: active.clone(),
@@ -59,6 +63,15 @@ pub fn prepare_spool(spool: &SpoolLayout) -> Result<(), LaunchError> {
         })?;
     }
     Ok(())
+}
+
+/// The user tcpdump will write its files as, when that is not this one.
+fn tcpdump_drop_user() -> Option<User> {
+    if Uid::effective().is_root() {
+        User::from_name(TCPDUMP_DROP_USER).ok().flatten()
+    } else {
+        None
+    }
 }
 
 /// tcpdump, started as root, drops to `user` before it creates its first
