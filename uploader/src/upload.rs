@@ -79,7 +79,8 @@ impl Sender {
             .build()
             .await
             .map_err(local)?;
-        let request = self
+        let storage = self.storage_settings();
+        let output = self
             .client
             .put_object()
             .bucket(self.bucket())
@@ -88,13 +89,10 @@ impl Sender {
             .content_length(to_i64(job.digest.size))
             .content_type(CONTENT_TYPE)
             .checksum_sha256(base64(&job.digest.sha256))
-            .set_metadata(Some(job.metadata.clone()));
-        let storage = self.storage_settings();
-        let request = request
+            .set_metadata(Some(job.metadata.clone()))
             .set_storage_class(storage.class)
             .set_server_side_encryption(storage.encryption)
-            .set_ssekms_key_id(storage.kms_key_id);
-        let output = request
+            .set_ssekms_key_id(storage.kms_key_id)
             .send()
             .await
             .map_err(|e| retry::classify("PutObject", &e))?;
@@ -104,17 +102,11 @@ impl Sender {
     /// Uploads a large capture in parts, resuming an upload in progress, and
     /// verifies the composite checksum S3 returns.
     pub async fn multipart(&self, job: &Job<'_>) -> Result<(), UploadError> {
-        let digest = job.digest;
-        let upload_id = match self.resume(job).await? {
-            Some((upload_id, done)) => {
-                let parts = self.send_parts(job, &upload_id, done).await?;
-                return self.complete(job, &upload_id, parts).await;
-            }
-            None => self.create(job).await?,
+        let (upload_id, done) = match self.resume(job).await? {
+            Some(in_progress) => in_progress,
+            None => (self.create(job).await?, vec![None; job.digest.parts.len()]),
         };
-        let parts = self
-            .send_parts(job, &upload_id, vec![None; digest.parts.len()])
-            .await?;
+        let parts = self.send_parts(job, &upload_id, done).await?;
         self.complete(job, &upload_id, parts).await
     }
 
@@ -212,20 +204,18 @@ impl Sender {
     }
 
     async fn create(&self, job: &Job<'_>) -> Result<String, UploadError> {
-        let request = self
+        let storage = self.storage_settings();
+        let output = self
             .client
             .create_multipart_upload()
             .bucket(self.bucket())
             .key(job.key)
             .content_type(CONTENT_TYPE)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .set_metadata(Some(job.metadata.clone()));
-        let storage = self.storage_settings();
-        let request = request
+            .set_metadata(Some(job.metadata.clone()))
             .set_storage_class(storage.class)
             .set_server_side_encryption(storage.encryption)
-            .set_ssekms_key_id(storage.kms_key_id);
-        let output = request
+            .set_ssekms_key_id(storage.kms_key_id)
             .send()
             .await
             .map_err(|e| retry::classify("CreateMultipartUpload", &e))?;
