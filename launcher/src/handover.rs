@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use spool::{CaptureName, SpoolLayout};
+use spool::{CaptureFile, SpoolLayout};
 use tracing::{error, info, warn};
 
 use crate::errors::LaunchError;
@@ -22,12 +22,18 @@ pub enum Closed {
 
 /// Hands over the closed files; returns their paths in `ready/`.
 pub fn hand_over_closed(spool: &SpoolLayout, closed: Closed) -> Result<Vec<PathBuf>, LaunchError> {
-    let mut files = active_captures(spool)?;
+    let active = spool.active();
+    let mut files = spool
+        .active_captures()
+        .map_err(|source| LaunchError::SpoolIo {
+            path: active,
+            source,
+        })?;
     if closed == Closed::AllButNewest {
         files.pop();
     }
     let mut handed = Vec::with_capacity(files.len());
-    for (name, path) in files {
+    for CaptureFile { name, path, .. } in files {
         if closed == Closed::All && !make_valid(&path)? {
             continue;
         }
@@ -42,35 +48,6 @@ pub fn hand_over_closed(spool: &SpoolLayout, closed: Closed) -> Result<Vec<PathB
         handed.push(target);
     }
     Ok(handed)
-}
-
-/// Capture files in `active/`, oldest first. Anything else there (links,
-/// folders, foreign names) is left alone.
-fn active_captures(spool: &SpoolLayout) -> Result<Vec<(CaptureName, PathBuf)>, LaunchError> {
-    let active = spool.active();
-    let io = |source| LaunchError::SpoolIo {
-        path: active.clone(),
-        source,
-    };
-    let mut files = Vec::new();
-    for entry in fs::read_dir(&active).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let Ok(file_type) = entry.file_type() else {
-            continue;
-        };
-        let Some(name) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| CaptureName::parse_active(n).ok())
-        else {
-            continue;
-        };
-        if file_type.is_file() {
-            files.push((name, entry.path()));
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// Trims a file that tcpdump may not have closed. Returns whether it is a

@@ -15,10 +15,12 @@
 //! `20261127T142503Z-0001.pcap` for the second file of a period that
 //! tcpdump's `-C` size limit split.
 
+mod files;
 mod layout;
 mod mark;
 mod name;
 
+pub use files::CaptureFile;
 pub use layout::{ACTIVE_DIR, FOLDER_MODE, FolderError, READY_DIR, STATE_DIR, SpoolLayout};
 pub use mark::{UPLOAD_DSCP, UPLOAD_TOS};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

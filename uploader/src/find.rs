@@ -1,7 +1,7 @@
 //! Finding work: which captures in `ready/` are ours to upload, and a wake-up
 //! whenever `ready/` changes.
 //!
-//! Only regular files whose names are capture names (see the `spool` crate)
+//! Only regular files whose names are capture names (the `spool` crate's rule)
 //! are taken. Symlinks are never followed (`symlink_metadata`), so nothing
 //! outside the spool is ever read; hidden, temporary and foreign names are
 //! left alone. The watcher only wakes the scanner: a full scan is the truth,
@@ -9,56 +9,22 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use notify::{RecursiveMode, Watcher as _};
-use spool::{CaptureName, SpoolLayout};
+use spool::SpoolLayout;
 use tokio::sync::Notify;
 
 use crate::errors::SpoolError;
 
-/// A capture waiting in `ready/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capture {
-    pub name: CaptureName,
-    pub path: PathBuf,
-    pub size: u64,
-}
-
-impl Capture {
-    pub fn file_name(&self) -> String {
-        self.name.ready_file_name()
-    }
-}
+/// A capture waiting in `ready/` (which files count is the spool crate's
+/// rule, shared with the launcher).
+pub use spool::CaptureFile as Capture;
 
 /// The captures in `ready/`, oldest first.
-pub fn scan(ready: &Path) -> io::Result<Vec<Capture>> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(ready)? {
-        let entry = entry?;
-        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Ok(name) = CaptureName::parse_ready(&file_name) else {
-            continue;
-        };
-        let path = entry.path();
-        // Not `metadata`: a symlink is never followed.
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if !meta.file_type().is_file() {
-            continue;
-        }
-        found.push(Capture {
-            name,
-            path,
-            size: meta.len(),
-        });
-    }
-    found.sort_by_key(|c| c.name);
-    Ok(found)
+pub fn scan(spool: &SpoolLayout) -> io::Result<Vec<Capture>> {
+    spool.ready_captures()
 }
 
 /// Files and bytes the spool holds in `active/` and `ready/` (regular files
@@ -103,7 +69,7 @@ pub fn leftovers(spool: &SpoolLayout) -> Vec<String> {
 
 /// Whether `ready/` holds no captures and `active/` no files.
 pub fn spool_is_drained(spool: &SpoolLayout) -> bool {
-    let ready_empty = scan(&spool.ready()).map(|c| c.is_empty()).unwrap_or(true);
+    let ready_empty = scan(spool).map(|c| c.is_empty()).unwrap_or(true);
     let active_empty = fs::read_dir(spool.active())
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -180,7 +146,9 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         let secret = outside.path().join("secret");
         fs::write(&secret, b"do not read").unwrap();
-        let ready = dir.path();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        let ready = spool.ready();
         fs::write(ready.join("20261127T142504Z.pcap"), b"b").unwrap();
         fs::write(ready.join("20261127T142503Z.pcap"), b"a").unwrap();
         fs::write(ready.join(".20261127T142502Z.pcap"), b"hidden").unwrap();
@@ -188,7 +156,7 @@ mod tests {
         fs::write(ready.join("notes.txt"), b"junk").unwrap();
         fs::create_dir(ready.join("20261127T142501Z.pcap")).unwrap();
         std::os::unix::fs::symlink(&secret, ready.join("20261127T142500Z.pcap")).unwrap();
-        let names: Vec<String> = scan(ready)
+        let names: Vec<String> = scan(&spool)
             .unwrap()
             .iter()
             .map(Capture::file_name)

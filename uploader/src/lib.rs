@@ -127,7 +127,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let left: Vec<String> = find::scan(&config.spool.ready())
+        let left: Vec<String> = find::scan(&config.spool)
             .unwrap_or_default()
             .iter()
             .map(Capture::file_name)
@@ -187,7 +187,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
 /// Scans `ready/`, feeds the queue, keeps the budget, updates the gauges.
 fn rescan(config: &Config, queue: &Queue, metrics: &Metrics) {
-    match find::scan(&config.spool.ready()) {
+    match find::scan(&config.spool) {
         Ok(found) => queue.refresh(found),
         Err(e) => {
             tracing::error!(path = %config.spool.ready().display(), error = %e, "cannot scan ready/")
