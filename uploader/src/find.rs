@@ -126,14 +126,37 @@ pub fn spool_exists(spool: &SpoolLayout) -> bool {
     fs::metadata(spool.root()).is_ok_and(|m| m.is_dir())
 }
 
-/// Watches `ready/`; every event wakes `wake`. Keep the watcher alive.
+/// Watches `ready/` and wakes `wake` when a capture may have arrived: a file
+/// created or moved in, or a lost event (queue overflow, watch error).
+///
+/// Everything else is ignored, above all the scanner's own reads of
+/// `ready/` (open, read, close of the folder and its files), which would
+/// otherwise wake the scanner again and keep it spinning on an idle spool.
+/// Removals are ignored too: the uploader deletes what it shipped, and a
+/// wake-up per deletion would rescan the whole backlog once per file.
 pub fn watch(ready: &Path, wake: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        // Errors (e.g. queue overflow) wake the scanner too: it rescans.
-        wake.notify_one();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.as_ref().map_or(true, may_add_a_capture) {
+            wake.notify_one();
+        }
     })?;
     watcher.watch(ready, RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// Whether a watch event can mean a new capture in `ready/`.
+fn may_add_a_capture(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+    event.need_rescan()
+        || matches!(
+            event.kind,
+            EventKind::Create(CreateKind::File | CreateKind::Any)
+                | EventKind::Modify(ModifyKind::Name(
+                    RenameMode::To | RenameMode::Both | RenameMode::Any
+                ))
+                | EventKind::Any
+        )
 }
 
 #[cfg(test)]
@@ -162,5 +185,32 @@ mod tests {
             .map(Capture::file_name)
             .collect();
         assert_eq!(names, ["20261127T142503Z.pcap", "20261127T142504Z.pcap"]);
+    }
+
+    #[test]
+    fn reading_ready_does_not_count_as_an_arrival() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode,
+        };
+        use notify::{Event, EventKind};
+        let arrivals = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        ];
+        for kind in arrivals {
+            assert!(may_add_a_capture(&Event::new(kind)), "{kind:?}");
+        }
+        let noise = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+        ];
+        for kind in noise {
+            assert!(!may_add_a_capture(&Event::new(kind)), "{kind:?}");
+        }
+        let overflow = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert!(may_add_a_capture(&overflow));
     }
 }

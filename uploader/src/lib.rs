@@ -187,6 +187,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
 /// Scans `ready/`, feeds the queue, keeps the budget, updates the gauges.
 fn rescan(config: &Config, queue: &Queue, metrics: &Metrics) {
+    metrics.scans.inc();
     match find::scan(&config.spool) {
         Ok(found) => queue.refresh(found),
         Err(e) => {

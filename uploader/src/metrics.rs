@@ -28,6 +28,7 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     pub oldest_pending_age_seconds: Gauge,
     pub upload_duration: Histogram,
+    pub scans: Counter,
 }
 
 impl Metrics {
@@ -44,6 +45,12 @@ impl Metrics {
         let oldest_pending_age_seconds = Gauge::default();
         // 10 ms … ~5 min.
         let upload_duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        let scans = Counter::default();
+        registry.register(
+            "scans",
+            "Scans of ready/: one per capture arrival and one per rescan interval; an idle spool adds only the latter",
+            scans.clone(),
+        );
         registry.register(
             "uploaded_files",
             "Captures uploaded, verified and deleted locally",
@@ -111,6 +118,7 @@ impl Metrics {
             spool_bytes,
             oldest_pending_age_seconds,
             upload_duration,
+            scans,
         }
     }
 
