@@ -21,8 +21,9 @@ pub struct Cli {
     #[arg(long, env = "CAPTURE_INTERFACE")]
     pub interface: Option<String>,
 
-    /// Seconds per capture file (tcpdump -G). A file is handed over when the
-    /// first packet after the period arrives, or when capture stops.
+    /// Seconds per capture file (tcpdump -G). Each file is in ready/ at
+    /// most about 2 s after its period ends, whatever the filter: the
+    /// launcher's one-a-second tick gives tcpdump a packet to rotate on.
     #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60)]
     pub rotate_seconds: u64,
 
@@ -60,10 +61,20 @@ pub struct Cli {
     #[arg(long = "tcpdump", env = "TCPDUMP_PATH")]
     pub tcpdump: Option<PathBuf>,
 
-    /// Longest time in milliseconds a captured packet may wait in tcpdump's
-    /// buffer before it is flushed to disk (by SIGUSR2).
-    #[arg(long, env = "FLUSH_MS", default_value_t = 1000)]
-    pub flush_ms: u64,
+    /// Largest size of the spool in MiB before the capture side drops the
+    /// oldest waiting captures itself. The uploader keeps the spool under
+    /// this budget; the launcher steps in only at 10 % above it (the
+    /// uploader is down or cannot keep up), so the pod is never evicted for
+    /// outgrowing its volume. Same variable as the uploader's.
+    #[arg(long, env = "MAX_SPOOL_MB", default_value_t = 2048)]
+    pub max_spool_mb: u64,
+
+    /// Liveness probe: exit 0 if tcpdump was seen writing in the last
+    /// 20 seconds (the heartbeat in the spool), 1 otherwise, and capture
+    /// nothing. For the capture container's `livenessProbe`, e.g.
+    /// `launcher --probe`.
+    #[arg(long)]
+    pub probe: bool,
 
     /// Extra tcpdump options, split as a shell splits words, e.g. `-n -p`.
     /// Screened like the options after `--`.

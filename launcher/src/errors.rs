@@ -42,9 +42,20 @@ pub enum LaunchError {
     )]
     ZeroFileSize,
     #[error(
-        "--flush-ms must be at least 10 (got {0}): it bounds how long a packet may wait in memory"
+        "--max-spool-mb must be at least 1 (got 0); it is the spool's budget in MiB, below the volume's sizeLimit"
     )]
-    FlushTooShort(u64),
+    ZeroSpoolBudget,
+    #[error(
+        "cannot watch {path} for files tcpdump closes ({source}); raise fs.inotify.max_user_instances or max_user_watches on the node"
+    )]
+    Watch {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the tick socket on 127.0.0.1 ({0}); the loopback interface must be up in the pod's network namespace"
+    )]
+    Tick(std::io::Error),
     #[error(
         "a filter was given both in --filter (CAPTURE_FILTER) and as pass-through words {words:?}: give it in one place"
     )]

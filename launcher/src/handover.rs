@@ -1,59 +1,110 @@
-//! Moving closed capture files from `active/` to `ready/`.
+//! Moving closed capture files from `active/` to `ready/`, and files that
+//! are not captures to `quarantine/`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
-use spool::{CaptureFile, SpoolLayout};
+use spool::{CaptureName, SpoolLayout};
 use tracing::{error, info, warn};
 
 use crate::errors::LaunchError;
 use crate::trim::{Trimmed, trim_to_last_record};
 
-/// Which files in `active/` are known to be closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// tcpdump is running: every file but the newest. tcpdump closes a file
-    /// before it opens the next, so an older file is never written again.
-    AllButNewest,
-    /// tcpdump is not running: every file, each trimmed to its last whole
-    /// record first (a killed tcpdump may have torn the last one).
-    All,
-}
-
-/// Hands over the closed files; returns their paths in `ready/`.
-pub fn hand_over_closed(spool: &SpoolLayout, closed: Closed) -> Result<Vec<PathBuf>, LaunchError> {
-    let active = spool.active();
-    let mut files = spool
-        .active_captures()
-        .map_err(|source| LaunchError::SpoolIo {
-            path: active,
+/// Hands over one file tcpdump closed while running. Returns its path in
+/// `ready/` and its size, or `None` when there was nothing to hand over
+/// (a foreign name, already gone, or quarantined).
+pub fn hand_over_closed_file(
+    spool: &SpoolLayout,
+    file_name: &str,
+) -> Result<Option<(PathBuf, u64)>, LaunchError> {
+    let path = spool.active().join(file_name);
+    let Ok(name) = CaptureName::parse_active(file_name) else {
+        // Not one of tcpdump's names: dealt with when capture stops.
+        return Ok(None);
+    };
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_file() => {}
+        _ => return Ok(None),
+    }
+    if !starts_with_pcap_header(&path) {
+        quarantine(spool, &path, "it does not start with a pcap header");
+        return Ok(None);
+    }
+    let target = spool
+        .hand_over(&path, name)
+        .map_err(|source| LaunchError::HandOver {
+            path: path.clone(),
             source,
         })?;
-    if closed == Closed::AllButNewest {
-        files.pop();
-    }
-    let mut handed = Vec::with_capacity(files.len());
-    for CaptureFile { name, path, .. } in files {
-        if closed == Closed::All && !make_valid(&path)? {
+    let bytes = fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+    info!(file = %target.display(), bytes, "capture ready");
+    Ok(Some((target, bytes)))
+}
+
+/// Hands over every file in `active/` once tcpdump is not running (at
+/// start, after a crash, and after it exits): each trimmed to its last
+/// whole record first, since a killed tcpdump may have torn it. Goes on
+/// past a file it cannot hand over; each is logged, and the count of them
+/// is returned with the files handed over.
+pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
+    let active = spool.active();
+    let entries = fs::read_dir(&active).map_err(|source| LaunchError::SpoolIo {
+        path: active.clone(),
+        source,
+    })?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut outcome = HandedOver::default();
+    for file_name in names {
+        let path = active.join(&file_name);
+        let Ok(name) = CaptureName::parse_active(&file_name) else {
+            quarantine(spool, &path, "its name is not a capture name");
+            outcome.quarantined += 1;
             continue;
+        };
+        match make_valid(spool, &path) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                error!(file = %path.display(), error = %e, "cannot check this capture; going on with the others");
+                outcome.failed += 1;
+                continue;
+            }
         }
-        let target = spool
-            .hand_over(&path, name)
-            .map_err(|source| LaunchError::HandOver {
-                path: path.clone(),
-                source,
-            })?;
-        let bytes = fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-        info!(file = %target.display(), bytes, "capture ready");
-        handed.push(target);
+        match spool.hand_over(&path, name) {
+            Ok(target) => {
+                let bytes = fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+                info!(file = %target.display(), bytes, "capture ready");
+                outcome.files.push(target);
+                outcome.bytes += bytes;
+            }
+            Err(e) => {
+                error!(file = %path.display(), error = %e, "cannot hand over this capture; going on with the others");
+                outcome.failed += 1;
+            }
+        }
     }
-    Ok(handed)
+    Ok(outcome)
+}
+
+/// What [`hand_over_all`] did.
+#[derive(Debug, Default)]
+pub struct HandedOver {
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+    pub quarantined: usize,
+    pub failed: usize,
 }
 
 /// Trims a file that tcpdump may not have closed. Returns whether it is a
 /// valid capture to hand over; a header-less file holds no packets and is
-/// removed.
-fn make_valid(path: &std::path::Path) -> Result<bool, LaunchError> {
+/// removed; a file that is not a pcap is quarantined.
+fn make_valid(spool: &SpoolLayout, path: &Path) -> Result<bool, LaunchError> {
     let outcome = trim_to_last_record(path).map_err(|source| LaunchError::HandOver {
         path: path.to_path_buf(),
         source,
@@ -61,7 +112,7 @@ fn make_valid(path: &std::path::Path) -> Result<bool, LaunchError> {
     match outcome {
         Trimmed::Valid { packets, cut_bytes } => {
             if cut_bytes > 0 {
-                warn!(file = %path.display(), packets, cut_bytes, "trimmed a torn last record");
+                warn!(file = %path.display(), packets, cut_bytes, "trimmed a torn or damaged tail");
             }
             Ok(true)
         }
@@ -74,8 +125,26 @@ fn make_valid(path: &std::path::Path) -> Result<bool, LaunchError> {
             Ok(false)
         }
         Trimmed::NotPcap => {
-            error!(file = %path.display(), "not a pcap file; left in active/ for inspection");
+            quarantine(spool, path, "it is not a pcap file");
             Ok(false)
         }
     }
+}
+
+fn quarantine(spool: &SpoolLayout, path: &Path, why: &str) {
+    match spool.quarantine_file(path) {
+        Ok(target) => {
+            error!(file = %path.display(), quarantined = %target.display(), "not handed over because {why}; moved to quarantine/ for inspection")
+        }
+        Err(e) => {
+            error!(file = %path.display(), error = %e, "not handed over because {why}, and cannot be moved to quarantine/")
+        }
+    }
+}
+
+/// Whether the file's first four bytes are a pcap magic number.
+fn starts_with_pcap_header(path: &Path) -> bool {
+    let mut start = [0u8; spool::pcap::HEADER_LEN];
+    let read = fs::File::open(path).and_then(|mut f| f.read_exact(&mut start));
+    read.is_ok() && spool::pcap::check_bytes(&start).damage.is_none()
 }

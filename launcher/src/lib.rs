@@ -5,21 +5,43 @@
 //! Stages: [`plan`] (flags → validated plan, with [`passthrough`] screening
 //! the user's tcpdump options) → [`prepare`] (spool folders and ownership)
 //! → [`handover`] of leftovers from a crashed run (with [`trim`]) →
-//! [`supervise`] (tcpdump as a child until it exits) → final hand-over.
+//! [`supervise`] (tcpdump as a child until it exits, with the [`tick`],
+//! the hand-over of each file as tcpdump [`closed`] it, the [`stall`] watch
+//! and the capture-side [`budget`]) → final hand-over.
 
+pub mod budget;
 pub mod cli;
+pub mod closed;
 pub mod errors;
 pub mod handover;
 pub mod passthrough;
 pub mod plan;
 pub mod prepare;
+pub mod stall;
 pub mod supervise;
+pub mod tick;
 pub mod trim;
 
 use std::process::ExitCode;
 
 pub use errors::LaunchError;
 pub use plan::Plan;
+
+/// `--probe`: the liveness verdict from the spool's heartbeat, printed.
+pub fn probe(spool_dir: &std::path::Path) -> ExitCode {
+    let spool = spool::SpoolLayout::new(spool_dir);
+    #[allow(clippy::print_stdout)]
+    match stall::probe(&spool) {
+        Ok(age) => {
+            println!("alive: tcpdump was seen writing {} s ago", age.as_secs());
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("{why}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Validates, recovers leftovers, then captures until tcpdump exits.
 /// Returns the exit code: tcpdump's own, or 0 after `--check`.
@@ -34,10 +56,16 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
         return Ok(ExitCode::SUCCESS);
     }
     prepare::prepare_spool(&plan.spool)?;
-    let recovered = handover::hand_over_closed(&plan.spool, handover::Closed::All)?;
-    if !recovered.is_empty() {
+    if !plan.ticks_reach_capture {
+        tracing::warn!(
+            interface = %plan.interface,
+            "the launcher's tick travels on loopback and is not seen on this interface: files rotate only when a packet arrives, and a stalled tcpdump is not detected (capture on `any` for both)"
+        );
+    }
+    let recovered = handover::hand_over_all(&plan.spool)?;
+    if !recovered.files.is_empty() {
         tracing::info!(
-            files = recovered.len(),
+            files = recovered.files.len(),
             "handed over captures an earlier run left behind"
         );
     }

@@ -18,7 +18,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let plan = Plan::from_cli(Cli::parse()).context("invalid capture settings")?;
+    let cli = Cli::parse();
+    if cli.probe {
+        return Ok(launcher::probe(&cli.spool_dir));
+    }
+    let plan = Plan::from_cli(cli).context("invalid capture settings")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

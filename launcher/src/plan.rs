@@ -3,7 +3,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use spool::{SpoolLayout, TCPDUMP_FILE_PATTERN};
 
@@ -12,7 +11,9 @@ use crate::errors::LaunchError;
 use crate::passthrough::{self, OwnedFlags};
 
 const DEFAULT_INTERFACE: &str = "any";
-const MIN_FLUSH_MS: u64 = 10;
+/// The capture side drops captures only this much above the uploader's
+/// budget, so the two never race for the same file while both run.
+const CAPTURE_SIDE_SLACK_PERCENT: u64 = 10;
 
 /// A validated capture plan.
 #[derive(Debug, Clone)]
@@ -21,7 +22,12 @@ pub struct Plan {
     pub tcpdump: PathBuf,
     pub interface: String,
     pub filter: String,
-    pub flush_every: Duration,
+    /// Above this many bytes the launcher drops the oldest ready captures.
+    pub max_spool_bytes: u64,
+    /// Whether the tick (sent on loopback) is seen by this capture: on
+    /// `any` and on `lo`. Elsewhere rotation waits for traffic and the
+    /// stall watch is off.
+    pub ticks_reach_capture: bool,
     /// tcpdump's arguments, without the program name.
     pub tcpdump_args: Vec<String>,
     /// Arguments for a dry run that opens the interface and compiles the
@@ -39,8 +45,13 @@ impl Plan {
         if cli.max_file_mb == 0 {
             return Err(LaunchError::ZeroFileSize);
         }
-        if cli.flush_ms < MIN_FLUSH_MS {
-            return Err(LaunchError::FlushTooShort(cli.flush_ms));
+        if cli.max_spool_mb == 0 {
+            return Err(LaunchError::ZeroSpoolBudget);
+        }
+        if std::env::var_os("FLUSH_MS").is_some() {
+            tracing::warn!(
+                "FLUSH_MS is no longer used and is ignored: tcpdump now writes every packet to the file as it is captured (-U)"
+            );
         }
 
         let mut words = match &cli.tcpdump_args {
@@ -69,6 +80,7 @@ impl Plan {
         } else {
             without_own_uploads(&filter)
         };
+        let filter = with_ticks(&filter);
         let interface = cli
             .interface
             .or(screened.interface)
@@ -91,7 +103,11 @@ impl Plan {
         let spool = SpoolLayout::new(cli.spool_dir);
         let output = spool.active().join(TCPDUMP_FILE_PATTERN);
         let mut tcpdump_args = capture_settings.clone();
+        // -U: every packet is written to the file as it is captured, from
+        // tcpdump's own loop. Nothing ever signals into its stdio (a SIGUSR2
+        // flush from a signal handler tore records mid-write at high rates).
         tcpdump_args.extend([
+            "-U".to_owned(),
             "-w".to_owned(),
             output.to_string_lossy().into_owned(),
             "-G".to_owned(),
@@ -109,12 +125,18 @@ impl Plan {
             }
         }
 
+        let ticks_reach_capture = matches!(interface.as_str(), "any" | "lo");
         Ok(Self {
             spool,
             tcpdump: resolve_tcpdump(cli.tcpdump.as_deref())?,
+            ticks_reach_capture,
             interface,
             filter,
-            flush_every: Duration::from_millis(cli.flush_ms),
+            max_spool_bytes: cli
+                .max_spool_mb
+                .saturating_mul(1024 * 1024)
+                .saturating_mul(100 + CAPTURE_SIDE_SLACK_PERCENT)
+                / 100,
             tcpdump_args,
             preflight_args,
             check_only: cli.check,
@@ -153,6 +175,18 @@ fn without_own_uploads(filter: &str) -> String {
     }
 }
 
+/// Admits the launcher's ticks ([`spool::tick`]) whatever the user's
+/// filter: they give tcpdump a packet to rotate on every second and the
+/// launcher a heartbeat to watch.
+fn with_ticks(filter: &str) -> String {
+    let tick = spool::tick::TICK_FILTER;
+    if filter.trim().is_empty() {
+        String::new()
+    } else {
+        format!("({filter}) or ({tick})")
+    }
+}
+
 /// Finds tcpdump: the given path, or the first `tcpdump` on PATH (plus the
 /// sbin folders, which non-root PATHs often lack).
 fn resolve_tcpdump(given: Option<&Path>) -> Result<PathBuf, LaunchError> {
@@ -182,6 +216,15 @@ mod tests {
     use super::*;
 
     const MARKED: &str = "(ip and (ip[1] & 0xfc) == 0x4) or (ip6 and (ip6[0:2] & 0xfc0) == 0x40)";
+
+    #[test]
+    fn ticks_pass_any_filter_and_an_empty_filter_stays_empty() {
+        assert_eq!(with_ticks(""), "");
+        assert_eq!(
+            with_ticks("port 53"),
+            format!("(port 53) or ({})", spool::tick::TICK_FILTER)
+        );
+    }
 
     #[test]
     fn no_filter_becomes_the_exclusion_alone() {

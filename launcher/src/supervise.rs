@@ -1,12 +1,16 @@
-//! tcpdump as a supervised child: started, flushed, its closed files handed
-//! over, signals forwarded, reaped, its exit status returned.
+//! tcpdump as a supervised child: started, ticked, watched for stalls, its
+//! closed files handed over, signals forwarded, reaped, its exit status
+//! returned.
 //!
-//! States: Starting (until tcpdump says it is listening; SIGUSR2 would kill
-//! it before it installs its handler) → Capturing (flush + hand over on
-//! every tick) → Draining (a stop was asked for; the kernel's last block
-//! still reaches the file) → Signalled (SIGTERM forwarded; SIGKILL after a
-//! grace period or at a second signal) → Exited (reaped; every file handed
-//! over).
+//! States: Starting (until tcpdump says it is listening) → Capturing (a
+//! tick every second; each file handed over as soon as tcpdump closes it;
+//! the stall watch and the capture-side budget) → Draining (a stop was
+//! asked for; the kernel's last block still reaches the file) → Signalled
+//! (SIGTERM forwarded; SIGKILL after a grace period or at a second signal)
+//! → Exited (reaped; every file handed over).
+//!
+//! Nothing is ever signalled into tcpdump but the stop: `-U` writes each
+//! packet as it comes, from tcpdump's own loop.
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -21,9 +25,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::budget::{self, Dropped};
+use crate::closed::{self, Closed, ClosedFiles};
 use crate::errors::LaunchError;
-use crate::handover::{Closed, hand_over_closed};
+use crate::handover::{hand_over_all, hand_over_closed_file};
 use crate::plan::Plan;
+use crate::stall::Progress;
+use crate::tick::Ticker;
 
 /// How long tcpdump gets to exit after a forwarded signal before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -31,6 +39,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// libpcap's one-second block timeout, so every packet the kernel captured
 /// before the request has been handed to tcpdump.
 const BLOCK_DRAIN: Duration = Duration::from_millis(1_500);
+/// How often the capture side checks the spool budget without a hand-over.
+const BUDGET_EVERY_TICKS: u64 = 10;
 
 /// Runs tcpdump with the preflight arguments (`-d`: open the interface,
 /// compile the filter, capture nothing) so a bad interface or filter is
@@ -63,6 +73,12 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(LaunchError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(LaunchError::Signals)?;
 
+    // Watching starts before tcpdump does: no close can be missed.
+    let mut closed_files = ClosedFiles::watch(&plan.spool.active())?;
+    let mut ticker = Ticker::bind().await?;
+    let mut progress = Progress::new(plan.spool.clone());
+    let mut dropped = Dropped::default();
+
     info!(command = %plan.command_line(), "starting tcpdump");
     let mut child = Command::new(&plan.tcpdump)
         .args(&plan.tcpdump_args)
@@ -79,6 +95,7 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
             path: plan.tcpdump.clone(),
             source,
         })?;
+    let pid = child.id();
     let (listening_tx, mut listening_rx) = oneshot::channel();
     let stderr_logger = child
         .stderr
@@ -86,19 +103,41 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
         .map(|stderr| tokio::spawn(log_stderr(stderr, listening_tx)));
 
     let mut listening = false;
-    let mut ticker = tokio::time::interval(plan.flush_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut every_second = tokio::time::interval(spool::tick::TICK_INTERVAL);
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seconds = 0u64;
     let mut stopping = Stopping::No;
 
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(LaunchError::Wait)?,
             Ok(()) = &mut listening_rx, if !listening => listening = true,
-            _ = ticker.tick(), if listening && !matches!(stopping, Stopping::Signalled { .. }) => {
-                send(&child, Signal::SIGUSR2);
-                if let Err(e) = hand_over_closed(&plan.spool, Closed::AllButNewest) {
-                    error!(error = %e, "could not hand over a closed capture; will retry");
+            _ = every_second.tick(), if !matches!(stopping, Stopping::Signalled { .. } | Stopping::Killed) => {
+                ticker.tick();
+                progress.observe(listening && plan.ticks_reach_capture);
+                seconds += 1;
+                if seconds.is_multiple_of(BUDGET_EVERY_TICKS) {
+                    budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
                 }
+            }
+            closed = closed_files.next() => {
+                match closed {
+                    Closed::File(name) => hand_over_if_closed(plan, pid, &name.to_string_lossy(), &mut progress),
+                    Closed::Overflow => {
+                        warn!("lost track of closed files (inotify queue overflow); looking at every file");
+                        let names: Vec<String> = plan
+                            .spool
+                            .active_captures()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(spool::CaptureFile::file_name)
+                            .collect();
+                        for name in names {
+                            hand_over_if_closed(plan, pid, &name, &mut progress);
+                        }
+                    }
+                }
+                budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
             }
             _ = terminate.recv() => stopping = stopping.on_signal(&child, "SIGTERM"),
             _ = interrupt.recv() => stopping = stopping.on_signal(&child, "SIGINT"),
@@ -111,8 +150,32 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
         finish_logging(logger).await;
     }
     log_exit(status);
-    hand_over_closed(&plan.spool, Closed::All)?;
+    let last = hand_over_all(&plan.spool)?;
+    if last.failed > 0 {
+        error!(
+            failed = last.failed,
+            "some captures could not be handed over; they stay in active/ for the next start"
+        );
+    }
     Ok(status)
+}
+
+/// Hands over a file tcpdump reported closed, unless tcpdump still holds it
+/// open (someone else opened and closed it for writing, e.g. `touch`).
+fn hand_over_if_closed(plan: &Plan, pid: Option<u32>, name: &str, progress: &mut Progress) {
+    let path = plan.spool.active().join(name);
+    if let Some(open) = pid.and_then(closed::open_files)
+        && open.contains(&path)
+    {
+        return;
+    }
+    match hand_over_closed_file(&plan.spool, name) {
+        Ok(Some((_, bytes))) => progress.handed_over(bytes),
+        Ok(None) => {}
+        Err(e) => {
+            error!(error = %e, "could not hand over a closed capture; it is handed over when capture stops")
+        }
+    }
 }
 
 /// How far stopping has got.

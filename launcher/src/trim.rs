@@ -1,13 +1,14 @@
 //! Makes a file left by a killed tcpdump a valid pcap again: everything
-//! after the last whole record is cut off. Records are read with the
-//! `pcap-file` parser, a bounded window at a time, whatever the file size.
+//! after the last whole, plausible record is cut off. The file is read a
+//! bounded window at a time through the spool crate's [`PcapCheck`], which
+//! stops at the first impossible record (a captured length above the
+//! snaplen or the original length) instead of reading on to the end.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use pcap_file::PcapError;
-use pcap_file::pcap::PcapParser;
+use spool::pcap::{DamageKind, PcapCheck};
 
 /// How much of the file is read at a time.
 const WINDOW: usize = 1 << 20;
@@ -28,48 +29,30 @@ pub enum Trimmed {
 pub fn trim_to_last_record(path: &Path) -> io::Result<Trimmed> {
     let mut file = File::options().read(true).write(true).open(path)?;
     let total = file.metadata()?.len();
-    let mut window = Vec::with_capacity(WINDOW);
-    read_more(&mut file, &mut window)?;
-    let (parser, mut at) = match PcapParser::new(&window) {
-        Ok((rest, parser)) => (parser, window.len() - rest.len()),
-        Err(PcapError::IncompleteBuffer) => return Ok(Trimmed::NoHeader { bytes: total }),
-        Err(_) => return Ok(Trimmed::NotPcap),
-    };
-    let mut whole_bytes = at as u64;
-    let mut packets = 0;
-    loop {
-        match parser.next_raw_packet(&window[at..]) {
-            Ok((rest, _)) => {
-                let used = window.len() - at - rest.len();
-                at += used;
-                whole_bytes += used as u64;
-                packets += 1;
-            }
-            Err(PcapError::IncompleteBuffer) => {
-                window.drain(..at);
-                at = 0;
-                if read_more(&mut file, &mut window)? == 0 {
-                    break;
-                }
-            }
-            // A garbled record header can only be the torn tail.
-            Err(_) => break,
+    let mut check = PcapCheck::new();
+    let mut window = vec![0; WINDOW];
+    while !check.is_damaged() {
+        let read = file.read(&mut window)?;
+        if read == 0 {
+            break;
         }
+        check.feed(&window[..read]);
     }
-    let cut_bytes = total - whole_bytes;
+    let summary = check.finish();
+    match summary.damage.map(|d| d.kind) {
+        Some(DamageKind::NotPcap) => return Ok(Trimmed::NotPcap),
+        Some(DamageKind::NoHeader) => return Ok(Trimmed::NoHeader { bytes: total }),
+        _ => {}
+    }
+    let cut_bytes = total - summary.whole_bytes;
     if cut_bytes > 0 {
-        file.set_len(whole_bytes)?;
+        file.set_len(summary.whole_bytes)?;
         file.sync_all()?;
     }
-    Ok(Trimmed::Valid { packets, cut_bytes })
-}
-
-/// Appends up to one window of the file to `buffer`; 0 at the end.
-fn read_more(file: &mut File, buffer: &mut Vec<u8>) -> io::Result<usize> {
-    let before = buffer.len();
-    let read = file.take(WINDOW as u64).read_to_end(buffer)?;
-    debug_assert_eq!(buffer.len(), before + read);
-    Ok(read)
+    Ok(Trimmed::Valid {
+        packets: summary.packets,
+        cut_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -142,6 +125,27 @@ mod tests {
             }
         );
         assert_eq!(after.len(), whole);
+    }
+
+    #[test]
+    fn garbage_record_length_is_cut_there_without_reading_the_rest() {
+        let mut bytes = pcap_with(3, 100);
+        let second = 24 + 16 + 100;
+        bytes[second + 8..second + 12].copy_from_slice(&524_288u32.to_be_bytes());
+        // Much more than a window after it: only a reader that stops at the
+        // impossible record leaves these bytes unread.
+        bytes.extend(std::iter::repeat_n(0x55, 3 * WINDOW));
+        let total = bytes.len() as u64;
+        let (outcome, after) = trim_bytes(&bytes);
+        assert_eq!(
+            outcome,
+            Trimmed::Valid {
+                packets: 1,
+                cut_bytes: total - second as u64
+            }
+        );
+        assert_eq!(after.len(), second);
+        assert_eq!(spool::pcap::check_bytes(&after).damage, None);
     }
 
     #[test]

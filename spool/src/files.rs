@@ -38,6 +38,59 @@ impl SpoolLayout {
     }
 }
 
+/// Files and bytes the spool holds: every regular file in its folders,
+/// whatever its name, since all of them count against the volume's limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl SpoolLayout {
+    /// What the spool's folders hold (unreadable folders count as empty).
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        for dir in [self.active(), self.ready(), self.quarantine()] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                // `DirEntry::metadata` does not follow symlinks.
+                if let Ok(meta) = entry.metadata()
+                    && meta.file_type().is_file()
+                {
+                    usage.files += 1;
+                    usage.bytes += meta.len();
+                }
+            }
+        }
+        usage
+    }
+
+    /// Whether no capture is waiting in `ready/` or being written in
+    /// `active/` (strays and quarantined files do not count: they are never
+    /// uploaded, so waiting for them would only hold up a shutdown).
+    pub fn is_drained(&self) -> bool {
+        let empty =
+            |found: io::Result<Vec<CaptureFile>>| found.map(|c| c.is_empty()).unwrap_or(true);
+        empty(self.ready_captures()) && empty(self.active_captures())
+    }
+
+    /// The captures still in `ready/` and `active/`, as `folder/name`.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (label, found) in [
+            ("ready", self.ready_captures()),
+            ("active", self.active_captures()),
+        ] {
+            for capture in found.unwrap_or_default() {
+                names.push(format!("{label}/{}", capture.file_name()));
+            }
+        }
+        names
+    }
+}
+
 fn captures_in(
     folder: &Path,
     parse: fn(&str) -> Result<CaptureName, NameError>,

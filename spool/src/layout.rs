@@ -6,6 +6,12 @@ pub const ACTIVE_DIR: &str = "active";
 pub const READY_DIR: &str = "ready";
 /// The uploader's resume records.
 pub const STATE_DIR: &str = "state";
+/// Files found in `active/` that are not captures (not a pcap, or a
+/// foreign name): kept for a person to look at, never uploaded.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Touched by the launcher whenever tcpdump is seen writing; its age is
+/// what the capture container's liveness probe checks.
+pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
 
 /// The folders under one spool root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +40,17 @@ impl SpoolLayout {
         self.root.join(STATE_DIR)
     }
 
-    /// The three folders, in the order they are created.
-    pub fn folders(&self) -> [PathBuf; 3] {
-        [self.active(), self.ready(), self.state()]
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join(QUARANTINE_DIR)
+    }
+
+    pub fn heartbeat(&self) -> PathBuf {
+        self.root.join(HEARTBEAT_FILE)
+    }
+
+    /// The folders, in the order they are created.
+    pub fn folders(&self) -> [PathBuf; 4] {
+        [self.active(), self.ready(), self.state(), self.quarantine()]
     }
 }
 
@@ -83,6 +97,28 @@ impl SpoolLayout {
             }
         }
         Ok(())
+    }
+
+    /// Moves a file that is not a capture from `active/` into
+    /// `quarantine/`, never replacing a file there. Returns its new path.
+    pub fn quarantine_file(&self, file: &Path) -> std::io::Result<PathBuf> {
+        use nix::fcntl::{RenameFlags, renameat2};
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut attempt = 0u32;
+        loop {
+            let target = match attempt {
+                0 => self.quarantine().join(&name),
+                n => self.quarantine().join(format!("{name}.{n}")),
+            };
+            match renameat2(None, file, None, &target, RenameFlags::RENAME_NOREPLACE) {
+                Ok(()) => return Ok(target),
+                Err(nix::errno::Errno::EEXIST) => attempt += 1,
+                Err(errno) => return Err(std::io::Error::from(errno)),
+            }
+        }
     }
 
     /// Moves a closed capture from `active/` into `ready/` under its

@@ -8,6 +8,10 @@
 //!             moment they appear; they only ever arrive by an atomic rename
 //!             from active/ (same filesystem)
 //!   state/    the uploader's resume records for multipart uploads
+//!   quarantine/  files found in active/ that are not captures (not a
+//!             pcap, or a foreign name); kept for a person, never uploaded
+//!   capture.heartbeat  touched by the launcher whenever tcpdump is seen
+//!             writing; the capture container's liveness probe reads its age
 //! ```
 //!
 //! Every capture name carries the UTC time the capture started, so no later
@@ -19,8 +23,13 @@ mod files;
 mod layout;
 mod mark;
 mod name;
+pub mod pcap;
+pub mod tick;
 
-pub use files::CaptureFile;
-pub use layout::{ACTIVE_DIR, FOLDER_MODE, FolderError, READY_DIR, STATE_DIR, SpoolLayout};
+pub use files::{CaptureFile, Usage};
+pub use layout::{
+    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, QUARANTINE_DIR, READY_DIR, STATE_DIR,
+    SpoolLayout,
+};
 pub use mark::{UPLOAD_DSCP, UPLOAD_TOS};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

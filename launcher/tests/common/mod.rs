@@ -56,6 +56,25 @@ impl Spool {
 
 /// Starts a launcher capturing UDP to `port` on loopback.
 pub fn start_capture(spool: &Spool, port: u16, extra: &[&str]) -> Child {
+    start_capture_to(spool, port, extra, Stdio::inherit())
+}
+
+/// Like [`start_capture`], with the launcher's log in `<spool>/../launcher.log`
+/// (read it with [`launcher_log`]).
+pub fn start_capture_logged(spool: &Spool, port: u16, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(log_path(spool)).unwrap();
+    start_capture_to(spool, port, extra, Stdio::from(log))
+}
+
+fn log_path(spool: &Spool) -> PathBuf {
+    spool.root().join("launcher.log")
+}
+
+pub fn launcher_log(spool: &Spool) -> String {
+    std::fs::read_to_string(log_path(spool)).unwrap_or_default()
+}
+
+fn start_capture_to(spool: &Spool, port: u16, extra: &[&str], stderr: Stdio) -> Child {
     let child = launcher()
         .args(["--spool-dir", spool.root().to_str().unwrap()])
         .args(["--interface", "lo"])
@@ -63,7 +82,7 @@ pub fn start_capture(spool: &Spool, port: u16, extra: &[&str]) -> Child {
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     wait_for(
@@ -94,6 +113,11 @@ pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
 
 /// Sends numbered datagrams `first..first+count` at `rate` per second.
 pub fn send_numbered(port: u16, first: u64, count: u64, rate: u64) {
+    send_numbered_padded(port, first, count, rate, 0);
+}
+
+/// Like [`send_numbered`], each datagram padded with `pad` more bytes.
+pub fn send_numbered_padded(port: u16, first: u64, count: u64, rate: u64, pad: usize) {
     let receiver = UdpSocket::bind(("127.0.0.1", port)).ok();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let start = Instant::now();
@@ -102,10 +126,9 @@ pub fn send_numbered(port: u16, first: u64, count: u64, rate: u64) {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let payload = format!("s3td-seq:{:012}", first + i);
-        socket
-            .send_to(payload.as_bytes(), ("127.0.0.1", port))
-            .unwrap();
+        let mut payload = format!("s3td-seq:{:012}", first + i).into_bytes();
+        payload.resize(payload.len() + pad, b'.');
+        socket.send_to(&payload, ("127.0.0.1", port)).unwrap();
     }
     drop(receiver);
 }
@@ -131,6 +154,20 @@ fn find_sequence(data: &[u8]) -> Option<u64> {
     let at = data.windows(MARK.len()).position(|w| w == MARK)?;
     let digits = data.get(at + MARK.len()..at + MARK.len() + 12)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Asserts that tcpdump itself reads `file` to its end without an error.
+pub fn assert_tcpdump_reads(file: &Path) {
+    let out = Command::new("tcpdump")
+        .args(["-r", file.to_str().unwrap(), "-n", "-q", "-w", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tcpdump -r {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// How many times each sequence number occurs across `files`.

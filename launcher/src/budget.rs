@@ -1,0 +1,97 @@
+//! The capture side's own spool budget: when the spool is over
+//! `--max-spool-mb` plus 10 %, the uploader is not draining it (down,
+//! crash-looping, or far behind), and the launcher drops the oldest waiting
+//! captures itself, each logged and counted, so that the kubelet never
+//! evicts the pod (and every capture in it) for outgrowing its volume.
+
+use spool::SpoolLayout;
+
+/// Drops counted since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Drops the oldest ready captures while the spool is over `max_bytes`.
+pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
+    let mut bytes = spool.usage().bytes;
+    if bytes <= max_bytes {
+        return;
+    }
+    let Ok(waiting) = spool.ready_captures() else {
+        return;
+    };
+    for capture in waiting {
+        if bytes <= max_bytes {
+            break;
+        }
+        match std::fs::remove_file(&capture.path) {
+            Ok(()) => {
+                bytes = bytes.saturating_sub(capture.size);
+                dropped.files += 1;
+                dropped.bytes += capture.size;
+                tracing::warn!(
+                    file = %capture.file_name(),
+                    bytes = capture.size,
+                    spool_bytes = bytes,
+                    max_bytes,
+                    dropped_files_total = dropped.files,
+                    dropped_bytes_total = dropped.bytes,
+                    "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent"
+                );
+            }
+            // The uploader took it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(file = %capture.path.display(), error = %e, "cannot drop a capture to keep the spool budget");
+                return;
+            }
+        }
+    }
+    if bytes > max_bytes {
+        tracing::warn!(
+            spool_bytes = bytes,
+            max_bytes,
+            "spool still over budget with nothing left to drop in ready/"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oldest_ready_captures_go_first_until_under_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        for name in [
+            "20261127T142501Z.pcap",
+            "20261127T142502Z.pcap",
+            "20261127T142503Z.pcap",
+        ] {
+            std::fs::write(spool.ready().join(name), vec![0u8; 1000]).unwrap();
+        }
+        std::fs::write(spool.active().join("20261127T142504Z.pcap"), vec![0u8; 500]).unwrap();
+        let mut dropped = Dropped::default();
+        enforce(&spool, 2000, &mut dropped);
+        assert_eq!(
+            dropped,
+            Dropped {
+                files: 2,
+                bytes: 2000
+            }
+        );
+        let left: Vec<_> = spool
+            .ready_captures()
+            .unwrap()
+            .iter()
+            .map(|c| c.file_name())
+            .collect();
+        assert_eq!(left, ["20261127T142503Z.pcap"]);
+        enforce(&spool, 2000, &mut dropped);
+        assert_eq!(dropped.files, 2, "under budget: nothing more dropped");
+    }
+}
