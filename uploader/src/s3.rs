@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
@@ -28,8 +29,11 @@ const PROBE_UPLOAD_ID: &str =
     "s3-tcpdump-probe-0000000000000000000000000000000000000000000000000000000000";
 
 /// Loads region and credentials from the default chain and builds the client.
+/// Every request, to S3, STS, the Pod Identity agent or instance metadata,
+/// goes through the one client of `connect.rs`.
 pub async fn client(settings: &S3Settings) -> Result<Client, ConfigError> {
     let shared = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(connect::marked_http_client()?)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -43,20 +47,19 @@ pub async fn client(settings: &S3Settings) -> Result<Client, ConfigError> {
     if shared.region().is_none() {
         return Err(ConfigError::NoRegion);
     }
-    // Only S3's connections are marked (see `connect.rs`): they are the ones
-    // that carry captures. Credential and metadata calls keep the SDK's client.
-    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-        .http_client(connect::marked_http_client()?)
-        .force_path_style(settings.force_path_style);
+    let mut builder =
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
     if let Some(url) = &settings.endpoint_url {
         builder = builder.endpoint_url(url);
     }
     Ok(Client::from_conf(builder.build()))
 }
 
-/// Reads this instance's id from the instance metadata service (IMDSv2).
+/// Reads this instance's id from the instance metadata service (IMDSv2),
+/// through the same client as everything else.
 pub async fn instance_id() -> Result<String, ConfigError> {
-    let imds = aws_config::imds::Client::builder().build();
+    let conf = ProviderConfig::default().with_http_client(connect::marked_http_client()?);
+    let imds = aws_config::imds::Client::builder().configure(&conf).build();
     match tokio::time::timeout(
         Duration::from_secs(10),
         imds.get("/latest/meta-data/instance-id"),
