@@ -53,7 +53,7 @@ type MarkedClient = Client<HttpsConnector<MarkingConnector>, SdkBody>;
 /// (connect timeout, read timeout)
 type Timeouts = (Option<Duration>, Option<Duration>);
 
-/// Builds the HTTP client for the S3 client: HTTPS (or plain HTTP for a
+/// Builds the uploader's HTTP client: HTTPS (or plain HTTP for a
 /// local endpoint), every connection marked.
 pub fn marked_http_client() -> Result<SharedHttpClient, ConfigError> {
     let roots = rustls_native_certs::load_native_certs();
