@@ -158,8 +158,9 @@ pub struct Cli {
 
     /// Validate the configuration and probe the bucket, then exit.
     ///
-    /// Resolves credentials from the chain and asks the bucket about a
-    /// multipart upload that does not exist (needs no read permission).
+    /// Resolves credentials from the chain (naming their source, never the
+    /// credentials) and asks the bucket about a multipart upload that does
+    /// not exist (needs no read permission).
     /// Exits 0 when the uploader could work, non-zero with the reason.
     #[arg(long)]
     pub check: bool,
