@@ -12,6 +12,11 @@ VENV=$CACHE/venv
 TOOLS_VENV=$CACHE/venv-tools
 GARAGE_VERSION=2.5.0
 GARAGE_BIN=${GARAGE_BIN:-$CACHE/garage/bin/garage}
+CARGO_DENY_VERSION=0.20.2
+CARGO_DENY=$CACHE/cargo-deny/bin/cargo-deny
+# The offline copy of the RustSec advisory database (its crates/ folder and
+# support.toml, as in rustsec/advisory-db), beside the clone.
+ADVISORY_DB=${ADVISORY_DB:-$ROOT/../shared/advisory-db}
 T0=$SECONDS
 SKIPPED=()
 
@@ -78,6 +83,83 @@ ensure_garage() {
     cargo install garage --version "$GARAGE_VERSION" --locked --root "$CACHE/garage" \
     --no-default-features --features bundled-libs,lmdb \
     > "$CACHE/garage-build.log" 2>&1 || { tail -30 "$CACHE/garage-build.log" >&2; return 1; }
+}
+
+# ensure_cargo_deny: cargo-deny, built once from crates.io and cached.
+ensure_cargo_deny() {
+  if [[ -x $CARGO_DENY ]] && "$CARGO_DENY" deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+    return 0
+  fi
+  say "building cargo-deny $CARGO_DENY_VERSION from crates.io into $CACHE/cargo-deny (once; a few minutes)"
+  mkdir -p "$CACHE"
+  cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --root "$CACHE/cargo-deny" \
+    > "$CACHE/cargo-deny-build.log" 2>&1 || { tail -30 "$CACHE/cargo-deny-build.log" >&2; return 1; }
+}
+
+# advisory_db_date DB: when the snapshot was taken (its git commit, else the
+# date SNAPSHOT.md names), and the newest advisory in it.
+advisory_db_date() {
+  local db=$1 taken newest
+  if [[ -e $db/.git ]]; then
+    taken=$(git -C "$db" log -1 --format=%cs 2>/dev/null)
+  else
+    taken=$(grep -oE '[0-9]{4}-[0-9]{2}-[0-9]{2}' "$db/SNAPSHOT.md" 2>/dev/null | head -1)
+  fi
+  newest=$(grep -rhoE '^date = "[0-9]{4}-[0-9]{2}-[0-9]{2}"' "$db/crates" | grep -oE '[0-9-]{10}' | sort | tail -1)
+  printf 'snapshot of %s, newest advisory %s' "${taken:-unknown date}" "${newest:-none}"
+}
+
+# check_exception_dates: every advisory exception in deny.toml names a date
+# to look at it again, and that date has not passed.
+check_exception_dates() {
+  local line id date today bad=0
+  today=$(date -u +%F)
+  while IFS= read -r line; do
+    id=$(grep -oE '"[A-Z]+-[0-9A-Za-z-]+"' <<< "$line" | head -1)
+    date=$(grep -oiE 'look again by [0-9]{4}-[0-9]{2}-[0-9]{2}' <<< "$line" | grep -oE '[0-9-]{10}$')
+    if [[ -z $date ]]; then
+      say "deny.toml: exception $id has no \"look again by YYYY-MM-DD\" in its reason"
+      bad=1
+    elif [[ $date < $today ]]; then
+      say "deny.toml: exception $id was to be looked at again by $date: check whether it still does not apply, then move the date or remove the entry"
+      bad=1
+    fi
+  done < <(grep -E '^[[:space:]]*\{ *id *=' "$ROOT/deny.toml")
+  return "$bad"
+}
+
+# check_dependencies: every crate in Cargo.lock against the offline advisory
+# database, and deny.toml's bans (one TLS, HTTP and runtime stack) and
+# sources, with cargo-deny. Nothing is fetched from the network.
+check_dependencies() {
+  if [[ ! -f $ADVISORY_DB/support.toml || ! -d $ADVISORY_DB/crates ]]; then
+    skip_or_fail "dependency check: no advisory database at $ADVISORY_DB (set ADVISORY_DB to an offline copy of rustsec/advisory-db)"
+    return 0
+  fi
+  ensure_cargo_deny || return 1
+  check_exception_dates || return 1
+  say "advisory database $ADVISORY_DB: $(advisory_db_date "$ADVISORY_DB")"
+  # cargo-deny reads a database only from its own git clone under db-path.
+  # The snapshot becomes a local repository, and git's URL rewriting points
+  # the clone at it; git may use no transport but local files.
+  local work rc=0
+  work=$(mktemp -d)
+  local -a git_as=(git -c user.name=snapshot -c user.email=snapshot@localhost -c commit.gpgsign=false
+    --git-dir="$work/snapshot.git" --work-tree="$ADVISORY_DB")
+  # Every platform's crates, which cargo-deny's offline graph reads (from
+  # crates.io, like the build's; a no-op once there).
+  cargo fetch --locked -q &&
+    git init -q --bare -b main "$work/snapshot.git" &&
+    "${git_as[@]}" add -A &&
+    "${git_as[@]}" commit -q -m "advisory-db snapshot" &&
+    GIT_ALLOW_PROTOCOL=file GIT_CONFIG_COUNT=1 \
+      GIT_CONFIG_KEY_0="url.file://$work/snapshot.git.insteadOf" \
+      GIT_CONFIG_VALUE_0=https://github.com/RustSec/advisory-db \
+      S3TD_ADVISORY_DBS="$work/dbs" "$CARGO_DENY" deny fetch db &&
+    S3TD_ADVISORY_DBS="$work/dbs" "$CARGO_DENY" deny --offline --locked \
+      check advisories bans sources || rc=1
+  rm -rf "$work"
+  return "$rc"
 }
 
 finish() {

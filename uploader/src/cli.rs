@@ -9,8 +9,9 @@ use clap::{Parser, ValueEnum};
 /// Ships finished packet captures from the spool to S3, each with a verified
 /// SHA-256, deleting a capture locally only after S3 confirmed it.
 ///
-/// Credentials and region come from the AWS default chain (IRSA web identity,
-/// EKS Pod Identity, AWS_* environment, profile, instance metadata).
+/// Credentials come from the AWS chain (AWS_* environment, profile, IRSA web
+/// identity, EKS Pod Identity), the node's role only with ALLOW_NODE_ROLE;
+/// the region from AWS_REGION, the profile or instance metadata.
 /// LOG_FORMAT=json switches logs to JSON; RUST_LOG sets the level.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
@@ -56,6 +57,15 @@ pub struct Cli {
     /// Most S3-compatible stores need it. Default: false.
     #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub force_path_style: bool,
+
+    /// Let the node's IAM role (instance metadata) supply credentials when
+    /// nothing else does.
+    ///
+    /// Off by default: a pod whose IRSA or Pod Identity binding is missing
+    /// would otherwise upload with the node's role instead of the write-only
+    /// policy. Default: false.
+    #[arg(long, env = "ALLOW_NODE_ROLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_node_role: bool,
 
     /// Maximum number of upload requests in flight.
     ///
@@ -148,8 +158,9 @@ pub struct Cli {
 
     /// Validate the configuration and probe the bucket, then exit.
     ///
-    /// Resolves credentials from the chain and asks the bucket about a
-    /// multipart upload that does not exist (needs no read permission).
+    /// Resolves credentials from the chain (naming their source, never the
+    /// credentials) and asks the bucket about a multipart upload that does
+    /// not exist (needs no read permission).
     /// Exits 0 when the uploader could work, non-zero with the reason.
     #[arg(long)]
     pub check: bool,

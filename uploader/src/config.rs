@@ -42,6 +42,8 @@ pub struct S3Settings {
     pub force_path_style: bool,
     pub storage_class: Option<String>,
     pub sse: Option<Sse>,
+    /// Whether the node's role (instance metadata) may supply credentials.
+    pub allow_node_role: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,7 @@ impl Config {
                 force_path_style: cli.force_path_style,
                 storage_class: cli.storage_class.filter(|s| !s.is_empty()),
                 sse,
+                allow_node_role: cli.allow_node_role,
             },
             key_template,
             concurrency: cli.concurrency,

@@ -10,7 +10,9 @@
 //! small client of the same parts: hyper-util's pooled client over
 //! hyper-rustls (aws-lc-rs, the system's roots) over a TCP connector that
 //! marks each socket once it is connected. Only the SYN and the last ACK of
-//! the handshake go out unmarked.
+//! the handshake go out unmarked. It is the uploader's only HTTP client: the
+//! SDK is built without its own, so S3, STS, Pod Identity and instance
+//! metadata all go through here, over one TLS stack.
 //!
 //! Timeouts follow the SDK's settings: the connect timeout bounds the TCP
 //! connect, the read timeout bounds each request until the response head
@@ -51,7 +53,7 @@ type MarkedClient = Client<HttpsConnector<MarkingConnector>, SdkBody>;
 /// (connect timeout, read timeout)
 type Timeouts = (Option<Duration>, Option<Duration>);
 
-/// Builds the HTTP client for the S3 client: HTTPS (or plain HTTP for a
+/// Builds the uploader's HTTP client: HTTPS (or plain HTTP for a
 /// local endpoint), every connection marked.
 pub fn marked_http_client() -> Result<SharedHttpClient, ConfigError> {
     let roots = rustls_native_certs::load_native_certs();

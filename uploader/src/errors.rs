@@ -80,6 +80,14 @@ pub struct ProbeError {
     pub hint: &'static str,
 }
 
+/// No credentials could be resolved; names what was tried and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("no usable AWS credentials: {reason}; {fix}")]
+pub struct CredentialsError {
+    pub reason: String,
+    pub fix: &'static str,
+}
+
 /// What `run` can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -89,6 +97,8 @@ pub enum RunError {
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error("cannot serve metrics on {addr}: {source}")]
     MetricsBind {
         addr: std::net::SocketAddr,

@@ -53,9 +53,16 @@ use crate::upload::Sender;
 /// `--check`, until its one job is done).
 pub async fn run(config: Config) -> Result<(), RunError> {
     let key_context = key_context(&config).await?;
-    let client = s3::client(&config.s3).await?;
+    let (client, credentials) = s3::client(&config.s3).await?;
+    let credentials = credentials.source().await;
+    if let Ok(source) = &credentials {
+        tracing::info!(credentials = %source, "AWS credentials found");
+    }
     if config.mode == Mode::Check {
-        return check(&config, &client, &key_context).await;
+        return check(&config, &client, &key_context, credentials?).await;
+    }
+    if let Err(e) = &credentials {
+        tracing::warn!(error = %e, "no AWS credentials yet; uploads wait for them");
     }
     find::prepare(&config.spool)?;
 
@@ -225,13 +232,14 @@ async fn check(
     config: &Config,
     client: &aws_sdk_s3::Client,
     ctx: &KeyContext,
+    credentials: s3::CredentialSource,
 ) -> Result<(), RunError> {
     s3::probe(client, &config.s3.bucket, &config.key_template).await?;
     let example = spool::CaptureName::new(Utc::now(), 0);
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "ok: bucket {:?} accepts uploads; a capture starting now would go to {:?}",
+            "ok: bucket {:?} accepts uploads with credentials from {credentials}; a capture starting now would go to {:?}",
             config.s3.bucket,
             config.key_template.render(ctx, &example)
         );

@@ -1,5 +1,5 @@
-//! The S3 client, and the probe that tells whether bucket and credentials
-//! work without needing read permission.
+//! The S3 client, where its credentials come from, and the probe that tells
+//! whether bucket and credentials work without needing read permission.
 //!
 //! Timeouts are set so that a hung connection (for example a pooled one that
 //! went stale during a long idle gap) cannot stall a worker: the connect and
@@ -7,16 +7,28 @@
 //! (a 16 MiB part included, on a slow link). The SDK's own retries are off:
 //! `retry.rs` decides, so that every attempt is counted and classified.
 
+use std::fmt;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::ecs::EcsCredentialsProvider;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError as ProviderError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
 
 use crate::config::S3Settings;
 use crate::connect;
-use crate::errors::{ConfigError, ProbeError, UploadError};
+use crate::errors::{ConfigError, CredentialsError, ProbeError, UploadError};
 use crate::keys::{KeyTemplate, PROBE_OBJECT};
 use crate::retry::{self, FailureKind};
 
@@ -27,9 +39,40 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 const PROBE_UPLOAD_ID: &str =
     "s3-tcpdump-probe-0000000000000000000000000000000000000000000000000000000000";
 
-/// Loads region and credentials from the default chain and builds the client.
-pub async fn client(settings: &S3Settings) -> Result<Client, ConfigError> {
+/// Where the uploader's AWS credentials come from. Named in the start-up log
+/// and by `--check`; the credentials themselves (key id, secret, role) never
+/// are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    Environment,
+    Profile,
+    WebIdentity,
+    Container,
+    NodeRole,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Environment => "environment (AWS_ACCESS_KEY_ID)",
+            Self::Profile => "profile (AWS config and credentials files)",
+            Self::WebIdentity => "web identity (IRSA)",
+            Self::Container => "container provider (EKS Pod Identity)",
+            Self::NodeRole => "node role (instance metadata, allowed by ALLOW_NODE_ROLE)",
+        })
+    }
+}
+
+/// Builds the client: region from the SDK's chain, credentials from
+/// `credential_chain`. Every request, to S3, STS, the Pod Identity agent
+/// or instance metadata, goes through the one client of `connect.rs`.
+pub async fn client(settings: &S3Settings) -> Result<(Client, CredentialChain), ConfigError> {
+    let http = connect::marked_http_client()?;
+    // Region from AWS_REGION, the profile or instance metadata: a region is
+    // no credential, so instance metadata may tell it.
     let shared = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .no_credentials()
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -40,23 +83,141 @@ pub async fn client(settings: &S3Settings) -> Result<Client, ConfigError> {
         )
         .load()
         .await;
-    if shared.region().is_none() {
-        return Err(ConfigError::NoRegion);
-    }
-    // Only S3's connections are marked (see `connect.rs`): they are the ones
-    // that carry captures. Credential and metadata calls keep the SDK's client.
+    let region = shared.region().cloned().ok_or(ConfigError::NoRegion)?;
+    let providers = ProviderConfig::default()
+        .with_http_client(http)
+        .with_region(Some(region));
+    let credentials = CredentialChain {
+        provider: SharedCredentialsProvider::new(credential_chain(
+            &providers,
+            settings.allow_node_role,
+        )),
+        allow_node_role: settings.allow_node_role,
+    };
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-        .http_client(connect::marked_http_client()?)
+        .credentials_provider(credentials.provider.clone())
         .force_path_style(settings.force_path_style);
     if let Some(url) = &settings.endpoint_url {
         builder = builder.endpoint_url(url);
     }
-    Ok(Client::from_conf(builder.build()))
+    Ok((Client::from_conf(builder.build()), credentials))
 }
 
-/// Reads this instance's id from the instance metadata service (IMDSv2).
+/// The SDK's default chain in its order, without instance metadata unless
+/// the node's role is allowed: with host networking the pod always reaches
+/// it, and a missing IRSA or Pod Identity binding would silently upload with
+/// the node's role instead of the write-only policy.
+fn credential_chain(conf: &ProviderConfig, allow_node_role: bool) -> CredentialsProviderChain {
+    let chain = CredentialsProviderChain::first_try(
+        "Environment",
+        Labelled(
+            CredentialSource::Environment,
+            EnvironmentVariableCredentialsProvider::new(),
+        ),
+    )
+    .or_else(
+        "Profile",
+        Labelled(
+            CredentialSource::Profile,
+            ProfileFileCredentialsProvider::builder()
+                .configure(conf)
+                .build(),
+        ),
+    )
+    .or_else(
+        "WebIdentityToken",
+        Labelled(
+            CredentialSource::WebIdentity,
+            WebIdentityTokenCredentialsProvider::builder()
+                .configure(conf)
+                .build(),
+        ),
+    )
+    .or_else(
+        "EcsContainer",
+        Labelled(
+            CredentialSource::Container,
+            EcsCredentialsProvider::builder().configure(conf).build(),
+        ),
+    );
+    if allow_node_role {
+        chain.or_else(
+            "Ec2InstanceMetadata",
+            Labelled(
+                CredentialSource::NodeRole,
+                ImdsCredentialsProvider::builder().configure(conf).build(),
+            ),
+        )
+    } else {
+        chain
+    }
+}
+
+/// A credential provider that tags what it hands out with its source.
+#[derive(Debug)]
+struct Labelled<P>(CredentialSource, P);
+
+impl<P: ProvideCredentials> ProvideCredentials for Labelled<P> {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let mut credentials = self.1.provide_credentials().await?;
+            credentials.set_property(self.0);
+            Ok(credentials)
+        })
+    }
+
+    fn fallback_on_interrupt(&self) -> Option<Credentials> {
+        self.1.fallback_on_interrupt()
+    }
+}
+
+/// The client's credential chain, kept to tell where credentials come from.
+#[derive(Debug, Clone)]
+pub struct CredentialChain {
+    provider: SharedCredentialsProvider,
+    allow_node_role: bool,
+}
+
+impl CredentialChain {
+    /// Resolves credentials once and tells where they came from.
+    pub async fn source(&self) -> Result<CredentialSource, CredentialsError> {
+        source(&self.provider, self.allow_node_role).await
+    }
+}
+
+async fn source(
+    provider: &SharedCredentialsProvider,
+    allow_node_role: bool,
+) -> Result<CredentialSource, CredentialsError> {
+    let fix = if allow_node_role {
+        "bind an IAM role to the pod's service account (IRSA or EKS Pod Identity), set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the node an instance profile"
+    } else {
+        "bind an IAM role to the pod's service account (IRSA or EKS Pod Identity), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the node's role (instance metadata) is used only with ALLOW_NODE_ROLE=true"
+    };
+    let tried = if allow_node_role {
+        "environment, profile, web identity, container provider, node role"
+    } else {
+        "environment, profile, web identity, container provider"
+    };
+    let error = |reason: String| CredentialsError { reason, fix };
+    let credentials = provider.provide_credentials().await.map_err(|e| match e {
+        ProviderError::CredentialsNotLoaded(_) => error(format!("none found (tried {tried})")),
+        other => error(DisplayErrorContext(&other).to_string()),
+    })?;
+    credentials
+        .get_property::<CredentialSource>()
+        .copied()
+        .ok_or_else(|| error("credentials of unknown origin".to_owned()))
+}
+
+/// Reads this instance's id from the instance metadata service (IMDSv2),
+/// through the same client as everything else. No credentials are asked for.
 pub async fn instance_id() -> Result<String, ConfigError> {
-    let imds = aws_config::imds::Client::builder().build();
+    let conf = ProviderConfig::default().with_http_client(connect::marked_http_client()?);
+    let imds = aws_config::imds::Client::builder().configure(&conf).build();
     match tokio::time::timeout(
         Duration::from_secs(10),
         imds.get("/latest/meta-data/instance-id"),
@@ -65,7 +226,7 @@ pub async fn instance_id() -> Result<String, ConfigError> {
     {
         Ok(Ok(id)) => Ok(id.as_ref().to_owned()),
         Ok(Err(e)) => Err(ConfigError::InstanceId {
-            reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            reason: DisplayErrorContext(e).to_string(),
         }),
         Err(_) => Err(ConfigError::InstanceId {
             reason: "timed out after 10 s".to_owned(),

@@ -135,6 +135,8 @@ impl Garage {
             .endpoint_url(self.endpoint())
             .force_path_style(true)
             .credentials_provider(creds)
+            // The SDK is built without an HTTP client of its own.
+            .http_client(uploader::connect::marked_http_client().unwrap())
             .build();
         Client::from_conf(conf)
     }
