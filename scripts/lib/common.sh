@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are for the scripts that source it)
 # Shared by scripts/test, scripts/demo, bench/* and tests/deploy/*:
 # progress lines, timed steps, skip rules and the installers of what the
 # tests need. Source it; it defines functions and a few variables only.

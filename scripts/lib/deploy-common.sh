@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are for the scripts that source it)
 # Helpers shared by scripts/deploy, scripts/cleanup, scripts/iam-setup and
 # scripts/s3-lifecycle. Source it; it sets nothing but functions and ROOT.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are for the scripts that source it)
 # Shared by tests/deploy/validate-manifests and tests/deploy/image-and-pod.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
