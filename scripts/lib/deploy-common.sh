@@ -35,6 +35,20 @@ json_str() {
   printf '"%s"' "$s"
 }
 
+# spool_size_limit MAX_SPOOL_MB: the spool emptyDir's sizeLimit for that
+# budget. Past the limit the kubelet evicts the pod and every capture in the
+# spool is lost, so it leaves room for what the budget cannot drop: the file
+# being written and the uploads in flight (at the defaults 1 + 8 files of up
+# to MAX_FILE_MB=100) and what arrives between two scans. Half the budget
+# again, at least 1 GiB. The one copy of the rule: scripts/deploy applies it,
+# tests/deploy/validate-manifests checks every render (the base included)
+# against it.
+spool_size_limit() {
+  local mb=$1 headroom=$(($1 / 2))
+  ((headroom >= 1024)) || headroom=1024
+  echo "$((mb + headroom))Mi"
+}
+
 valid_bucket() {
   [[ $1 =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || die "not an S3 bucket name: '$1'"
 }
