@@ -1,5 +1,5 @@
-//! The README's launcher flag table and exit codes are the ones `--help`
-//! describes.
+//! The README's launcher reference (flags, exit codes, pass-through options)
+//! is the one `--help` and the code describe.
 
 #[path = "../../tests/support/flag_table.rs"]
 mod flag_table;
@@ -10,6 +10,11 @@ use clap::CommandFactory;
 fn readme_lists_every_launcher_flag_as_help_does() {
     let table = flag_table::flag_table(&launcher::cli::Cli::command());
     flag_table::assert_readme_block("launcher flags", &table);
+}
+
+#[test]
+fn readme_lists_the_pass_through_options_as_the_screen_does() {
+    flag_table::assert_readme_block("pass-through options", &launcher::passthrough::reference());
 }
 
 #[test]
