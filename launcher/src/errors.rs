@@ -110,3 +110,34 @@ pub enum LaunchError {
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
 }
+
+impl LaunchError {
+    /// True when the settings are wrong (flags, environment, TCPDUMP_ARGS,
+    /// the tcpdump path, or an interface or filter tcpdump refused): fixing
+    /// them is the cure, so the exit code is 2 as for the uploader's
+    /// configuration errors. Everything else (the spool, tcpdump's process,
+    /// signals) is a failed run: 1.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            Self::PassThrough(_)
+            | Self::TcpdumpArgsQuoting(_)
+            | Self::ZeroRotation
+            | Self::ZeroFileSize
+            | Self::FlushTooShort(_)
+            | Self::FilterTwice { .. }
+            | Self::TcpdumpMissing(_)
+            | Self::TcpdumpNotExecutable(_)
+            | Self::TcpdumpRefused { .. } => true,
+            Self::SpoolMissing(_)
+            | Self::SpoolNotFolder(_)
+            | Self::SpoolNotWritable { .. }
+            | Self::SpoolUnreachable { .. }
+            | Self::Folder(_)
+            | Self::SpoolIo { .. }
+            | Self::Spawn { .. }
+            | Self::HandOver { .. }
+            | Self::Wait(_)
+            | Self::Signals(_) => false,
+        }
+    }
+}

@@ -1,46 +1,55 @@
-use std::io::IsTerminal;
+//! `launcher`: parses the command line, runs, and maps the result to the
+//! exit code — here and nowhere else.
+
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::Parser;
-use launcher::Plan;
+use anyhow::Context as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use launcher::cli::Cli;
+use launcher::{LaunchError, Plan};
+use spool::logging::{self, EXIT_CONFIG, EXIT_RUNTIME};
+
+/// Shown at the end of `--help`; the README's reference says the same.
+const EXIT_CODES: &str = "\
+Exit codes: 0 tcpdump stopped cleanly (or --check passed); 2 the settings are wrong \
+(flags, environment, TCPDUMP_ARGS, the tcpdump path, an interface or filter tcpdump \
+refused); 1 the run failed (the spool, starting or waiting for tcpdump). Once tcpdump \
+has run, its own exit status is passed through, or 128 + the signal that ended it \
+(the last log lines say which).";
 
 fn main() -> ExitCode {
-    init_logging();
-    match run() {
-        Ok(code) => code,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&Cli::command().after_help(EXIT_CODES).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    logging::init();
     if cli.probe {
-        return Ok(launcher::probe(&cli.spool_dir));
+        return launcher::probe(&cli.spool_dir);
     }
-    let plan = Plan::from_cli(cli).context("invalid capture settings")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let plan = match Plan::from_cli(cli) {
+        Ok(plan) => plan,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    Ok(runtime.block_on(launcher::run(plan))?)
+        .context("cannot start the async runtime")
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return logging::exit_with("launcher", &format!("{e:#}"), EXIT_RUNTIME),
+    };
+    match runtime.block_on(launcher::run(plan)) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
 }
 
-/// Logs to stderr; `LOG_FORMAT=json` for one JSON object per line.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
+fn fail(error: LaunchError) -> ExitCode {
+    let (code, context) = if error.is_configuration() {
+        (EXIT_CONFIG, "invalid capture settings")
     } else {
-        builder.init();
-    }
+        (EXIT_RUNTIME, "capture failed")
+    };
+    let error = anyhow::Error::new(error).context(context);
+    logging::exit_with("launcher", &format!("{error:#}"), code)
 }

@@ -45,6 +45,11 @@ const STOPS_CAPTURE: &str =
     "it makes tcpdump stop or print instead of capturing; the capture runs until the pod stops";
 const SECRETS: &str = "it takes secrets or reads files; not supported in pass-through";
 
+// The launcher flags that own what -i, -s and -B set.
+const INTERFACE_FLAG: &str = "--interface (CAPTURE_INTERFACE)";
+const SNAPLEN_FLAG: &str = "--snaplen (SNAPLEN)";
+const BUFFER_FLAG: &str = "--buffer-kib (BUFFER_KIB)";
+
 const fn spec(
     short: Option<char>,
     long: Option<&'static str>,
@@ -276,9 +281,9 @@ fn apply(
             option: shown.to_owned(),
             reason,
         }),
-        Rule::Interface if owned.interface => Err(conflict("--interface (CAPTURE_INTERFACE)")),
-        Rule::Snaplen if owned.snaplen => Err(conflict("--snaplen (SNAPLEN)")),
-        Rule::BufferSize if owned.buffer_kib => Err(conflict("--buffer-kib (BUFFER_KIB)")),
+        Rule::Interface if owned.interface => Err(conflict(INTERFACE_FLAG)),
+        Rule::Snaplen if owned.snaplen => Err(conflict(SNAPLEN_FLAG)),
+        Rule::BufferSize if owned.buffer_kib => Err(conflict(BUFFER_FLAG)),
         Rule::Interface => {
             screened.interface = value;
             Ok(())
@@ -306,6 +311,63 @@ fn apply(
             }
             screened.options.extend(value);
             Ok(())
+        }
+    }
+}
+
+/// The README's list of pass-through options, written from
+/// [`TCPDUMP_OPTIONS`] so that it cannot drift from what [`screen`] does
+/// (`launcher/tests/readme_reference.rs` compares the two).
+pub fn reference() -> String {
+    fn names(keep: impl Fn(Rule) -> bool) -> String {
+        TCPDUMP_OPTIONS
+            .iter()
+            .filter(|s| keep(s.rule))
+            .map(OptionSpec::reference_name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    let mut out = format!("- allowed: {};\n", names(|rule| rule == Rule::Allow));
+    out.push_str("- allowed unless the launcher flag that sets the same is given:\n");
+    for spec in TCPDUMP_OPTIONS {
+        let flag = match spec.rule {
+            Rule::Interface => INTERFACE_FLAG,
+            Rule::Snaplen => SNAPLEN_FLAG,
+            Rule::BufferSize => BUFFER_FLAG,
+            Rule::Allow | Rule::Refuse(_) => continue,
+        };
+        out.push_str(&format!("  - {}: {flag};\n", spec.reference_name()));
+    }
+    out.push_str("- refused, the error saying why:\n");
+    // One line per reason, in the table's order.
+    let mut reasons: Vec<&str> = Vec::new();
+    for spec in TCPDUMP_OPTIONS {
+        if let Rule::Refuse(reason) = spec.rule
+            && !reasons.contains(&reason)
+        {
+            reasons.push(reason);
+        }
+    }
+    for reason in reasons {
+        let options = names(|rule| rule == Rule::Refuse(reason));
+        out.push_str(&format!("  - {options}: {reason};\n"));
+    }
+    out
+}
+
+impl OptionSpec {
+    /// `-j`/`--time-stamp-type` VALUE: how the reference names an option.
+    fn reference_name(&self) -> String {
+        let name = match (self.short, self.long) {
+            (Some(c), Some(l)) => format!("`-{c}`/`--{l}`"),
+            (Some(c), None) => format!("`-{c}`"),
+            (None, Some(l)) => format!("`--{l}`"),
+            (None, None) => String::new(),
+        };
+        if self.takes_value {
+            format!("{name} VALUE")
+        } else {
+            name
         }
     }
 }

@@ -262,3 +262,33 @@ fn refuses_spool_the_tcpdump_user_cannot_reach_when_run_as_root() {
         "the refused start changed the spool"
     );
 }
+
+#[test]
+fn wrong_settings_exit_with_code_2() {
+    let spool = spool_with_captures();
+    for args in [&["--rotate-seconds", "0"][..], &["--", "-w", "/tmp/x"]] {
+        launcher()
+            .arg("--spool-dir")
+            .arg(spool.root())
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(contains("invalid capture settings"));
+    }
+    launcher()
+        .arg("--spool-dir")
+        .arg(spool.root())
+        .env("TCPDUMP_ARGS", "-n 'unclosed")
+        .assert()
+        .code(2);
+    assert_untouched(&spool);
+}
+
+#[test]
+fn an_unusable_spool_exits_with_code_1() {
+    launcher()
+        .args(["--spool-dir", "/nonexistent/spool", "--check"])
+        .assert()
+        .code(1)
+        .stderr(contains("capture failed").and(contains("does not exist")));
+}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are for the scripts that source it)
 # Shared by scripts/test, scripts/demo, bench/* and tests/deploy/*:
 # progress lines, timed steps, skip rules and the installers of what the
 # tests need. Source it; it defines functions and a few variables only.
@@ -46,7 +47,7 @@ step() {
 ensure_apt() {
   local missing=() pkg
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == *'install ok installed' ]] || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
   say "installing from Debian: ${missing[*]}"
@@ -74,7 +75,7 @@ ensure_python_tools() {
 # A local single-node store needs only the LMDB engine: no sqlite, K2V,
 # metrics or telemetry, and no LTO, which roughly halves the first build.
 ensure_garage() {
-  if [[ -x $GARAGE_BIN ]] && "$GARAGE_BIN" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+  if [[ -x $GARAGE_BIN && $("$GARAGE_BIN" --version 2>/dev/null) == *"$GARAGE_VERSION"* ]]; then
     return 0
   fi
   say "building garage $GARAGE_VERSION (LMDB only) from crates.io into $CACHE/garage (once; several minutes)"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are for the scripts that source it)
 # Helpers shared by scripts/deploy, scripts/cleanup, scripts/iam-setup and
 # scripts/s3-lifecycle. Source it; it sets nothing but functions and ROOT.
 
@@ -32,6 +33,20 @@ json_str() {
   s=${s//\\/\\\\}
   s=${s//\"/\\\"}
   printf '"%s"' "$s"
+}
+
+# spool_size_limit MAX_SPOOL_MB: the spool emptyDir's sizeLimit for that
+# budget. Past the limit the kubelet evicts the pod and every capture in the
+# spool is lost, so it leaves room for what the budget cannot drop: the file
+# being written and the uploads in flight (at the defaults 1 + 8 files of up
+# to MAX_FILE_MB=100) and what arrives between two scans. Half the budget
+# again, at least 1 GiB. The one copy of the rule: scripts/deploy applies it,
+# tests/deploy/validate-manifests checks every render (the base included)
+# against it.
+spool_size_limit() {
+  local mb=$1 headroom=$(($1 / 2))
+  ((headroom >= 1024)) || headroom=1024
+  echo "$((mb + headroom))Mi"
 }
 
 valid_bucket() {

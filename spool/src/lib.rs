@@ -18,9 +18,13 @@
 //! stage needs to know when a file was uploaded: `20261127T142503Z.pcap`, or
 //! `20261127T142503Z-0001.pcap` for the second file of a period that
 //! tcpdump's `-C` size limit split.
+//!
+//! Both binaries also share their edge here: [`logging`] (log set-up, the
+//! last line, the exit codes).
 
 mod files;
 mod layout;
+pub mod logging;
 mod mark;
 mod name;
 pub mod pcap;

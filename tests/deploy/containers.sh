@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Podman and buildah set up for these machines, without touching /etc:
 # runc (cgroups in hybrid mode, which crun refuses), the vfs storage driver,
 # no default ulimits, and a storage of their own under the cache.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are for the scripts that source it)
 # Shared by tests/deploy/validate-manifests and tests/deploy/image-and-pod.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
@@ -22,10 +23,11 @@ ensure_venv() {
 podspec() { "$VENV/bin/python" "$ROOT/tests/deploy/podspec.py" "$@"; }
 
 # binary NAME: the path of a working launcher or uploader ($LAUNCHER_BIN,
-# $UPLOADER_BIN, else target/debug), or nothing.
+# $UPLOADER_BIN, else the debug build in $CARGO_TARGET_DIR or target/), or
+# nothing.
 binary() {
   local var=${1^^}_BIN
-  local path=${!var:-$ROOT/target/debug/$1}
+  local path=${!var:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/$1}
   [[ -x $path ]] && "$path" --version >/dev/null 2>&1 && echo "$path"
 }
 

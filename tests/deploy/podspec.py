@@ -11,6 +11,9 @@ Used by tests/deploy/validate-manifests and tests/deploy/image-and-pod:
                                         the pod template as a plain Pod that
                                         podman 4.3 `kube play` runs
   podspec.py probes RENDERED CONTAINER  the probes' URLs on 127.0.0.1
+  podspec.py spool-size RENDERED        MAX_SPOOL_MB and the sizeLimit (MiB)
+                                        of the volume the uploader mounts at
+                                        SPOOL_DIR
   podspec.py exceptions FILE            the checkov IDs of FILE; fails on an
                                         entry without a justification
   podspec.py checkov REPORT FILE        fails unless the checks that failed
@@ -87,6 +90,22 @@ def resolve_env(docs, c):
         else:
             raise Failure(f"{c['name']}: env {e['name']} has a source this test cannot fake")
     return env
+
+
+def spool_size(docs):
+    """(MAX_SPOOL_MB, sizeLimit in MiB) of the uploader's spool volume, found
+    by the name its SPOOL_DIR mount gives, never by position."""
+    spec = pod_spec(docs)
+    up = container(spec, "uploader")
+    env = resolve_env(docs, up)
+    mounts = [m for m in up.get("volumeMounts", []) if m["mountPath"] == env.get("SPOOL_DIR")]
+    if len(mounts) != 1:
+        raise Failure("the uploader mounts no volume at SPOOL_DIR")
+    vols = [v for v in spec.get("volumes", []) if v["name"] == mounts[0]["name"]]
+    limit = vols[0].get("emptyDir", {}).get("sizeLimit") if vols else None
+    if limit is None:
+        raise Failure(f"the spool volume {mounts[0]['name']} is not an emptyDir with a sizeLimit")
+    return int(env["MAX_SPOOL_MB"]), quantity_mib(limit)
 
 
 def quantity_mib(q):
@@ -169,11 +188,9 @@ def lint(docs, variant):
         res = c.get("resources", {})
         expect("cpu" in res.get("requests", {}) and "memory" in res.get("requests", {})
                and "memory" in res.get("limits", {}), f"{name} has cpu/memory requests and a memory limit")
-    spool_vols = [v for v in vols.values() if "emptyDir" in v]
-    if spool_vols and "MAX_SPOOL_MB" in uenv:
-        limit = spool_vols[0]["emptyDir"].get("sizeLimit")
-        expect(limit is not None and quantity_mib(limit) > int(uenv["MAX_SPOOL_MB"]),
-               f"spool sizeLimit ({limit}) above MAX_SPOOL_MB ({uenv['MAX_SPOOL_MB']})")
+    if "MAX_SPOOL_MB" in uenv:
+        budget, limit = spool_size(docs)
+        expect(limit > budget, f"spool sizeLimit ({limit} MiB) above MAX_SPOOL_MB ({budget})")
     drain = int(uenv.get("DRAIN_TIMEOUT_SECONDS", 60))
     expect(spec.get("terminationGracePeriodSeconds", 30) > drain,
            f"terminationGracePeriodSeconds above DRAIN_TIMEOUT_SECONDS ({drain})")
@@ -333,6 +350,9 @@ def main(argv):
         for probe in ("livenessProbe", "readinessProbe"):
             get = c[probe]["httpGet"]
             print(f"http://127.0.0.1:{ports.get(get['port'], get['port'])}{get['path']}")
+    elif cmd == "spool-size":
+        budget, limit = spool_size(load(argv[2]))
+        print(budget, int(limit) if limit == int(limit) else limit)
     elif cmd == "exceptions":
         print(" ".join(exceptions(argv[2])))
     elif cmd == "checkov":

@@ -48,6 +48,20 @@ pub fn flag_table(command: &clap::Command) -> String {
     table
 }
 
+/// The exit codes paragraph at the end of `binary --help`, on one line.
+pub fn exit_codes(binary: &str) -> String {
+    let output = std::process::Command::new(binary)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{binary} --help failed");
+    let help = String::from_utf8(output.stdout).unwrap();
+    let at = help
+        .find("Exit codes:")
+        .unwrap_or_else(|| panic!("{binary} --help does not list its exit codes"));
+    format!("{}\n", one_line(&help[at..]))
+}
+
 fn one_line(help: &str) -> String {
     help.split_whitespace()
         .collect::<Vec<_>>()
@@ -84,6 +98,6 @@ pub fn assert_readme_block(name: &str, table: &str) {
         return;
     }
     panic!(
-        "README.md's {name} table is out of date with --help; run `UPDATE_README=1 cargo test readme` and commit.\nexpected:\n{table}"
+        "README.md's {name} block is out of date with the code; run `UPDATE_README=1 cargo test readme` and commit.\nexpected:\n{table}"
     );
 }

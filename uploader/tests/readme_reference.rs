@@ -1,4 +1,5 @@
-//! The README's uploader flag table is the one `--help` describes.
+//! The README's uploader flag table and exit codes are the ones `--help`
+//! describes.
 
 #[path = "../../tests/support/flag_table.rs"]
 mod flag_table;
@@ -9,4 +10,10 @@ use clap::CommandFactory;
 fn readme_lists_every_uploader_flag_as_help_does() {
     let table = flag_table::flag_table(&uploader::cli::Cli::command());
     flag_table::assert_readme_block("uploader flags", &table);
+}
+
+#[test]
+fn readme_gives_the_uploader_exit_codes_as_help_does() {
+    let codes = flag_table::exit_codes(env!("CARGO_BIN_EXE_uploader"));
+    flag_table::assert_readme_block("uploader exit codes", &codes);
 }
