@@ -123,7 +123,7 @@ impl LaunchError {
             | Self::TcpdumpArgsQuoting(_)
             | Self::ZeroRotation
             | Self::ZeroFileSize
-            | Self::FlushTooShort(_)
+            | Self::ZeroSpoolBudget
             | Self::FilterTwice { .. }
             | Self::TcpdumpMissing(_)
             | Self::TcpdumpNotExecutable(_)
@@ -137,6 +137,8 @@ impl LaunchError {
             | Self::Spawn { .. }
             | Self::HandOver { .. }
             | Self::Wait(_)
+            | Self::Watch { .. }
+            | Self::Tick(_)
             | Self::Signals(_) => false,
         }
     }
