@@ -34,8 +34,9 @@ pub struct Cli {
     /// Placeholders: {node} (NODE_NAME, else the host name), {pod} (POD_NAME),
     /// {namespace} (POD_NAMESPACE), {cluster} (CLUSTER_NAME), {instance_id}
     /// (instance metadata, IMDSv2), {yyyy} {mm} {dd} {hh} {mi} (the capture's
-    /// UTC start time, not the upload time) and {file} (required). An unknown
-    /// placeholder is refused at start.
+    /// UTC start time, not the upload time) and {file} (required). One of
+    /// {node}, {instance_id} or {pod} is required too, so that two nodes never
+    /// write the same key. An unknown placeholder is refused at start.
     #[arg(
         long,
         env = "S3_KEY_TEMPLATE",

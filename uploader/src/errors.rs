@@ -23,6 +23,10 @@ pub enum ConfigError {
     )]
     KeyNotUnique { template: String },
     #[error(
+        "key template {template:?} has no per-node placeholder: add {{node}}, {{instance_id}} or {{pod}} (e.g. tcp-dumps/{{node}}/{{yyyy}}/{{mm}}/{{dd}}/{{hh}}/{{file}}); capture names are start times, so without one two nodes' captures of the same second get the same key and one would overwrite the other"
+    )]
+    KeyNotPerNode { template: String },
+    #[error(
         "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
     )]
     MissingEnv {
