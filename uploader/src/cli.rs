@@ -12,6 +12,10 @@ use clap::{Parser, ValueEnum};
 /// Credentials and region come from the AWS default chain (IRSA web identity,
 /// EKS Pod Identity, AWS_* environment, profile, instance metadata).
 /// LOG_FORMAT=json switches logs to JSON; RUST_LOG sets the level.
+///
+/// `uploader probe ready` and `uploader probe live` ask the admin port of the
+/// uploader running beside them (METRICS_ADDR) and exit 0 or 1: exec probes
+/// for a loopback-only admin port.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -28,6 +32,17 @@ pub struct Cli {
     /// Example: --bucket my-captures.
     #[arg(long, env = "S3_BUCKET", value_name = "NAME")]
     pub bucket: String,
+
+    /// AWS account id (12 digits) that must own the bucket.
+    ///
+    /// Sent with every S3 request as ExpectedBucketOwner: S3 refuses the
+    /// request (403 AccessDenied) when another account owns a bucket of that
+    /// name, e.g. one re-created by someone else after yours was deleted.
+    /// scripts/deploy fills it in, and the manifests do not render without
+    /// it; unset, the uploader warns at start (fine for a local store).
+    /// Example: 111122223333.
+    #[arg(long, env = "S3_EXPECTED_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
+    pub expected_bucket_owner: Option<String>,
 
     /// Object key template.
     ///
@@ -181,6 +196,29 @@ pub struct Cli {
         hide = true
     )]
     pub rescan_ms: u64,
+}
+
+/// `uploader probe ready|live`: an exec probe for a pod whose admin port
+/// listens on loopback only, where the kubelet's HTTP probes cannot reach it.
+#[derive(Debug, Parser)]
+#[command(name = "uploader probe", version)]
+pub struct ProbeCli {
+    /// What to ask: `ready` (/readyz) or `live` (/healthz).
+    ///
+    /// Exits 0 on a 200 answer, 1 otherwise, printing the answer or why
+    /// there was none.
+    #[arg(value_enum)]
+    pub route: crate::admin::Route,
+
+    /// The admin address of the uploader to ask; the running uploader's own
+    /// setting (0.0.0.0 means this host's loopback).
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:9090",
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,11 +9,16 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use uploader::cli::Cli;
+use uploader::cli::{Cli, ProbeCli};
 use uploader::config::Config;
 use uploader::errors::RunError;
 
 fn main() -> ExitCode {
+    // `uploader probe …` is a client of a running uploader, not an uploader:
+    // none of the uploader's settings apply to it.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "probe") {
+        return probe(&ProbeCli::parse_from(std::env::args_os().skip(1)));
+    }
     let cli = Cli::parse();
     init_logging();
     let config = match Config::from_cli(cli) {
@@ -38,6 +43,40 @@ fn main() -> ExitCode {
             1,
         ),
         Err(e) => report(&anyhow::Error::new(e).context("uploader failed"), 1),
+    }
+}
+
+/// An exec probe: 0 when the admin route answers 200, 1 otherwise. What it
+/// prints is what `kubectl describe pod` shows for a failed probe.
+fn probe(cli: &ProbeCli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("uploader probe: cannot start the async runtime: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(uploader::admin::ask(cli.metrics_addr, cli.route)) {
+        Ok(answer) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{answer}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{e}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 
