@@ -15,7 +15,9 @@ Used by tests/deploy/validate-manifests and tests/deploy/image-and-pod:
                                         entry without a justification
   podspec.py checkov REPORT FILE        fails unless the checks that failed
                                         in REPORT are exactly FILE's entries
-  podspec.py policy JSON BUCKET PREFIX  the IAM policy is least privilege
+  podspec.py policy JSON BUCKET PREFIX ACCOUNT
+                                        the IAM policy is least privilege and
+                                        holds only while ACCOUNT owns BUCKET
 
 The lint holds what checkov does not know about this project: the two users
 and the shared group, the capture container's file-capability needs, the
@@ -154,6 +156,9 @@ def lint(docs, variant):
            "capture adds exactly NET_RAW (NET_ADMIN is not needed)")
 
     uenv, cenv = resolve_env(docs, up), resolve_env(docs, cap)
+    owner = str(uenv.get("S3_EXPECTED_BUCKET_OWNER", ""))
+    expect(re.fullmatch(r"\d{12}", owner) is not None,
+           f"uploader S3_EXPECTED_BUCKET_OWNER is a 12-digit account id (got {owner!r})")
     for var, path in (("NODE_NAME", "spec.nodeName"), ("POD_NAME", "metadata.name"),
                       ("POD_NAMESPACE", "metadata.namespace")):
         refs = [e for e in up.get("env", []) if e["name"] == var]
@@ -286,7 +291,7 @@ def checkov_compare(report_path, exceptions_path):
           f"on the justified exception list ({len(allowed)} entries)", file=sys.stderr)
 
 
-def policy(path, bucket, prefix):
+def policy(path, bucket, prefix, account):
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     actions, resources = set(), set()
@@ -295,10 +300,13 @@ def policy(path, bucket, prefix):
             continue
         a = st["Action"]
         r = st["Resource"]
-        for action in [a] if isinstance(a, str) else a:
-            if action.startswith("s3:"):
-                actions.add(action)
-                resources.update([r] if isinstance(r, str) else r)
+        s3_actions = [x for x in ([a] if isinstance(a, str) else a) if x.startswith("s3:")]
+        if s3_actions and st.get("Condition") != {"StringEquals": {"s3:ResourceAccount": account}}:
+            raise Failure(f"policy statement {st.get('Sid')} does not hold the bucket to account "
+                          f"{account} (s3:ResourceAccount): {st.get('Condition')}")
+        for action in s3_actions:
+            actions.add(action)
+            resources.update([r] if isinstance(r, str) else r)
     want = {"s3:PutObject", "s3:ListMultipartUploadParts"}
     if actions != want:
         raise Failure(f"policy S3 actions are {sorted(actions)}, want exactly {sorted(want)}")
@@ -338,7 +346,7 @@ def main(argv):
     elif cmd == "checkov":
         checkov_compare(argv[2], argv[3])
     elif cmd == "policy":
-        policy(argv[2], argv[3], argv[4])
+        policy(argv[2], argv[3], argv[4], argv[5])
     else:
         raise Failure(f"unknown command {cmd}")
 
