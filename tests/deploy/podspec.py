@@ -117,7 +117,7 @@ def lint(docs, variant):
                    f"{d['kind']} {d['metadata']['name']} is in namespace s3-tcpdump")
 
     w = workload(docs)
-    expect(w["kind"] == ("DaemonSet" if variant == "daemonset" else "Deployment"),
+    expect(w["kind"] == ("Deployment" if variant == "node" else "DaemonSet"),
            f"the {variant} variant renders the right kind")
     spec = w["spec"]["template"]["spec"]
     expect(spec.get("hostNetwork") is True, "hostNetwork: true")
@@ -198,14 +198,14 @@ def lint(docs, variant):
         expect(w["spec"].get("replicas") == 1, "node variant: one replica")
         expect("kubernetes.io/hostname" in spec.get("nodeSelector", {}), "node variant: nodeSelector hostname")
     if variant == "node-set":
-        terms = (spec.get("affinity", {}).get("podAntiAffinity", {})
-                 .get("requiredDuringSchedulingIgnoredDuringExecution", []))
-        labels = w["spec"]["template"]["metadata"]["labels"]
-        expect(any(t.get("topologyKey") == "kubernetes.io/hostname"
-                   and all(labels.get(k) == v for k, v in t["labelSelector"]["matchLabels"].items())
-                   for t in terms), "node-set variant: required anti-affinity on hostname, one per node")
-        expect(spec.get("affinity", {}).get("nodeAffinity", {})
-               .get("requiredDuringSchedulingIgnoredDuringExecution"), "node-set variant: required node affinity")
+        # A DaemonSet: one pod per labelled node, following the label.
+        required = (spec.get("affinity", {}).get("nodeAffinity", {})
+                    .get("requiredDuringSchedulingIgnoredDuringExecution", {}))
+        expressions = [e for t in required.get("nodeSelectorTerms", []) for e in t.get("matchExpressions", [])]
+        expect(len(expressions) == 1 and expressions[0].get("operator") == "In"
+               and len(expressions[0].get("values", [])) == 1,
+               "node-set variant: required node affinity on one label value")
+        expect("replicas" not in w["spec"], "node-set variant: no replica count")
     if w["kind"] == "Deployment":
         expect(w["spec"].get("strategy", {}).get("type") == "Recreate",
                "Deployment strategy Recreate (host ports, one pod per node)")
