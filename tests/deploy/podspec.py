@@ -21,10 +21,12 @@ Used by tests/deploy/validate-manifests and tests/deploy/image-and-pod:
 
 The lint holds what checkov does not know about this project: the two users
 and the shared group, the capture container's file-capability needs, the
-native sidecar, and the settings that must agree across objects (spool size,
-drain time, metrics port).
+native sidecar, the settings that must agree across objects (spool size,
+drain time, metrics port), the bucket owner, and that the capture container
+gets no AWS credentials under IRSA or Pod Identity.
 """
 
+import csv
 import json
 import re
 import sys
@@ -41,6 +43,50 @@ FAKE_DOWNWARD = {
 
 class Failure(Exception):
     pass
+
+
+# What EKS's pod identity webhook (aws/amazon-eks-pod-identity-webhook, run by
+# EKS for every pod) adds to each container, init containers included, when
+# the service account has a role: IRSA (the role-arn annotation) or a Pod
+# Identity association. Containers named in the pod's
+# eks.amazonaws.com/skip-containers annotation (comma-separated, read as one
+# CSV record) are left alone, in both modes.
+SKIP_CONTAINERS = "eks.amazonaws.com/skip-containers"
+WEBHOOK_ENV = {
+    "irsa": {"AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/s3-tcpdump",
+             "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
+    "pod-identity": {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE":
+            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"},
+}
+WEBHOOK_MOUNT = {"irsa": "aws-iam-token", "pod-identity": "eks-pod-identity-token"}
+# Variables that hand a process AWS credentials, or the means to get them.
+CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} \
+    | set(WEBHOOK_ENV["irsa"]) | set(WEBHOOK_ENV["pod-identity"])
+
+
+def skipped_containers(template_metadata):
+    value = (template_metadata.get("annotations") or {}).get(SKIP_CONTAINERS)
+    if not value:
+        return set()
+    return {name.strip() for name in next(csv.reader([value]), [])}
+
+
+def webhook_mutation(template, mode):
+    """The containers' env names and mount names after the webhook, by name."""
+    skipped = skipped_containers(template.get("metadata", {}))
+    spec = template["spec"]
+    out = {}
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        env = {e["name"] for e in c.get("env", [])}
+        mounts = {m["name"] for m in c.get("volumeMounts", [])}
+        if c["name"] not in skipped:
+            env |= set(WEBHOOK_ENV[mode])
+            mounts.add(WEBHOOK_MOUNT[mode])
+        out[c["name"]] = (env, mounts)
+    return out
 
 
 def load(path):
@@ -192,6 +238,27 @@ def lint(docs, variant):
                f"uploader {probe} GET {path} on the metrics port")
     expect(spec.get("terminationGracePeriodSeconds", 0) <= 300, "grace period stays reasonable")
 
+    # The split of capture privileges from S3 credentials, the reason for two
+    # containers: the capture container gets no credentials, whatever the
+    # binding, and holds no token of its own.
+    template = w["spec"]["template"]
+    skipped = skipped_containers(template.get("metadata", {}))
+    expect(skipped == {"capture"}, f"pod annotation {SKIP_CONTAINERS}: capture, and only capture "
+                                   f"(got {sorted(skipped)})")
+    for mode in WEBHOOK_ENV:
+        mutated = webhook_mutation(template, mode)
+        cap_env, cap_mounts = mutated["capture"]
+        up_env, up_mounts = mutated["uploader"]
+        expect(not cap_env & CREDENTIAL_ENV and WEBHOOK_MOUNT[mode] not in cap_mounts,
+               f"{mode}: the capture container gets no AWS credentials")
+        expect(set(WEBHOOK_ENV[mode]) <= up_env and WEBHOOK_MOUNT[mode] in up_mounts,
+               f"{mode}: the uploader gets the role")
+    expect(not set(cenv) & CREDENTIAL_ENV,
+           f"the capture container's settings hold no AWS credentials ({sorted(set(cenv) & CREDENTIAL_ENV)})")
+    projected = {v["name"] for v in spec.get("volumes", []) if "projected" in v}
+    expect(not {m["name"] for m in cap.get("volumeMounts", [])} & projected,
+           "the capture container mounts no projected (token) volume")
+
     tolerations = spec.get("tolerations", [])
     expect({"operator": "Exists"} in tolerations, "tolerates every taint (the user chose the nodes)")
     if variant == "node":
@@ -219,10 +286,14 @@ def to_pod(docs, image, spool, sets):
     the downward API resolved); the emptyDir becomes a host folder prepared
     the way the kubelet prepares it for fsGroup (group 2000, setgid)."""
     spec = pod_spec(docs)
+    skipped = skipped_containers(workload(docs)["spec"]["template"].get("metadata", {}))
     out_containers = []
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         env = resolve_env(docs, c)
-        env.update(sets)
+        # Credentials go where the EKS webhook would put the role: not to
+        # the containers the pod tells it to skip.
+        env.update({k: v for k, v in sets.items()
+                    if k not in CREDENTIAL_ENV or c["name"] not in skipped})
         # On the host network a port is the host's anyway, and podman refuses
         # port mappings there. Podman runs probes from systemd timers, which
         # this machine lacks: the test requests the probe URLs itself.
