@@ -11,6 +11,10 @@ Used by tests/deploy/validate-manifests and tests/deploy/image-and-pod:
                                         the pod template as a plain Pod that
                                         podman 4.3 `kube play` runs
   podspec.py probes RENDERED CONTAINER  the probes' URLs on 127.0.0.1
+  podspec.py exec-probe RENDERED CONTAINER PROBE
+                                        the exec command of PROBE
+                                        (livenessProbe, readinessProbe),
+                                        NUL-separated
   podspec.py exceptions FILE            the checkov IDs of FILE; fails on an
                                         entry without a justification
   podspec.py checkov REPORT FILE        fails unless the checks that failed
@@ -229,13 +233,22 @@ def lint(docs, variant):
     expect(spec.get("terminationGracePeriodSeconds", 30) > drain,
            f"terminationGracePeriodSeconds above DRAIN_TIMEOUT_SECONDS ({drain})")
 
-    port = int(uenv.get("METRICS_ADDR", "0.0.0.0:9090").rsplit(":", 1)[1])
+    host, port = uenv.get("METRICS_ADDR", "0.0.0.0:9090").rsplit(":", 1)
+    port = int(port)
     ports = {p["name"]: p["containerPort"] for p in up.get("ports", [])}
     expect(ports.get("metrics") == port, f"uploader containerPort 'metrics' equals METRICS_ADDR's port {port}")
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    # On loopback (manifests/admin-loopback) the kubelet's HTTP probes, sent
+    # to the node's address, would find nothing: the uploader probes itself.
+    loopback = host in ("127.0.0.1", "[::1]")
+    for probe, path, route in (("livenessProbe", "/healthz", "live"), ("readinessProbe", "/readyz", "ready")):
         get = up.get(probe, {}).get("httpGet", {})
-        expect(get.get("path") == path and get.get("port") in ("metrics", port),
-               f"uploader {probe} GET {path} on the metrics port")
+        command = up.get(probe, {}).get("exec", {}).get("command")
+        if loopback:
+            expect(command == ["uploader", "probe", route] and not get,
+                   f"admin port on loopback: uploader {probe} is exec `uploader probe {route}`")
+        else:
+            expect(get.get("path") == path and get.get("port") in ("metrics", port),
+                   f"uploader {probe} GET {path} on the metrics port")
     expect(spec.get("terminationGracePeriodSeconds", 0) <= 300, "grace period stays reasonable")
 
     # The split of capture privileges from S3 credentials, the reason for two
@@ -412,6 +425,9 @@ def main(argv):
         for probe in ("livenessProbe", "readinessProbe"):
             get = c[probe]["httpGet"]
             print(f"http://127.0.0.1:{ports.get(get['port'], get['port'])}{get['path']}")
+    elif cmd == "exec-probe":
+        c = container(pod_spec(load(argv[2])), argv[3])
+        sys.stdout.write("".join(f"{w}\0" for w in c[argv[4]]["exec"]["command"]))
     elif cmd == "exceptions":
         print(" ".join(exceptions(argv[2])))
     elif cmd == "checkov":
