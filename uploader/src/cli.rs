@@ -201,7 +201,7 @@ pub struct Cli {
 /// `uploader probe ready|live`: an exec probe for a pod whose admin port
 /// listens on loopback only, where the kubelet's HTTP probes cannot reach it.
 #[derive(Debug, Parser)]
-#[command(name = "uploader probe", version)]
+#[command(name = "uploader probe", bin_name = "uploader probe", version)]
 pub struct ProbeCli {
     /// What to ask: `ready` (/readyz) or `live` (/healthz).
     ///
