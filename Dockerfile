@@ -31,15 +31,17 @@ FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="s3-tcpdump" \
       org.opencontainers.image.description="Continuous packet capture on Kubernetes nodes, shipped to S3 with verified checksums"
 
-# tcpdump gets NET_RAW and NET_ADMIN from file capabilities, so the capture
-# container runs it as a non-root user. The kernel honours file capabilities
-# only without no_new_privs: the capture container must not set
+# tcpdump gets NET_RAW, and nothing else, from file capabilities, so the
+# capture container runs it as a non-root user. NET_ADMIN is not needed: a
+# packet socket, promiscuous mode included, needs only NET_RAW
+# (launcher/tests/privileges.rs). The kernel honours file capabilities only
+# without no_new_privs: the capture container must not set
 # allowPrivilegeEscalation: false. libcap2-bin stays for `getcap` checks.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       tcpdump ca-certificates libcap2-bin \
  && rm -rf /var/lib/apt/lists/* \
- && setcap cap_net_raw,cap_net_admin+eip /usr/bin/tcpdump
+ && setcap cap_net_raw+eip /usr/bin/tcpdump
 
 # Group 2000 owns the spool; the capture writes as 1000, the uploader reads
 # and deletes as 1001 (the pod sets fsGroup 2000 on its emptyDir).

@@ -4,8 +4,9 @@
 //! `CAP_NET_RAW` on the node. Only options on the table below pass, each
 //! re-emitted in a canonical form (`-s` `96`, `--nano`), so nothing glued or
 //! abbreviated can smuggle in an option tcpdump would read differently.
-//! Options that write or read files, run commands or change identity are
-//! refused with the launcher flag that owns the job instead.
+//! Options that write or read files, run commands, change identity or run
+//! the protocol dissectors (`--print`) are refused, naming the launcher flag
+//! that owns the job where there is one.
 
 use crate::errors::PassThroughError;
 
@@ -44,6 +45,7 @@ const FILTER_FILE: &str = "it reads the filter from a file; use --filter (CAPTUR
 const STOPS_CAPTURE: &str =
     "it makes tcpdump stop or print instead of capturing; the capture runs until the pod stops";
 const SECRETS: &str = "it takes secrets or reads files; not supported in pass-through";
+const RUNS_DISSECTORS: &str = "it runs tcpdump's protocol dissectors over untrusted traffic inside the process that holds NET_RAW, and its output goes nowhere; read the captures afterwards instead (tcpdump -r FILE)";
 
 // The launcher flags that own what -i, -s and -B set.
 const INTERFACE_FLAG: &str = "--interface (CAPTURE_INTERFACE)";
@@ -102,8 +104,6 @@ const TCPDUMP_OPTIONS: &[OptionSpec] = &[
     spec(None, Some("immediate-mode"), false, Rule::Allow),
     spec(None, Some("micro"), false, Rule::Allow),
     spec(None, Some("nano"), false, Rule::Allow),
-    spec(None, Some("print"), false, Rule::Allow),
-    spec(None, Some("print-sampling"), true, Rule::Allow),
     spec(None, Some("lengths"), false, Rule::Allow),
     spec(None, Some("fp-type"), false, Rule::Allow),
     // Owned by launcher flags.
@@ -153,6 +153,14 @@ const TCPDUMP_OPTIONS: &[OptionSpec] = &[
     spec(Some('Y'), None, false, Rule::Refuse(STOPS_CAPTURE)),
     spec(None, Some("version"), false, Rule::Refuse(STOPS_CAPTURE)),
     spec(None, Some("count"), false, Rule::Refuse(STOPS_CAPTURE)),
+    // With -w, tcpdump parses packets only when told to print them too.
+    spec(None, Some("print"), false, Rule::Refuse(RUNS_DISSECTORS)),
+    spec(
+        None,
+        Some("print-sampling"),
+        true,
+        Rule::Refuse(RUNS_DISSECTORS),
+    ),
 ];
 
 /// The user's options, screened and in canonical form.
@@ -194,6 +202,7 @@ pub fn screen(words: &[String], owned: OwnedFlags) -> Result<ScreenedOptions, Pa
             };
             let spec = resolve_long(name, word)?;
             let shown = format!("--{}", spec.long.unwrap_or(name));
+            refuse_early(spec, &shown)?;
             let value = if spec.takes_value {
                 Some(match glued_value {
                     Some(value) => value,
@@ -215,6 +224,7 @@ pub fn screen(words: &[String], owned: OwnedFlags) -> Result<ScreenedOptions, Pa
                     .ok_or_else(|| PassThroughError::Unknown {
                         option: shown.clone(),
                     })?;
+                refuse_early(spec, &shown)?;
                 if spec.takes_value {
                     let rest = &cluster[at + letter.len_utf8()..];
                     let value = if rest.is_empty() {
@@ -232,6 +242,18 @@ pub fn screen(words: &[String], owned: OwnedFlags) -> Result<ScreenedOptions, Pa
         }
     }
     Ok(screened)
+}
+
+/// A refused option is refused whatever its value looks like (missing,
+/// glued, `=`), so the message always says why it is refused.
+fn refuse_early(spec: &OptionSpec, shown: &str) -> Result<(), PassThroughError> {
+    match spec.rule {
+        Rule::Refuse(reason) => Err(PassThroughError::Refused {
+            option: shown.to_owned(),
+            reason,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn resolve_long(name: &str, word: &str) -> Result<&'static OptionSpec, PassThroughError> {
@@ -436,6 +458,34 @@ mod tests {
         ] {
             assert_eq!(refused_option(line), option, "for {line:?}");
         }
+    }
+
+    #[test]
+    fn refuses_print_and_print_sampling_in_every_spelling() {
+        for (line, option) in [
+            ("--print", "--print"),
+            ("-n --print", "--print"),
+            ("--print -n", "--print"),
+            ("--print-sampling 10", "--print-sampling"),
+            ("--print-sampling=10", "--print-sampling"),
+            ("--print-samp=10", "--print-sampling"),
+            ("--print-s 3", "--print-sampling"),
+            ("-nv --print-sampling=1 port 53", "--print-sampling"),
+        ] {
+            assert_eq!(refused_option(line), option, "for {line:?}");
+        }
+        // tcpdump's getopt_long cannot tell these apart either.
+        assert!(matches!(
+            screen_line("--prin"),
+            Err(PassThroughError::Ambiguous { .. })
+        ));
+        assert_eq!(refused_option("--print=yes"), "--print");
+        assert_eq!(refused_option("--print-sampling"), "--print-sampling");
+        let message = screen_line("--print").unwrap_err().to_string();
+        assert!(
+            message.contains("dissectors") && message.contains("tcpdump -r"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -53,12 +53,17 @@ valid_bucket() {
   [[ $1 =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || die "not an S3 bucket name: '$1'"
 }
 
-# render_policy BUCKET PREFIX: the uploader's IAM policy with the placeholder
-# bucket and the capture prefix filled in.
+valid_account() {
+  [[ $1 =~ ^[0-9]{12}$ ]] || die "not an AWS account id (12 digits): '$1'"
+}
+
+# render_policy BUCKET PREFIX ACCOUNT: the uploader's IAM policy with the
+# placeholder bucket, the capture prefix and the bucket owner's account filled in.
 render_policy() {
-  local bucket=$1 prefix=$2
+  local bucket=$1 prefix=$2 account=$3
   [[ $prefix =~ ^[A-Za-z0-9!_.*\'()/-]+$ && $prefix != /* && $prefix != */ ]] \
     || die "not a key prefix (no leading or trailing /): '$prefix'"
+  valid_account "$account"
   sed -e "s|REPLACE_WITH_BUCKET|$bucket|g" -e "s|/tcp-dumps/\*|/$prefix/*|g" \
-    "$ROOT/manifests/s3-tcpdump-policy.json"
+    -e "s|REPLACE_WITH_ACCOUNT_ID|$account|g" "$ROOT/manifests/s3-tcpdump-policy.json"
 }

@@ -14,18 +14,26 @@ Used by tests/deploy/validate-manifests and tests/deploy/image-and-pod:
   podspec.py spool-size RENDERED        MAX_SPOOL_MB and the sizeLimit (MiB)
                                         of the volume the uploader mounts at
                                         SPOOL_DIR
+  podspec.py exec-probe RENDERED CONTAINER PROBE
+                                        the exec command of PROBE
+                                        (livenessProbe, readinessProbe),
+                                        NUL-separated
   podspec.py exceptions FILE            the checkov IDs of FILE; fails on an
                                         entry without a justification
   podspec.py checkov REPORT FILE        fails unless the checks that failed
                                         in REPORT are exactly FILE's entries
-  podspec.py policy JSON BUCKET PREFIX  the IAM policy is least privilege
+  podspec.py policy JSON BUCKET PREFIX ACCOUNT
+                                        the IAM policy is least privilege and
+                                        holds only while ACCOUNT owns BUCKET
 
 The lint holds what checkov does not know about this project: the two users
 and the shared group, the capture container's file-capability needs, the
-native sidecar, and the settings that must agree across objects (spool size,
-drain time, metrics port).
+native sidecar, the settings that must agree across objects (spool size,
+drain time, metrics port), the bucket owner, and that the capture container
+gets no AWS credentials under IRSA or Pod Identity.
 """
 
+import csv
 import json
 import re
 import sys
@@ -42,6 +50,50 @@ FAKE_DOWNWARD = {
 
 class Failure(Exception):
     pass
+
+
+# What EKS's pod identity webhook (aws/amazon-eks-pod-identity-webhook, run by
+# EKS for every pod) adds to each container, init containers included, when
+# the service account has a role: IRSA (the role-arn annotation) or a Pod
+# Identity association. Containers named in the pod's
+# eks.amazonaws.com/skip-containers annotation (comma-separated, read as one
+# CSV record) are left alone, in both modes.
+SKIP_CONTAINERS = "eks.amazonaws.com/skip-containers"
+WEBHOOK_ENV = {
+    "irsa": {"AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/s3-tcpdump",
+             "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
+    "pod-identity": {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE":
+            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"},
+}
+WEBHOOK_MOUNT = {"irsa": "aws-iam-token", "pod-identity": "eks-pod-identity-token"}
+# Variables that hand a process AWS credentials, or the means to get them.
+CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} \
+    | set(WEBHOOK_ENV["irsa"]) | set(WEBHOOK_ENV["pod-identity"])
+
+
+def skipped_containers(template_metadata):
+    value = (template_metadata.get("annotations") or {}).get(SKIP_CONTAINERS)
+    if not value:
+        return set()
+    return {name.strip() for name in next(csv.reader([value]), [])}
+
+
+def webhook_mutation(template, mode):
+    """The containers' env names and mount names after the webhook, by name."""
+    skipped = skipped_containers(template.get("metadata", {}))
+    spec = template["spec"]
+    out = {}
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        env = {e["name"] for e in c.get("env", [])}
+        mounts = {m["name"] for m in c.get("volumeMounts", [])}
+        if c["name"] not in skipped:
+            env |= set(WEBHOOK_ENV[mode])
+            mounts.add(WEBHOOK_MOUNT[mode])
+        out[c["name"]] = (env, mounts)
+    return out
 
 
 def load(path):
@@ -134,7 +186,7 @@ def lint(docs, variant):
                    f"{d['kind']} {d['metadata']['name']} is in namespace s3-tcpdump")
 
     w = workload(docs)
-    expect(w["kind"] == ("DaemonSet" if variant == "daemonset" else "Deployment"),
+    expect(w["kind"] == ("Deployment" if variant == "node" else "DaemonSet"),
            f"the {variant} variant renders the right kind")
     spec = w["spec"]["template"]["spec"]
     expect(spec.get("hostNetwork") is True, "hostNetwork: true")
@@ -169,10 +221,13 @@ def lint(docs, variant):
     # kernel then ignores tcpdump's file capabilities.
     expect(csc.get("allowPrivilegeEscalation") is True,
            "capture allowPrivilegeEscalation: true (file capabilities need it)")
-    expect(sorted(csc.get("capabilities", {}).get("add", [])) == ["NET_ADMIN", "NET_RAW"],
-           "capture adds exactly NET_RAW and NET_ADMIN")
+    expect(csc.get("capabilities", {}).get("add", []) == ["NET_RAW"],
+           "capture adds exactly NET_RAW (NET_ADMIN is not needed)")
 
     uenv, cenv = resolve_env(docs, up), resolve_env(docs, cap)
+    owner = str(uenv.get("S3_EXPECTED_BUCKET_OWNER", ""))
+    expect(re.fullmatch(r"\d{12}", owner) is not None,
+           f"uploader S3_EXPECTED_BUCKET_OWNER is a 12-digit account id (got {owner!r})")
     for var, path in (("NODE_NAME", "spec.nodeName"), ("POD_NAME", "metadata.name"),
                       ("POD_NAMESPACE", "metadata.namespace")):
         refs = [e for e in up.get("env", []) if e["name"] == var]
@@ -195,14 +250,44 @@ def lint(docs, variant):
     expect(spec.get("terminationGracePeriodSeconds", 30) > drain,
            f"terminationGracePeriodSeconds above DRAIN_TIMEOUT_SECONDS ({drain})")
 
-    port = int(uenv.get("METRICS_ADDR", "0.0.0.0:9090").rsplit(":", 1)[1])
+    host, port = uenv.get("METRICS_ADDR", "0.0.0.0:9090").rsplit(":", 1)
+    port = int(port)
     ports = {p["name"]: p["containerPort"] for p in up.get("ports", [])}
     expect(ports.get("metrics") == port, f"uploader containerPort 'metrics' equals METRICS_ADDR's port {port}")
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    # On loopback (manifests/admin-loopback) the kubelet's HTTP probes, sent
+    # to the node's address, would find nothing: the uploader probes itself.
+    loopback = host in ("127.0.0.1", "[::1]")
+    for probe, path, route in (("livenessProbe", "/healthz", "live"), ("readinessProbe", "/readyz", "ready")):
         get = up.get(probe, {}).get("httpGet", {})
-        expect(get.get("path") == path and get.get("port") in ("metrics", port),
-               f"uploader {probe} GET {path} on the metrics port")
+        command = up.get(probe, {}).get("exec", {}).get("command")
+        if loopback:
+            expect(command == ["uploader", "probe", route] and not get,
+                   f"admin port on loopback: uploader {probe} is exec `uploader probe {route}`")
+        else:
+            expect(get.get("path") == path and get.get("port") in ("metrics", port),
+                   f"uploader {probe} GET {path} on the metrics port")
     expect(spec.get("terminationGracePeriodSeconds", 0) <= 300, "grace period stays reasonable")
+
+    # The split of capture privileges from S3 credentials, the reason for two
+    # containers: the capture container gets no credentials, whatever the
+    # binding, and holds no token of its own.
+    template = w["spec"]["template"]
+    skipped = skipped_containers(template.get("metadata", {}))
+    expect(skipped == {"capture"}, f"pod annotation {SKIP_CONTAINERS}: capture, and only capture "
+                                   f"(got {sorted(skipped)})")
+    for mode in WEBHOOK_ENV:
+        mutated = webhook_mutation(template, mode)
+        cap_env, cap_mounts = mutated["capture"]
+        up_env, up_mounts = mutated["uploader"]
+        expect(not cap_env & CREDENTIAL_ENV and WEBHOOK_MOUNT[mode] not in cap_mounts,
+               f"{mode}: the capture container gets no AWS credentials")
+        expect(set(WEBHOOK_ENV[mode]) <= up_env and WEBHOOK_MOUNT[mode] in up_mounts,
+               f"{mode}: the uploader gets the role")
+    expect(not set(cenv) & CREDENTIAL_ENV,
+           f"the capture container's settings hold no AWS credentials ({sorted(set(cenv) & CREDENTIAL_ENV)})")
+    projected = {v["name"] for v in spec.get("volumes", []) if "projected" in v}
+    expect(not {m["name"] for m in cap.get("volumeMounts", [])} & projected,
+           "the capture container mounts no projected (token) volume")
 
     tolerations = spec.get("tolerations", [])
     expect({"operator": "Exists"} in tolerations, "tolerates every taint (the user chose the nodes)")
@@ -210,14 +295,14 @@ def lint(docs, variant):
         expect(w["spec"].get("replicas") == 1, "node variant: one replica")
         expect("kubernetes.io/hostname" in spec.get("nodeSelector", {}), "node variant: nodeSelector hostname")
     if variant == "node-set":
-        terms = (spec.get("affinity", {}).get("podAntiAffinity", {})
-                 .get("requiredDuringSchedulingIgnoredDuringExecution", []))
-        labels = w["spec"]["template"]["metadata"]["labels"]
-        expect(any(t.get("topologyKey") == "kubernetes.io/hostname"
-                   and all(labels.get(k) == v for k, v in t["labelSelector"]["matchLabels"].items())
-                   for t in terms), "node-set variant: required anti-affinity on hostname, one per node")
-        expect(spec.get("affinity", {}).get("nodeAffinity", {})
-               .get("requiredDuringSchedulingIgnoredDuringExecution"), "node-set variant: required node affinity")
+        # A DaemonSet: one pod per labelled node, following the label.
+        required = (spec.get("affinity", {}).get("nodeAffinity", {})
+                    .get("requiredDuringSchedulingIgnoredDuringExecution", {}))
+        expressions = [e for t in required.get("nodeSelectorTerms", []) for e in t.get("matchExpressions", [])]
+        expect(len(expressions) == 1 and expressions[0].get("operator") == "In"
+               and len(expressions[0].get("values", [])) == 1,
+               "node-set variant: required node affinity on one label value")
+        expect("replicas" not in w["spec"], "node-set variant: no replica count")
     if w["kind"] == "Deployment":
         expect(w["spec"].get("strategy", {}).get("type") == "Recreate",
                "Deployment strategy Recreate (host ports, one pod per node)")
@@ -231,10 +316,14 @@ def to_pod(docs, image, spool, sets):
     the downward API resolved); the emptyDir becomes a host folder prepared
     the way the kubelet prepares it for fsGroup (group 2000, setgid)."""
     spec = pod_spec(docs)
+    skipped = skipped_containers(workload(docs)["spec"]["template"].get("metadata", {}))
     out_containers = []
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         env = resolve_env(docs, c)
-        env.update(sets)
+        # Credentials go where the EKS webhook would put the role: not to
+        # the containers the pod tells it to skip.
+        env.update({k: v for k, v in sets.items()
+                    if k not in CREDENTIAL_ENV or c["name"] not in skipped})
         # On the host network a port is the host's anyway, and podman refuses
         # port mappings there. Podman runs probes from systemd timers, which
         # this machine lacks: the test requests the probe URLs itself.
@@ -303,7 +392,7 @@ def checkov_compare(report_path, exceptions_path):
           f"on the justified exception list ({len(allowed)} entries)", file=sys.stderr)
 
 
-def policy(path, bucket, prefix):
+def policy(path, bucket, prefix, account):
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     actions, resources = set(), set()
@@ -312,10 +401,13 @@ def policy(path, bucket, prefix):
             continue
         a = st["Action"]
         r = st["Resource"]
-        for action in [a] if isinstance(a, str) else a:
-            if action.startswith("s3:"):
-                actions.add(action)
-                resources.update([r] if isinstance(r, str) else r)
+        s3_actions = [x for x in ([a] if isinstance(a, str) else a) if x.startswith("s3:")]
+        if s3_actions and st.get("Condition") != {"StringEquals": {"s3:ResourceAccount": account}}:
+            raise Failure(f"policy statement {st.get('Sid')} does not hold the bucket to account "
+                          f"{account} (s3:ResourceAccount): {st.get('Condition')}")
+        for action in s3_actions:
+            actions.add(action)
+            resources.update([r] if isinstance(r, str) else r)
     want = {"s3:PutObject", "s3:ListMultipartUploadParts"}
     if actions != want:
         raise Failure(f"policy S3 actions are {sorted(actions)}, want exactly {sorted(want)}")
@@ -353,12 +445,15 @@ def main(argv):
     elif cmd == "spool-size":
         budget, limit = spool_size(load(argv[2]))
         print(budget, int(limit) if limit == int(limit) else limit)
+    elif cmd == "exec-probe":
+        c = container(pod_spec(load(argv[2])), argv[3])
+        sys.stdout.write("".join(f"{w}\0" for w in c[argv[4]]["exec"]["command"]))
     elif cmd == "exceptions":
         print(" ".join(exceptions(argv[2])))
     elif cmd == "checkov":
         checkov_compare(argv[2], argv[3])
     elif cmd == "policy":
-        policy(argv[2], argv[3], argv[4])
+        policy(argv[2], argv[3], argv[4], argv[5])
     else:
         raise Failure(f"unknown command {cmd}")
 

@@ -1,4 +1,5 @@
-//! The admin HTTP server, for Prometheus and the kubelet's probes.
+//! The admin HTTP server, for Prometheus and the kubelet's probes, and
+//! [`ask`], its client for exec probes (`uploader probe ready|live`).
 //!
 //! Routes:
 //! - `GET /metrics` — Prometheus text exposition (see `metrics.rs`).
@@ -6,21 +7,34 @@
 //!   Never tied to S3: restarting the uploader does not fix an outage.
 //! - `GET /readyz` — readiness: 200 when the bucket probe passed and no
 //!   permanent failure (access denied, no such bucket, bad credentials) is
-//!   current; 503 with the reason otherwise.
+//!   current; 503 with the failure's kind otherwise.
+//!
+//! With `hostNetwork` the port is open on the node, to anything that reaches
+//! the node. So it answers with kinds only (`not ready: access_denied`),
+//! never the store's own words: newer S3 `AccessDenied` messages name the
+//! account and the role's ARN. The details go to the log.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
-use crate::errors::UploadError;
+use crate::errors::{AskError, UploadError};
 use crate::metrics::Metrics;
 use crate::retry::FailureKind;
+
+/// What `/readyz` says before the first probe has answered.
+const STARTING: &str = "starting";
 
 /// Where a current problem was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +55,6 @@ pub struct Health {
 struct Problem {
     source: Source,
     kind: FailureKind,
-    detail: String,
     /// Whether it was logged (the initial "not probed yet" is not).
     announced: bool,
 }
@@ -54,7 +67,6 @@ impl Health {
             problem: Mutex::new(Some(Problem {
                 source: Source::Probe,
                 kind: FailureKind::Connection,
-                detail: "bucket not probed yet".to_owned(),
                 announced: false,
             })),
         }
@@ -80,7 +92,6 @@ impl Health {
         *problem = Some(Problem {
             source,
             kind: error.kind,
-            detail: error.detail.clone(),
             announced: true,
         });
     }
@@ -108,12 +119,20 @@ impl Health {
             .is_none()
     }
 
-    fn reason(&self) -> Option<String> {
+    /// Why not ready, in words safe to show anyone who reaches the port:
+    /// the failure's kind, as in the metrics' `kind` label.
+    fn reason(&self) -> Option<&'static str> {
         self.problem
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|p| format!("{}: {}; {}", p.kind, p.detail, p.kind.hint()))
+            .map(|p| {
+                if p.announced {
+                    p.kind.as_str()
+                } else {
+                    STARTING
+                }
+            })
     }
 }
 
@@ -159,7 +178,82 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         None => (StatusCode::OK, "ready\n".to_owned()),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {reason} (details in the uploader's log)\n"),
         ),
+    }
+}
+
+/// The admin routes an exec probe can ask about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// `/readyz`: the bucket answers and uploads work.
+    Ready,
+    /// `/healthz`: the process serves requests.
+    Live,
+}
+
+impl Route {
+    fn path(self) -> &'static str {
+        match self {
+            Route::Ready => "/readyz",
+            Route::Live => "/healthz",
+        }
+    }
+}
+
+/// How long an exec probe waits for the answer (below the kubelet's
+/// `timeoutSeconds`, so the probe, not the kubelet, reports the reason).
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the admin server at `addr` (an unspecified address means this
+/// host's loopback) about `route`: its answer when it is 200, an error with
+/// the status and the answer, or with why nothing answered, otherwise.
+pub async fn ask(addr: SocketAddr, route: Route) -> Result<String, AskError> {
+    let addr = loopback_if_unspecified(addr);
+    let uri = format!("http://{addr}{}", route.path());
+    let request = http::Request::get(&uri)
+        .body(SdkBody::empty())
+        .map_err(|e| AskError::Unreachable {
+            uri: uri.clone(),
+            reason: e.to_string(),
+        })?;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build(HttpConnector::new());
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = ByteStream::new(SdkBody::from_body_1_x(response.into_body()))
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_bytes();
+        Ok::<_, String>((status, String::from_utf8_lossy(&body).trim().to_owned()))
+    };
+    let (status, body) = tokio::time::timeout(ASK_TIMEOUT, exchange)
+        .await
+        .map_err(|_| AskError::Unreachable {
+            uri: uri.clone(),
+            reason: format!("no answer within {ASK_TIMEOUT:?}"),
+        })?
+        .map_err(|reason| AskError::Unreachable {
+            uri: uri.clone(),
+            reason,
+        })?;
+    if status == StatusCode::OK {
+        Ok(body)
+    } else {
+        Err(AskError::Answered {
+            uri,
+            status: status.as_u16(),
+            body,
+        })
+    }
+}
+
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
     }
 }

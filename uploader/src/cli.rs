@@ -13,6 +13,10 @@ use clap::{Parser, ValueEnum};
 /// identity, EKS Pod Identity), the node's role only with ALLOW_NODE_ROLE;
 /// the region from AWS_REGION, the profile or instance metadata.
 /// LOG_FORMAT=json switches logs to JSON; RUST_LOG sets the level.
+///
+/// `uploader probe ready` and `uploader probe live` ask the admin port of the
+/// uploader running beside them (METRICS_ADDR) and exit 0 or 1: exec probes
+/// for a loopback-only admin port.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -30,13 +34,25 @@ pub struct Cli {
     #[arg(long, env = "S3_BUCKET", value_name = "NAME")]
     pub bucket: String,
 
+    /// AWS account id (12 digits) that must own the bucket.
+    ///
+    /// Sent with every S3 request as ExpectedBucketOwner: S3 refuses the
+    /// request (403 AccessDenied) when another account owns a bucket of that
+    /// name, e.g. one re-created by someone else after yours was deleted.
+    /// scripts/deploy fills it in, and the manifests do not render without
+    /// it; unset, the uploader warns at start (fine for a local store).
+    /// Example: 111122223333.
+    #[arg(long, env = "S3_EXPECTED_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
+    pub expected_bucket_owner: Option<String>,
+
     /// Object key template.
     ///
     /// Placeholders: {node} (NODE_NAME, else the host name), {pod} (POD_NAME),
     /// {namespace} (POD_NAMESPACE), {cluster} (CLUSTER_NAME), {instance_id}
     /// (instance metadata, IMDSv2), {yyyy} {mm} {dd} {hh} {mi} (the capture's
-    /// UTC start time, not the upload time) and {file} (required). An unknown
-    /// placeholder is refused at start.
+    /// UTC start time, not the upload time) and {file} (required). One of
+    /// {node}, {instance_id} or {pod} is required too, so that two nodes never
+    /// write the same key. An unknown placeholder is refused at start.
     #[arg(
         long,
         env = "S3_KEY_TEMPLATE",
@@ -191,6 +207,29 @@ pub struct Cli {
         hide = true
     )]
     pub rescan_ms: u64,
+}
+
+/// `uploader probe ready|live`: an exec probe for a pod whose admin port
+/// listens on loopback only, where the kubelet's HTTP probes cannot reach it.
+#[derive(Debug, Parser)]
+#[command(name = "uploader probe", bin_name = "uploader probe", version)]
+pub struct ProbeCli {
+    /// What to ask: `ready` (/readyz) or `live` (/healthz).
+    ///
+    /// Exits 0 on a 200 answer, 1 otherwise, printing the answer or why
+    /// there was none.
+    #[arg(value_enum)]
+    pub route: crate::admin::Route,
+
+    /// The admin address of the uploader to ask; the running uploader's own
+    /// setting (0.0.0.0 means this host's loopback).
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:9090",
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

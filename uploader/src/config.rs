@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use spool::SpoolLayout;
 
+use crate::bucket_owner;
 use crate::cli::{Cli, SseArg};
 use crate::errors::ConfigError;
 use crate::keys::KeyTemplate;
@@ -38,6 +39,8 @@ pub enum Sse {
 #[derive(Debug, Clone)]
 pub struct S3Settings {
     pub bucket: String,
+    /// The account that must own the bucket (`bucket_owner.rs`).
+    pub expected_bucket_owner: Option<String>,
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
     pub storage_class: Option<String>,
@@ -84,6 +87,11 @@ impl Config {
             (Some(SseArg::AwsKms), key_id) => Some(Sse::Kms { key_id }),
             (_, Some(_)) => return Err(ConfigError::KmsKeyWithoutKms),
         };
+        let expected_bucket_owner = cli
+            .expected_bucket_owner
+            .filter(|o| !o.is_empty())
+            .map(|o| bucket_owner::parse(&o))
+            .transpose()?;
         let mode = if cli.check {
             Mode::Check
         } else if cli.once {
@@ -96,6 +104,7 @@ impl Config {
             spool: SpoolLayout::new(cli.spool_dir),
             s3: S3Settings {
                 bucket: cli.bucket,
+                expected_bucket_owner,
                 endpoint_url: cli.endpoint_url.filter(|u| !u.is_empty()),
                 force_path_style: cli.force_path_style,
                 storage_class: cli.storage_class.filter(|s| !s.is_empty()),
@@ -156,6 +165,23 @@ mod tests {
         assert_eq!(c.part_size_for(100 * MIB), 16 * MIB);
         let huge = 500 * 1024 * MIB;
         assert!(huge.div_ceil(c.part_size_for(huge)) <= MAX_PARTS);
+    }
+
+    #[test]
+    fn expected_bucket_owner_is_an_account_id_or_unset() {
+        let owner = |args: &[&str]| parse(args).map(|c| c.s3.expected_bucket_owner);
+        assert_eq!(owner(&[]).unwrap(), None);
+        assert_eq!(
+            owner(&["--expected-bucket-owner", ""]).unwrap(),
+            None,
+            "an empty variable is unset"
+        );
+        assert_eq!(
+            owner(&["--expected-bucket-owner", "111122223333"]).unwrap(),
+            Some("111122223333".to_owned())
+        );
+        let err = owner(&["--expected-bucket-owner", "my-account"]).unwrap_err();
+        assert!(err.to_string().contains("12-digit"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum ConfigError {
     )]
     KeyNotUnique { template: String },
     #[error(
+        "key template {template:?} has no per-node placeholder: add {{node}}, {{instance_id}} or {{pod}} (e.g. tcp-dumps/{{node}}/{{yyyy}}/{{mm}}/{{dd}}/{{hh}}/{{file}}); capture names are start times, so without one two nodes' captures of the same second get the same key and one would overwrite the other"
+    )]
+    KeyNotPerNode { template: String },
+    #[error(
         "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
     )]
     MissingEnv {
@@ -33,6 +37,10 @@ pub enum ConfigError {
         "key template uses {{instance_id}} but the instance metadata service did not answer: {reason}"
     )]
     InstanceId { reason: String },
+    #[error(
+        "S3_EXPECTED_BUCKET_OWNER must be the 12-digit id of the AWS account that owns the bucket (aws sts get-caller-identity --query Account), got {value:?}"
+    )]
+    BucketOwner { value: String },
     #[error("TLS settings for S3 could not be built: {0}")]
     Tls(String),
     #[error("--part-size-mb {0} is below S3's minimum part size of 5 MB")]
@@ -77,7 +85,22 @@ impl UploadError {
 pub struct ProbeError {
     pub bucket: String,
     pub error: UploadError,
-    pub hint: &'static str,
+    pub hint: String,
+}
+
+/// An exec probe (`uploader probe ready|live`) did not get a 200.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("{uri} answered {status}: {body}")]
+    Answered {
+        uri: String,
+        status: u16,
+        body: String,
+    },
+    #[error(
+        "{uri} did not answer ({reason}): is the uploader running in this container, with the same METRICS_ADDR?"
+    )]
+    Unreachable { uri: String, reason: String },
 }
 
 /// No credentials could be resolved; names what was tried and the fix.

@@ -6,6 +6,11 @@
 //! when the template uses it), `{yyyy} {mm} {dd} {hh} {mi}` (the capture's UTC
 //! start, never the upload time) and `{file}` (the capture's file name). The
 //! same file always maps to the same key, so uploading it again is harmless.
+//!
+//! A template must name the node (`{node}`, `{instance_id}` or `{pod}`):
+//! capture names are start times, so without it two nodes' captures of the
+//! same second would get one key and the later upload would replace the
+//! other.
 
 use std::fmt::Write as _;
 
@@ -49,6 +54,10 @@ impl Placeholder {
         ("mi", Placeholder::Minute),
         ("file", Placeholder::File),
     ];
+
+    /// One of these in a template keeps one node's keys apart from another's.
+    const PER_NODE: [Placeholder; 3] =
+        [Placeholder::Node, Placeholder::InstanceId, Placeholder::Pod];
 
     fn parse(name: &str) -> Option<Self> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
@@ -119,6 +128,11 @@ impl KeyTemplate {
         };
         if template.starts_with('/') || !parsed.uses(Placeholder::File) {
             return Err(ConfigError::KeyNotUnique {
+                template: template.to_owned(),
+            });
+        }
+        if !Placeholder::PER_NODE.iter().any(|p| parsed.uses(*p)) {
+            return Err(ConfigError::KeyNotPerNode {
                 template: template.to_owned(),
             });
         }
@@ -260,11 +274,38 @@ mod tests {
     }
 
     #[test]
+    fn template_without_a_per_node_placeholder_is_refused_naming_the_three() {
+        for template in [
+            "{file}",
+            "tcp-dumps/{file}",
+            "tcp-dumps/{cluster}/{namespace}/{yyyy}/{mm}/{dd}/{hh}/{mi}/{file}",
+        ] {
+            let err = KeyTemplate::parse(template).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::KeyNotPerNode { .. }),
+                "{template}: {err}"
+            );
+            let message = err.to_string();
+            for needed in ["{node}", "{instance_id}", "{pod}", "overwrite"] {
+                assert!(message.contains(needed), "{template}: {message}");
+            }
+        }
+        for template in [
+            "tcp-dumps/{node}/{file}",
+            "tcp-dumps/{instance_id}/{file}",
+            "tcp-dumps/{pod}/{file}",
+            "{file}-{node}",
+        ] {
+            assert!(KeyTemplate::parse(template).is_ok(), "{template}");
+        }
+    }
+
+    #[test]
     fn static_prefix_stops_at_the_last_slash_before_a_placeholder() {
         let prefix = |t: &str| KeyTemplate::parse(t).unwrap().static_prefix().to_owned();
         assert_eq!(prefix(DEFAULT_TEMPLATE), "tcp-dumps/");
         assert_eq!(prefix("a/b/c-{node}/{file}"), "a/b/");
-        assert_eq!(prefix("{file}"), "");
+        assert_eq!(prefix("{node}/{file}"), "");
     }
 
     #[test]

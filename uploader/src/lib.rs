@@ -12,6 +12,7 @@
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
 
 pub mod admin;
+pub mod bucket_owner;
 pub mod budget;
 pub mod cli;
 pub mod config;
@@ -234,7 +235,7 @@ async fn check(
     ctx: &KeyContext,
     credentials: s3::CredentialSource,
 ) -> Result<(), RunError> {
-    s3::probe(client, &config.s3.bucket, &config.key_template).await?;
+    s3::probe(client, &config.s3, &config.key_template).await?;
     let example = spool::CaptureName::new(Utc::now(), 0);
     #[allow(clippy::print_stdout)]
     {
@@ -261,7 +262,7 @@ async fn probe_until_ready(client: aws_sdk_s3::Client, config: Arc<Config>, heal
         keys::PROBE_OBJECT
     );
     loop {
-        match s3::probe(&client, &config.s3.bucket, &config.key_template).await {
+        match s3::probe(&client, &config.s3, &config.key_template).await {
             Ok(()) => {
                 health.succeeded(Source::Probe);
                 if health.is_ready() {

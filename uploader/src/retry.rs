@@ -26,6 +26,18 @@ use backon::ExponentialBuilder;
 
 use crate::errors::UploadError;
 
+macro_rules! access_denied_permissions {
+    () => {
+        "grant the uploader's role s3:PutObject and the multipart actions on this bucket and key prefix (manifests/s3-tcpdump-policy.json), and check the bucket policy and KMS key policy"
+    };
+}
+/// What to do about a missing permission.
+pub const ACCESS_DENIED_PERMISSIONS: &str = access_denied_permissions!();
+const ACCESS_DENIED_HINT: &str = concat!(
+    access_denied_permissions!(),
+    "; with S3_EXPECTED_BUCKET_OWNER set, also check that this account still owns the bucket (S3 answers another account's bucket with AccessDenied too)"
+);
+
 /// What went wrong, as far as retrying and the metrics care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
@@ -99,9 +111,7 @@ impl FailureKind {
     /// What a person can do about a permanent failure.
     pub fn hint(self) -> &'static str {
         match self {
-            FailureKind::AccessDenied => {
-                "grant the uploader's role s3:PutObject and the multipart actions on this bucket and key prefix (manifests/s3-tcpdump-policy.json), and check the bucket policy and KMS key policy"
-            }
+            FailureKind::AccessDenied => ACCESS_DENIED_HINT,
             FailureKind::NoSuchBucket => {
                 "create the bucket or fix --bucket/S3_BUCKET (and AWS_REGION, --endpoint-url)"
             }

@@ -26,6 +26,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 
+use crate::bucket_owner::{self, ExpectedBucketOwner};
 use crate::config::S3Settings;
 use crate::connect;
 use crate::errors::{ConfigError, CredentialsError, ProbeError, UploadError};
@@ -99,6 +100,14 @@ pub async fn client(settings: &S3Settings) -> Result<(Client, CredentialChain), 
         .force_path_style(settings.force_path_style);
     if let Some(url) = &settings.endpoint_url {
         builder = builder.endpoint_url(url);
+    }
+    match &settings.expected_bucket_owner {
+        Some(account) => builder = builder.interceptor(ExpectedBucketOwner::new(account)),
+        None => tracing::warn!(
+            bucket = %settings.bucket,
+            "{} is not set: S3 will not check which account owns the bucket (set it for AWS S3; scripts/deploy does)",
+            bucket_owner::VARIABLE
+        ),
     }
     Ok((Client::from_conf(builder.build()), credentials))
 }
@@ -240,9 +249,10 @@ pub async fn instance_id() -> Result<String, ConfigError> {
 /// anything else is explained.
 pub async fn probe(
     client: &Client,
-    bucket: &str,
+    settings: &S3Settings,
     template: &KeyTemplate,
 ) -> Result<(), ProbeError> {
+    let bucket = settings.bucket.as_str();
     let key = format!("{}{PROBE_OBJECT}", template.static_prefix());
     let result = client
         .list_parts()
@@ -260,9 +270,15 @@ pub async fn probe(
     if accepts(&error) {
         return Ok(());
     }
+    let hint = match (&settings.expected_bucket_owner, error.kind) {
+        (Some(account), FailureKind::AccessDenied) => {
+            bucket_owner::access_denied_hint(account, bucket)
+        }
+        _ => error.kind.hint().to_owned(),
+    };
     Err(ProbeError {
         bucket: bucket.to_owned(),
-        hint: error.kind.hint(),
+        hint,
         error,
     })
 }

@@ -143,6 +143,21 @@ fn unknown_placeholder_is_refused_at_start() {
 }
 
 #[test]
+fn key_template_without_a_per_node_placeholder_is_refused_at_start() {
+    let spool = Spool::new();
+    std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
+        .args(["--bucket", "b", "--key-template", "tcp-dumps/{yyyy}/{file}"])
+        .env("SPOOL_DIR", spool.root())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("per-node placeholder")
+                .and(predicate::str::contains("{instance_id}"))
+                .and(predicate::str::contains("overwrite")),
+        );
+}
+
+#[test]
 fn part_size_below_five_mb_is_refused() {
     std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
         .args(["--bucket", "b", "--part-size-mb", "4"])

@@ -16,7 +16,8 @@ use pcap_file::pcap::PcapReader;
 
 #[path = "../../../tests/support/prerequisites.rs"]
 mod prerequisites;
-pub use prerequisites::can_capture;
+#[allow(unused_imports)]
+pub use prerequisites::{can_capture, present_or_skip};
 
 pub fn launcher() -> Command {
     Command::new(env!("CARGO_BIN_EXE_launcher"))
