@@ -7,7 +7,6 @@
 use spool::SpoolLayout;
 
 use crate::delete;
-use crate::find;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::state;
@@ -15,7 +14,7 @@ use crate::state;
 /// Drops oldest waiting captures while the spool is over `max_bytes`;
 /// updates the spool gauges. Returns the number of captures dropped.
 pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Metrics) -> usize {
-    let usage = find::usage(spool);
+    let usage = spool.usage();
     let mut bytes = usage.bytes;
     let mut files = usage.files;
     let mut dropped = 0;

@@ -27,55 +27,6 @@ pub fn scan(spool: &SpoolLayout) -> io::Result<Vec<Capture>> {
     spool.ready_captures()
 }
 
-/// Files and bytes the spool holds in `active/` and `ready/` (regular files
-/// only, whatever their names: they all count against the emptyDir's limit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub files: u64,
-    pub bytes: u64,
-}
-
-pub fn usage(spool: &SpoolLayout) -> Usage {
-    let mut usage = Usage::default();
-    for dir in [spool.active(), spool.ready()] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if let Ok(meta) = fs::symlink_metadata(entry.path())
-                && meta.file_type().is_file()
-            {
-                usage.files += 1;
-                usage.bytes += meta.len();
-            }
-        }
-    }
-    usage
-}
-
-/// Names of everything still in `ready/` and `active/` (for the shutdown log).
-pub fn leftovers(spool: &SpoolLayout) -> Vec<String> {
-    let mut names = Vec::new();
-    for (label, dir) in [("ready", spool.ready()), ("active", spool.active())] {
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                names.push(format!("{label}/{}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    names.sort();
-    names
-}
-
-/// Whether `ready/` holds no captures and `active/` no files.
-pub fn spool_is_drained(spool: &SpoolLayout) -> bool {
-    let ready_empty = scan(spool).map(|c| c.is_empty()).unwrap_or(true);
-    let active_empty = fs::read_dir(spool.active())
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true);
-    ready_empty && active_empty
-}
-
 /// Checks that the spool is usable and creates whichever of its folders is
 /// missing: as a native sidecar the uploader usually starts before the
 /// capture container, on an empty volume.

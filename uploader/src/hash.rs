@@ -1,5 +1,7 @@
 //! SHA-256 of a capture, streamed from disk: of the whole file and, for a
 //! multipart upload, of each part, in one pass with a fixed-size buffer.
+//! The same pass checks the capture's pcap structure (the spool crate's
+//! [`PcapCheck`]): whole records, possible lengths, first and last packet.
 
 use std::fs::File;
 use std::io::Read;
@@ -7,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use spool::pcap::{PcapCheck, PcapSummary};
 
 /// Read buffer: large enough to keep the SHA extensions busy, small enough
 /// that memory stays flat.
@@ -22,6 +25,8 @@ pub struct FileDigest {
     /// One digest per `part_size` bytes; empty for single-request uploads.
     pub parts: Vec<Sha256Digest>,
     pub part_size: u64,
+    /// What the pcap check found in the same read.
+    pub pcap: PcapSummary,
 }
 
 impl FileDigest {
@@ -47,11 +52,14 @@ pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Hashes `path`; with `part_size`, also each part of that size.
+/// Hashes `path`; with `part_size`, also each part of that size. Returns
+/// the open file with its digest: the upload sends from this descriptor, so
+/// what is sent is what was hashed even if the path is replaced meanwhile.
 /// Blocking: call from `spawn_blocking`.
-pub fn hash_file(path: &Path, part_size: Option<u64>) -> std::io::Result<FileDigest> {
+pub fn hash_file(path: &Path, part_size: Option<u64>) -> std::io::Result<(File, FileDigest)> {
     let mut file = open_no_follow(path)?;
-    hash_reader(&mut file, part_size)
+    let digest = hash_reader(&mut file, part_size)?;
+    Ok((file, digest))
 }
 
 pub fn hash_reader(reader: &mut impl Read, part_size: Option<u64>) -> std::io::Result<FileDigest> {
@@ -61,6 +69,7 @@ pub fn hash_reader(reader: &mut impl Read, part_size: Option<u64>) -> std::io::R
     let mut in_part: u64 = 0;
     let mut size: u64 = 0;
     let mut buffer = vec![0u8; BUFFER];
+    let mut pcap = PcapCheck::new();
     loop {
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
@@ -70,6 +79,7 @@ pub fn hash_reader(reader: &mut impl Read, part_size: Option<u64>) -> std::io::R
         };
         let mut chunk = &buffer[..n];
         whole.update(chunk);
+        pcap.feed(chunk);
         size += n as u64;
         if let Some(part_size) = part_size {
             while !chunk.is_empty() {
@@ -93,6 +103,7 @@ pub fn hash_reader(reader: &mut impl Read, part_size: Option<u64>) -> std::io::R
         sha256: whole.finalize().into(),
         parts,
         part_size: part_size.unwrap_or(size),
+        pcap: pcap.finish(),
     })
 }
 

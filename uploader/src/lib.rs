@@ -183,7 +183,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if drained {
         tracing::info!("spool drained; exiting");
     } else {
-        let left = find::leftovers(&config.spool);
+        let left = config.spool.leftovers();
         tracing::warn!(
             count = left.len(),
             files = %left.join(", "),

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub oldest_pending_age_seconds: Gauge,
     pub upload_duration: Histogram,
     pub scans: Counter,
+    pub damaged_captures: Counter,
+    pub unconfirmed_checksums: Counter,
 }
 
 impl Metrics {
@@ -46,6 +48,18 @@ impl Metrics {
         // 10 ms … ~5 min.
         let upload_duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
         let scans = Counter::default();
+        let damaged_captures = Counter::default();
+        let unconfirmed_checksums = Counter::default();
+        registry.register(
+            "unconfirmed_checksums",
+            "Uploads the store accepted without returning the SHA-256 sent with them (not verified by the store)",
+            unconfirmed_checksums.clone(),
+        );
+        registry.register(
+            "damaged_captures",
+            "Captures whose pcap structure is damaged (uploaded all the same, marked `pcap: damaged` in their metadata)",
+            damaged_captures.clone(),
+        );
         registry.register(
             "scans",
             "Scans of ready/: one per capture arrival and one per rescan interval; an idle spool adds only the latter",
@@ -119,6 +133,8 @@ impl Metrics {
             oldest_pending_age_seconds,
             upload_duration,
             scans,
+            damaged_captures,
+            unconfirmed_checksums,
         }
     }
 

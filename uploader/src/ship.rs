@@ -18,6 +18,16 @@ use crate::object_metadata;
 use crate::retry::FailureKind;
 use crate::state;
 use crate::upload::{Job, Sender};
+use crate::verify::Verified;
+
+/// How often a capture is hashed again after the store refused its body as
+/// corrupted, before the slow retry schedule takes over.
+const MISMATCH_REHASHES: u32 = 3;
+
+/// The first unconfirmed upload is reported plainly once; later ones are
+/// only counted.
+static UNCONFIRMED_REPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug, Clone)]
 pub struct Shipper {
@@ -75,16 +85,46 @@ impl Shipper {
         }
     }
 
-    /// Hash once, then upload with fast retries of transient failures, then
-    /// delete. Returns the size shipped.
+    /// Hash, then upload with fast retries of transient failures, then
+    /// delete. A body the store refused as corrupted (checksum mismatch) is
+    /// hashed again before the next try: the file on disk is the truth.
+    /// Returns the size shipped.
     async fn attempt(&self, capture: &Capture, key: &str) -> Result<u64, UploadError> {
-        let digest = self.hash(capture).await?;
+        let mut mismatches = 0;
+        loop {
+            match self.attempt_once(capture, key).await {
+                Err(e)
+                    if e.kind == FailureKind::ChecksumMismatch
+                        && mismatches < MISMATCH_REHASHES =>
+                {
+                    mismatches += 1;
+                    tracing::warn!(file = %capture.file_name(), key, error = %e.detail, "the store refused the body as corrupted; hashing the capture again before the next try");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt_once(&self, capture: &Capture, key: &str) -> Result<u64, UploadError> {
+        let (file, digest) = self.hash(capture).await?;
+        if let Some(damage) = digest.pcap.damage {
+            self.metrics.damaged_captures.inc();
+            tracing::error!(
+                file = %capture.file_name(),
+                key,
+                packets = digest.pcap.packets,
+                damage = %damage,
+                "capture is damaged; uploading it all the same (it is evidence), marked `pcap: damaged` in its metadata"
+            );
+        }
         let metadata = object_metadata::for_capture(
             &digest.sha256_hex(),
             capture.name.start(),
             &self.key_context.node,
+            &digest.pcap,
         );
         let job = Job {
+            file: &file,
             path: &capture.path,
             key,
             digest: &digest,
@@ -107,15 +147,26 @@ impl Shipper {
             }
             result
         };
-        upload
+        let verified = upload
             .retry(self.config.retry.backoff())
             .sleep(tokio::time::sleep)
-            .when(|e: &UploadError| e.kind.is_transient())
+            .when(|e: &UploadError| {
+                e.kind.is_transient() && e.kind != FailureKind::ChecksumMismatch
+            })
             .notify(|e: &UploadError, delay| {
                 self.metrics.retries.inc();
                 tracing::warn!(file = %capture.file_name(), key, kind = %e.kind, error = %e.detail, ?delay, "upload failed; retrying");
             })
             .await?;
+        if verified == Verified::Unconfirmed {
+            self.metrics.unconfirmed_checksums.inc();
+            if !UNCONFIRMED_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    key,
+                    "the store accepted an upload without confirming its SHA-256 (some S3-compatible stores ignore the checksum header): uploads to it are not verified by the store; counted in s3_tcpdump_uploader_unconfirmed_checksums_total"
+                );
+            }
+        }
         delete::remove_capture(job.path, &job.record).map_err(|e| {
             UploadError::new(
                 FailureKind::LocalIo,
@@ -125,7 +176,7 @@ impl Shipper {
         Ok(digest.size)
     }
 
-    async fn hash(&self, capture: &Capture) -> Result<FileDigest, UploadError> {
+    async fn hash(&self, capture: &Capture) -> Result<(std::fs::File, FileDigest), UploadError> {
         let path = capture.path.clone();
         let part_size = self
             .config

@@ -13,8 +13,6 @@ use std::time::Duration;
 use spool::SpoolLayout;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::find;
-
 /// Completes when SIGTERM or SIGINT arrives; returns its name.
 pub async fn requested() -> &'static str {
     let (Ok(mut term), Ok(mut int)) = (
@@ -30,10 +28,12 @@ pub async fn requested() -> &'static str {
     }
 }
 
-/// Waits until the spool is drained; `false` if the deadline came first.
+/// Waits until the spool is drained (no capture in `ready/` or `active/`,
+/// by the spool crate's rule: a stray file does not hold up the shutdown);
+/// `false` if the deadline came first.
 pub async fn drain(spool: &SpoolLayout, deadline: Duration) -> bool {
     let drained = async {
-        while !find::spool_is_drained(spool) {
+        while !spool.is_drained() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };

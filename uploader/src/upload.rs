@@ -26,7 +26,7 @@ use crate::errors::UploadError;
 use crate::hash::{FileDigest, base64};
 use crate::retry::{self, FailureKind};
 use crate::state::{self, UploadRecord};
-use crate::verify;
+use crate::verify::{self, Verified};
 
 const CONTENT_TYPE: &str = "application/vnd.tcpdump.pcap";
 /// Read size of request bodies: the SDK's default (4 KiB) costs a system
@@ -36,6 +36,9 @@ const READ_BUFFER: usize = 256 * 1024;
 /// One capture on its way: where it is, where it goes, what it holds.
 #[derive(Debug)]
 pub struct Job<'a> {
+    /// The descriptor that was hashed; every body is read from it, never
+    /// from the path again (which could have been replaced by a symlink).
+    pub file: &'a std::fs::File,
     pub path: &'a Path,
     pub key: &'a str,
     pub digest: &'a FileDigest,
@@ -70,10 +73,10 @@ impl Sender {
 
     /// Uploads a small capture in one request and verifies the checksum S3
     /// returns.
-    pub async fn put_single(&self, job: &Job<'_>) -> Result<(), UploadError> {
+    pub async fn put_single(&self, job: &Job<'_>) -> Result<Verified, UploadError> {
         let _permit = self.requests.acquire().await.map_err(closed)?;
         let body = ByteStream::read_from()
-            .path(job.path)
+            .file(reopen(job.file).map_err(local)?)
             .buffer_size(READ_BUFFER)
             .length(Length::Exact(job.digest.size))
             .build()
@@ -101,7 +104,7 @@ impl Sender {
 
     /// Uploads a large capture in parts, resuming an upload in progress, and
     /// verifies the composite checksum S3 returns.
-    pub async fn multipart(&self, job: &Job<'_>) -> Result<(), UploadError> {
+    pub async fn multipart(&self, job: &Job<'_>) -> Result<Verified, UploadError> {
         let (upload_id, done) = match self.resume(job).await? {
             Some(in_progress) => in_progress,
             None => (self.create(job).await?, vec![None; job.digest.parts.len()]),
@@ -277,7 +280,7 @@ impl Sender {
         let digest = job.digest;
         let length = part_len(digest, index);
         let body = ByteStream::read_from()
-            .path(job.path)
+            .file(reopen(job.file).map_err(local)?)
             .buffer_size(READ_BUFFER)
             .offset(digest.part_size * index as u64)
             .length(Length::Exact(length))
@@ -312,7 +315,7 @@ impl Sender {
         job: &Job<'_>,
         upload_id: &str,
         parts: Vec<CompletedPart>,
-    ) -> Result<(), UploadError> {
+    ) -> Result<Verified, UploadError> {
         let output = self
             .client
             .complete_multipart_upload()
@@ -355,6 +358,15 @@ impl Sender {
     }
 }
 
+/// A new descriptor of the same open file, with an offset of its own (parts
+/// are read concurrently), through `/proc/self/fd`: it names the inode the
+/// descriptor holds, not whatever is at the capture's path now.
+pub fn reopen(file: &std::fs::File) -> std::io::Result<tokio::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let again = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    Ok(tokio::fs::File::from_std(again))
+}
+
 fn part_len(digest: &FileDigest, index: usize) -> u64 {
     let start = digest.part_size * index as u64;
     digest.part_size.min(digest.size.saturating_sub(start))
@@ -374,6 +386,30 @@ fn local(e: impl std::fmt::Display) -> UploadError {
 
 fn closed(_: tokio::sync::AcquireError) -> UploadError {
     UploadError::new(FailureKind::LocalIo, "shutting down")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn body_is_read_from_the_hashed_descriptor_not_a_symlink_swapped_in_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("20261127T142503Z.pcap");
+        let secret = dir.path().join("secret");
+        std::fs::write(&capture, b"the capture that was hashed").unwrap();
+        std::fs::write(&secret, b"a file outside the spool").unwrap();
+        let (file, _) = crate::hash::hash_file(&capture, None).unwrap();
+        std::fs::remove_file(&capture).unwrap();
+        std::os::unix::fs::symlink(&secret, &capture).unwrap();
+        let body = ByteStream::read_from()
+            .file(reopen(&file).unwrap())
+            .build()
+            .await
+            .unwrap();
+        let sent = body.collect().await.unwrap().into_bytes();
+        assert_eq!(&sent[..], b"the capture that was hashed");
+    }
 }
 
 /// What every upload request asks of S3's storage.

@@ -5,8 +5,9 @@
 //! for the write with the one computed from disk. For a single request that is
 //! the SHA-256 of the body; for a multipart upload it is S3's composite
 //! checksum, `base64(sha256(part digests concatenated))-N`. A store that
-//! returns no checksum already validated the per-request checksum header we
-//! sent (it refuses a body that does not match), so that is accepted.
+//! returns no checksum may or may not have checked the header we sent (some
+//! S3-compatible stores ignore it): that is [`Verified::Unconfirmed`], which
+//! the uploader reports and counts instead of calling it verified.
 
 use sha2::{Digest, Sha256};
 
@@ -23,13 +24,22 @@ pub fn composite_checksum(parts: &[Sha256Digest]) -> String {
     format!("{}-{}", base64(&hasher.finalize()), parts.len())
 }
 
+/// What the store's answer proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The store returned the checksum we computed.
+    Confirmed,
+    /// The store accepted the upload without returning a checksum.
+    Unconfirmed,
+}
+
 /// Checks the checksum returned by PutObject.
-pub fn single(expected: &Sha256Digest, returned: Option<&str>) -> Result<(), UploadError> {
+pub fn single(expected: &Sha256Digest, returned: Option<&str>) -> Result<Verified, UploadError> {
     check(&base64(expected), None, returned)
 }
 
 /// Checks the checksum returned by CompleteMultipartUpload.
-pub fn multipart(parts: &[Sha256Digest], returned: Option<&str>) -> Result<(), UploadError> {
+pub fn multipart(parts: &[Sha256Digest], returned: Option<&str>) -> Result<Verified, UploadError> {
     let composite = composite_checksum(parts);
     let bare = composite
         .rsplit_once('-')
@@ -38,10 +48,14 @@ pub fn multipart(parts: &[Sha256Digest], returned: Option<&str>) -> Result<(), U
     check(&composite, Some(&bare), returned)
 }
 
-fn check(expected: &str, also: Option<&str>, returned: Option<&str>) -> Result<(), UploadError> {
+fn check(
+    expected: &str,
+    also: Option<&str>,
+    returned: Option<&str>,
+) -> Result<Verified, UploadError> {
     match returned {
-        None | Some("") => Ok(()),
-        Some(got) if got == expected || Some(got) == also => Ok(()),
+        None | Some("") => Ok(Verified::Unconfirmed),
+        Some(got) if got == expected || Some(got) == also => Ok(Verified::Confirmed),
         Some(got) => Err(UploadError::new(
             FailureKind::ChecksumMismatch,
             format!("store returned checksum {got}, expected {expected}"),
@@ -66,8 +80,8 @@ mod tests {
     #[test]
     fn mismatch_is_reported_and_absence_accepted() {
         let d: Sha256Digest = Sha256::digest(b"x").into();
-        assert!(single(&d, Some(&base64(&d))).is_ok());
-        assert!(single(&d, None).is_ok());
+        assert_eq!(single(&d, Some(&base64(&d))).unwrap(), Verified::Confirmed);
+        assert_eq!(single(&d, None).unwrap(), Verified::Unconfirmed);
         let err = single(&d, Some("AAAA")).unwrap_err();
         assert_eq!(err.kind, FailureKind::ChecksumMismatch);
         let composite = composite_checksum(&[d]);

@@ -39,6 +39,13 @@ async fn uploads_capture_verified_then_deletes_it_and_serves_probes() {
         meta["capture-start"],
         start.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     );
+    // Checked in the read that hashed it: every record whole.
+    assert_eq!(meta["pcap"], "ok");
+    assert_eq!(
+        meta["packets"],
+        ((bytes.len() - 24) / (16 + 1024)).to_string()
+    );
+    assert_eq!(meta["first-packet"], "1970-01-01T00:00:01.000000Z");
 
     wait_until(Duration::from_secs(10), "readiness", || {
         up.http("/readyz").0 == 200
@@ -310,4 +317,49 @@ async fn starts_first_on_an_empty_spool_and_uploads_what_arrives_later() {
     assert_eq!(body, bytes);
     up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(up.wait(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_capture_is_uploaded_marked_with_the_offset_and_counted() {
+    let Some(garage) = Garage::start("damaged_capture_is_uploaded_marked") else {
+        return;
+    };
+    let spool = Spool::new();
+    let (name, start) = name_started_ago(Duration::from_secs(120));
+    let mut bytes = pcap_bytes(20_000, &name);
+    // The third record's captured length, garbled as a torn write leaves it.
+    let third = 24 + 2 * (16 + 1024);
+    bytes[third + 8..third + 12].copy_from_slice(&524_288u32.to_le_bytes());
+    let active = spool.root().join("active").join(&name);
+    std::fs::write(&active, &bytes).unwrap();
+    std::fs::rename(&active, spool.ready().join(&name)).unwrap();
+    let up = Running::spawn(garage.uploader(&spool));
+
+    wait_until(Duration::from_secs(30), "ready/ to empty", || {
+        spool.ready_names().is_empty()
+    });
+    let key = format!("tcp-dumps/test-node/{}/{name}", start.format("%Y/%m/%d/%H"));
+    let (body, meta) = garage
+        .get(&key)
+        .await
+        .expect("the damaged capture is uploaded");
+    assert_eq!(body, bytes, "uploaded as it is: evidence is not altered");
+    assert_eq!(meta["sha256"], sha256_hex(&bytes));
+    assert_eq!(meta["packets"], "2");
+    assert_eq!(
+        meta["pcap"],
+        format!(
+            "damaged: impossible record at byte {third}: 524288 bytes captured of a 1024-byte packet"
+        )
+    );
+    let (_, metrics) = up.http("/metrics");
+    assert!(
+        metrics.contains("s3_tcpdump_uploader_damaged_captures_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        up.stderr().contains("capture is damaged"),
+        "{}",
+        up.stderr()
+    );
 }
