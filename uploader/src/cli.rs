@@ -207,6 +207,16 @@ pub struct Cli {
         hide = true
     )]
     pub rescan_ms: u64,
+
+    /// Longest silence of a request, in ms: nothing sent and nothing
+    /// received (tests shorten it).
+    #[arg(
+        long,
+        env = "UPLOADER_READ_TIMEOUT_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub read_timeout_ms: u64,
 }
 
 /// `uploader probe ready|live`: an exec probe for a pod whose admin port

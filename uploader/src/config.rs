@@ -47,6 +47,8 @@ pub struct S3Settings {
     pub sse: Option<Sse>,
     /// Whether the node's role (instance metadata) may supply credentials.
     pub allow_node_role: bool,
+    /// Longest silence of one request (nothing sent, nothing received).
+    pub read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +112,7 @@ impl Config {
                 storage_class: cli.storage_class.filter(|s| !s.is_empty()),
                 sse,
                 allow_node_role: cli.allow_node_role,
+                read_timeout: Duration::from_millis(cli.read_timeout_ms.max(100)),
             },
             key_template,
             concurrency: cli.concurrency,

@@ -2,9 +2,10 @@
 //! whether bucket and credentials work without needing read permission.
 //!
 //! Timeouts are set so that a hung connection (for example a pooled one that
-//! went stale during a long idle gap) cannot stall a worker: the connect and
-//! read timeouts bound each step, the attempt timeout bounds a whole request
-//! (a 16 MiB part included, on a slow link). The SDK's own retries are off:
+//! went stale during a long idle gap) cannot stall a worker, while a slow
+//! link that keeps moving never fails: the connect timeout bounds the
+//! connect, the read timeout bounds silence (`connect.rs`), and there is no
+//! limit on a whole request, whose length grows with the capture's size. The SDK's own retries are off:
 //! `retry.rs` decides, so that every attempt is counted and classified.
 
 use std::fmt;
@@ -34,8 +35,6 @@ use crate::keys::{KeyTemplate, PROBE_OBJECT};
 use crate::retry::{self, FailureKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 /// An upload id no store hands out.
 const PROBE_UPLOAD_ID: &str =
     "s3-tcpdump-probe-0000000000000000000000000000000000000000000000000000000000";
@@ -78,8 +77,7 @@ pub async fn client(settings: &S3Settings) -> Result<(Client, CredentialChain), 
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .read_timeout(settings.read_timeout)
                 .build(),
         )
         .load()

@@ -25,6 +25,7 @@ pub const DEFAULT_GARAGE: &str = "/root/.cache/s3-tcpdump/garage/bin/garage";
 
 #[path = "../../../tests/support/prerequisites.rs"]
 pub mod prerequisites;
+pub mod throttle;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
