@@ -267,6 +267,8 @@ def lint(docs, variant):
             expect(get.get("path") == path and get.get("port") in ("metrics", port),
                    f"uploader {probe} GET {path} on the metrics port")
     expect(spec.get("terminationGracePeriodSeconds", 0) <= 300, "grace period stays reasonable")
+    expect(cap.get("livenessProbe", {}).get("exec", {}).get("command") == ["launcher", "--probe"],
+           "capture livenessProbe is exec `launcher --probe` (a stalled tcpdump restarts the container)")
 
     # The split of capture privileges from S3 credentials, the reason for two
     # containers: the capture container gets no credentials, whatever the
