@@ -24,6 +24,9 @@ pub const DEFAULT_TEMPLATE: &str = "tcp-dumps/{node}/{yyyy}/{mm}/{dd}/{hh}/{file
 
 /// Name of the object the `--check` probe asks about (never created).
 pub const PROBE_OBJECT: &str = ".s3-tcpdump-probe";
+/// The empty object written at start to learn whether the store confirms
+/// checksums (next to [`PROBE_OBJECT`]; never a capture name).
+pub const CHECKSUM_PROBE_OBJECT: &str = ".s3-tcpdump-checksum-probe";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placeholder {

@@ -236,9 +236,15 @@ async fn check(
     credentials: s3::CredentialSource,
 ) -> Result<(), RunError> {
     s3::probe(client, &config.s3, &config.key_template).await?;
+    let confirms = s3::confirms_checksums(client, &config.s3, &config.key_template).await;
     let example = spool::CaptureName::new(Utc::now(), 0);
     #[allow(clippy::print_stdout)]
     {
+        match confirms {
+            Ok(true) => {}
+            Ok(false) => println!("note: {}", s3::UNCONFIRMED_CHECKSUMS),
+            Err(e) => println!("note: could not learn whether the store confirms checksums ({e})"),
+        }
         println!(
             "ok: bucket {:?} accepts uploads with credentials from {credentials}; a capture starting now would go to {:?}",
             config.s3.bucket,
@@ -265,6 +271,13 @@ async fn probe_until_ready(client: aws_sdk_s3::Client, config: Arc<Config>, heal
         match s3::probe(&client, &config.s3, &config.key_template).await {
             Ok(()) => {
                 health.succeeded(Source::Probe);
+                match s3::confirms_checksums(&client, &config.s3, &config.key_template).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("{}", s3::UNCONFIRMED_CHECKSUMS),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not learn whether the store confirms checksums")
+                    }
+                }
                 if health.is_ready() {
                     return;
                 }

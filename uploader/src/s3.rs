@@ -31,7 +31,7 @@ use crate::bucket_owner::{self, ExpectedBucketOwner};
 use crate::config::S3Settings;
 use crate::connect;
 use crate::errors::{ConfigError, CredentialsError, ProbeError, UploadError};
-use crate::keys::{KeyTemplate, PROBE_OBJECT};
+use crate::keys::{CHECKSUM_PROBE_OBJECT, KeyTemplate, PROBE_OBJECT};
 use crate::retry::{self, FailureKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -280,6 +280,34 @@ pub async fn probe(
         error,
     })
 }
+
+/// Whether the store confirms the checksums it is sent: an empty object
+/// written with its SHA-256 next to the probe key, and the checksum in the
+/// answer looked at. Some S3-compatible stores accept the header and ignore
+/// it; their uploads are then not verified by the store, which the uploader
+/// says once, plainly, instead of calling them verified.
+pub async fn confirms_checksums(
+    client: &Client,
+    settings: &S3Settings,
+    template: &KeyTemplate,
+) -> Result<bool, UploadError> {
+    use sha2::Digest as _;
+    let key = format!("{}{CHECKSUM_PROBE_OBJECT}", template.static_prefix());
+    let empty = crate::hash::base64(&sha2::Sha256::digest(b""));
+    let output = client
+        .put_object()
+        .bucket(&settings.bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b""))
+        .checksum_sha256(&empty)
+        .send()
+        .await
+        .map_err(|e| retry::classify("PutObject", &e))?;
+    Ok(output.checksum_sha256() == Some(empty.as_str()))
+}
+
+/// What the uploader says when a store does not confirm checksums.
+pub const UNCONFIRMED_CHECKSUMS: &str = "the store accepts uploads without confirming their SHA-256 (some S3-compatible stores ignore the checksum header): captures are checked on disk and the SHA-256 is in each object's metadata, but the store does not verify what it received";
 
 /// Answers to the probe that prove bucket, credentials and permission.
 fn accepts(error: &UploadError) -> bool {

@@ -247,13 +247,25 @@ async fn check_passes_against_a_working_bucket() {
         return;
     };
     let spool = Spool::new();
-    garage
+    let out = garage
         .uploader(&spool)
         .arg("--check")
         .assert()
         .success()
-        .stdout(predicate::str::contains("accepts uploads"));
-    assert!(garage.keys().await.is_empty(), "--check wrote something");
+        .stdout(predicate::str::contains("accepts uploads"))
+        .get_output()
+        .stdout
+        .clone();
+    // It writes one empty object, to learn whether the store confirms the
+    // checksums it is sent, and says so when it does not.
+    assert_eq!(
+        garage.keys().await,
+        ["tcp-dumps/.s3-tcpdump-checksum-probe"],
+        "--check wrote something else"
+    );
+    // garage returns the SHA-256 it was sent: no warning.
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("without confirming"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
