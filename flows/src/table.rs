@@ -393,3 +393,106 @@ impl FlowTable {
         (out, self.stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+
+    /// An Ethernet frame of a TCP segment from `from` to the other side.
+    fn tcp(
+        from: [u8; 4],
+        to: [u8; 4],
+        ports: (u16, u16),
+        seq: u32,
+        flags: &str,
+        window: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4(from, to, 64)
+            .tcp(ports.0, ports.1, seq, window);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('A') {
+            b = b.ack(1);
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn add(table: &mut FlowTable, at_ms: u64, frame: &[u8]) {
+        table.add(Record {
+            link_type: decode::ETHERNET,
+            at: Duration::from_millis(at_ms),
+            original_len: u32::try_from(frame.len()).unwrap(),
+            data: frame,
+        });
+    }
+
+    #[test]
+    fn a_syn_sent_three_times_without_answer_is_unanswered_and_retransmitted() {
+        let mut t = FlowTable::new("k");
+        for at in [0, 1000, 3000] {
+            add(&mut t, at, &tcp(A, B, (40000, 443), 7, "S", 64240, &[]));
+        }
+        let (flows, _) = t.finish();
+        assert_eq!(flows.len(), 1);
+        let f = &flows[0];
+        assert_eq!((f.syn_unanswered, f.retransmissions), (3, 2));
+        assert_eq!(f.first_symptom, Some(time(Duration::ZERO)));
+        assert_eq!(f.handshake_us, None);
+    }
+
+    #[test]
+    fn handshake_time_data_retransmission_and_zero_window_are_counted_per_flow() {
+        let mut t = FlowTable::new("k");
+        add(&mut t, 0, &tcp(A, B, (40000, 80), 100, "S", 64240, &[]));
+        add(&mut t, 5, &tcp(B, A, (80, 40000), 900, "SA", 64240, &[]));
+        add(
+            &mut t,
+            6,
+            &tcp(A, B, (40000, 80), 101, "A", 64240, b"GET /"),
+        );
+        add(
+            &mut t,
+            300,
+            &tcp(A, B, (40000, 80), 101, "A", 64240, b"GET /"),
+        );
+        add(&mut t, 301, &tcp(B, A, (80, 40000), 901, "A", 0, &[]));
+        let (flows, _) = t.finish();
+        let f = &flows[0];
+        assert_eq!(f.src, std::net::IpAddr::from(A));
+        assert_eq!(f.handshake_us, Some(5000));
+        assert_eq!(
+            (f.retransmissions, f.zero_windows, f.syn_unanswered),
+            (1, 1, 0)
+        );
+        assert_eq!((f.packets_src, f.packets_dst), (3, 2));
+    }
+
+    #[test]
+    fn idle_flows_are_handed_out_so_memory_follows_the_live_flows() {
+        let mut t = FlowTable::new("k");
+        let idle_ms = IDLE_SECS * 1000;
+        for i in 0..1000u16 {
+            // One short flow every 1 s of capture time.
+            let at = u64::from(i) * 1000;
+            add(&mut t, at, &tcp(A, B, (10000 + i, 80), 1, "S", 100, &[]));
+            if at > idle_ms + 2 * SWEEP_EVERY.as_millis() as u64 {
+                assert!(t.live() <= (IDLE_SECS + 2 * SWEEP_EVERY.as_secs() + 1) as usize);
+            }
+        }
+        let handed_out = t.drain().count();
+        assert!(handed_out > 800, "{handed_out}");
+        let (rest, stats) = t.finish();
+        assert_eq!(stats.flows, 1000);
+        assert_eq!(rest.len() + handed_out, 1000);
+    }
+}
