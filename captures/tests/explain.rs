@@ -8,6 +8,10 @@ mod prerequisites;
 mod traffic;
 
 use assert_cmd::Command;
+
+/// One tcpdump at a time in this binary: two closing at once can stall in
+/// the kernel.
+static TCPDUMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 use serde_json::Value;
 
 fn explain(args: &[&std::ffi::OsStr]) -> assert_cmd::assert::Assert {
@@ -35,7 +39,12 @@ fn explain_names_each_injected_failure_with_its_flow_and_time_and_agrees_with_ts
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lo.pcap");
-    let injected = traffic::capture(&path, &["-i", "lo"]);
+    let injected = {
+        let _one = TCPDUMP
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        traffic::capture(&path, &["-i", "lo"])
+    };
 
     let out = explain(&[path.as_os_str(), "--json".as_ref()]).success();
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -144,7 +153,12 @@ fn a_torn_capture_is_explained_up_to_where_it_stops_and_says_so() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lo.pcap");
-    let injected = traffic::capture(&path, &["-i", "lo"]);
+    let injected = {
+        let _one = TCPDUMP
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        traffic::capture(&path, &["-i", "lo"])
+    };
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.truncate(bytes.len() - 3);
     std::fs::write(&path, &bytes).unwrap();
