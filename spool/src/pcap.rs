@@ -77,6 +77,19 @@ pub struct PcapSummary {
     pub damage: Option<Damage>,
 }
 
+/// One whole record, as handed to [`PcapCheck::feed_with`]'s callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Link type from the file's header (1 Ethernet, 113 Linux cooked, …).
+    pub link_type: u32,
+    /// Timestamp since the Unix epoch.
+    pub at: Duration,
+    /// The packet's length on the wire (`data` may be shorter: snaplen).
+    pub original_len: u32,
+    /// The captured bytes.
+    pub data: &'a [u8],
+}
+
 /// Checks a capture fed to it in chunks of any size.
 #[derive(Debug)]
 pub struct PcapCheck {
@@ -110,12 +123,19 @@ impl PcapCheck {
     }
 
     /// Consumes the next bytes of the capture.
-    pub fn feed(&mut self, mut chunk: &[u8]) {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.feed_with(chunk, |_| {});
+    }
+
+    /// Consumes the next bytes of the capture and hands each whole record to
+    /// `on_record`, in file order: a reader that needs the packets (the flow
+    /// index) gets them from the same read that checks and hashes the file.
+    pub fn feed_with(&mut self, mut chunk: &[u8], mut on_record: impl FnMut(Record<'_>)) {
         while !chunk.is_empty() && !self.is_damaged() {
             if self.carry.is_empty() {
                 match self.unit_len(chunk) {
                     Some(Ok(len)) if len <= chunk.len() => {
-                        self.take_unit(&chunk[..len]);
+                        self.take_unit(&chunk[..len], &mut on_record);
                         chunk = &chunk[len..];
                     }
                     Some(Err(damage)) => self.summary.damage = Some(damage),
@@ -141,7 +161,7 @@ impl PcapCheck {
                 match self.unit_len(&self.carry) {
                     Some(Ok(len)) if len <= self.carry.len() => {
                         let unit = std::mem::take(&mut self.carry);
-                        self.take_unit(&unit);
+                        self.take_unit(&unit, &mut on_record);
                         self.carry = unit;
                         self.carry.clear();
                     }
@@ -226,7 +246,7 @@ impl PcapCheck {
     }
 
     /// Accounts for one whole unit.
-    fn take_unit(&mut self, unit: &[u8]) {
+    fn take_unit(&mut self, unit: &[u8], on_record: &mut impl FnMut(Record<'_>)) {
         self.offset += unit.len() as u64;
         match self.header {
             None => match PcapHeader::from_slice(unit) {
@@ -258,6 +278,12 @@ impl PcapCheck {
                 self.summary.packets += 1;
                 self.summary.first_packet.get_or_insert(at);
                 self.summary.last_packet = Some(at);
+                on_record(Record {
+                    link_type: header.datalink.into(),
+                    at,
+                    original_len: field(12),
+                    data: &unit[RECORD_HEADER_LEN..],
+                });
             }
         }
         self.summary.whole_bytes = self.offset;
@@ -323,6 +349,24 @@ mod tests {
             assert_eq!(summary.last_packet, Some(Duration::from_millis(1004)));
             assert_eq!(summary.whole_bytes, bytes.len() as u64);
             assert_eq!(summary.damage, None, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn every_whole_record_reaches_the_callback_once_at_every_chunk_size() {
+        let bytes = pcap_with(4, 30);
+        for chunk in [1, 5, 16, 40, 4096] {
+            let mut check = PcapCheck::new();
+            let mut seen = Vec::new();
+            for part in bytes.chunks(chunk) {
+                check.feed_with(part, |r| seen.push((r.at, r.original_len, r.data.to_vec())));
+            }
+            assert_eq!(seen.len(), 4, "chunk {chunk}");
+            assert_eq!(seen[3].0, Duration::from_millis(1003));
+            assert!(
+                seen.iter()
+                    .all(|(_, len, data)| *len == 30 && data == &vec![0xab; 30])
+            );
         }
     }
 

@@ -8,31 +8,8 @@ use crate::retry::FailureKind;
 /// The configuration cannot work; found before anything starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "key template {template:?} uses unknown placeholder {{{name}}}; valid placeholders: {valid}"
-    )]
-    UnknownPlaceholder {
-        template: String,
-        name: String,
-        valid: String,
-    },
-    #[error("key template {template:?} has an unclosed '{{'")]
-    UnclosedPlaceholder { template: String },
-    #[error(
-        "key template {template:?} must not start with '/' and must end with {{file}} or otherwise name each capture uniquely ({{file}} is missing)"
-    )]
-    KeyNotUnique { template: String },
-    #[error(
-        "key template {template:?} has no per-node placeholder: add {{node}}, {{instance_id}} or {{pod}} (e.g. tcp-dumps/{{node}}/{{yyyy}}/{{mm}}/{{dd}}/{{hh}}/{{file}}); capture names are start times, so without one two nodes' captures of the same second get the same key and one would overwrite the other"
-    )]
-    KeyNotPerNode { template: String },
-    #[error(
-        "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
-    )]
-    MissingEnv {
-        placeholder: &'static str,
-        var: &'static str,
-    },
+    #[error(transparent)]
+    Key(#[from] spool::keys::KeyError),
     #[error(
         "key template uses {{instance_id}} but the instance metadata service did not answer: {reason}"
     )]
@@ -134,4 +111,11 @@ pub enum RunError {
     },
     #[error("{} capture(s) left in the spool: {}", .0.len(), .0.join(", "))]
     LeftBehind(Vec<String>),
+}
+
+/// A bad key template is a configuration error wherever it is found.
+impl From<spool::keys::KeyError> for RunError {
+    fn from(e: spool::keys::KeyError) -> Self {
+        Self::Config(e.into())
+    }
 }

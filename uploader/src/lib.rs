@@ -21,9 +21,7 @@ pub mod delete;
 pub mod errors;
 pub mod find;
 pub mod hash;
-pub mod keys;
 pub mod metrics;
-pub mod object_metadata;
 pub mod queue;
 pub mod retry;
 pub mod s3;
@@ -32,6 +30,10 @@ pub mod shutdown;
 pub mod state;
 pub mod upload;
 pub mod verify;
+
+// The key layout and object metadata are the spool crate's (shared with the
+// `captures` CLI); re-exported so `crate::keys` paths keep working.
+pub use spool::{keys, object_metadata};
 
 use std::sync::Arc;
 use std::time::Duration;

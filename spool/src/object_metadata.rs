@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::pcap::PcapSummary;
 use chrono::{DateTime, SecondsFormat, Utc};
-use spool::pcap::PcapSummary;
 
 /// Lowercase hex SHA-256 of the whole file, so that `sha256sum` of a
 /// download can be compared with it directly.
@@ -85,9 +85,9 @@ mod tests {
             last_packet: Some(std::time::Duration::new(1_764_300_001, 5_000)),
             whole_bytes: 100,
             link_type: Some(1),
-            damage: Some(spool::pcap::Damage {
+            damage: Some(crate::pcap::Damage {
                 offset: 100,
-                kind: spool::pcap::DamageKind::Truncated,
+                kind: crate::pcap::DamageKind::Truncated,
             }),
         };
         let meta = for_capture("ab", Utc::now(), "n", &pcap);

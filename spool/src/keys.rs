@@ -14,9 +14,37 @@
 
 use std::fmt::Write as _;
 
-use spool::CaptureName;
+use crate::CaptureName;
 
-use crate::errors::ConfigError;
+/// A key template that cannot work; found before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "key template {template:?} uses unknown placeholder {{{name}}}; valid placeholders: {valid}"
+    )]
+    UnknownPlaceholder {
+        template: String,
+        name: String,
+        valid: String,
+    },
+    #[error("key template {template:?} has an unclosed '{{'")]
+    UnclosedPlaceholder { template: String },
+    #[error(
+        "key template {template:?} must not start with '/' and must end with {{file}} or otherwise name each capture uniquely ({{file}} is missing)"
+    )]
+    KeyNotUnique { template: String },
+    #[error(
+        "key template {template:?} has no per-node placeholder: add {{node}}, {{instance_id}} or {{pod}} (e.g. tcp-dumps/{{node}}/{{yyyy}}/{{mm}}/{{dd}}/{{hh}}/{{file}}); capture names are start times, so without one two nodes' captures of the same second get the same key and one would overwrite the other"
+    )]
+    KeyNotPerNode { template: String },
+    #[error(
+        "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
+    )]
+    MissingEnv {
+        placeholder: &'static str,
+        var: &'static str,
+    },
+}
 
 /// The default template: the familiar `tcp-dumps/` prefix, then node and the
 /// capture's start hour.
@@ -99,7 +127,7 @@ pub struct KeyContext {
 }
 
 impl KeyTemplate {
-    pub fn parse(template: &str) -> Result<Self, ConfigError> {
+    pub fn parse(template: &str) -> Result<Self, KeyError> {
         let mut segments = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
@@ -109,12 +137,12 @@ impl KeyTemplate {
             let after = &rest[open + 1..];
             let close = after
                 .find('}')
-                .ok_or_else(|| ConfigError::UnclosedPlaceholder {
+                .ok_or_else(|| KeyError::UnclosedPlaceholder {
                     template: template.to_owned(),
                 })?;
             let name = &after[..close];
             let placeholder =
-                Placeholder::parse(name).ok_or_else(|| ConfigError::UnknownPlaceholder {
+                Placeholder::parse(name).ok_or_else(|| KeyError::UnknownPlaceholder {
                     template: template.to_owned(),
                     name: name.to_owned(),
                     valid: Placeholder::valid_list(),
@@ -130,12 +158,12 @@ impl KeyTemplate {
             segments,
         };
         if template.starts_with('/') || !parsed.uses(Placeholder::File) {
-            return Err(ConfigError::KeyNotUnique {
+            return Err(KeyError::KeyNotUnique {
                 template: template.to_owned(),
             });
         }
         if !Placeholder::PER_NODE.iter().any(|p| parsed.uses(*p)) {
-            return Err(ConfigError::KeyNotPerNode {
+            return Err(KeyError::KeyNotPerNode {
                 template: template.to_owned(),
             });
         }
@@ -198,12 +226,12 @@ impl KeyTemplate {
         &self,
         env: impl Fn(&str) -> Option<String>,
         hostname: impl FnOnce() -> String,
-    ) -> Result<KeyContext, ConfigError> {
+    ) -> Result<KeyContext, KeyError> {
         let nonempty = |var: &str| env(var).filter(|v| !v.is_empty());
         let required = |placeholder: Placeholder, name: &'static str, var: &'static str| {
             let value = nonempty(var);
             if self.uses(placeholder) && value.is_none() {
-                return Err(ConfigError::MissingEnv {
+                return Err(KeyError::MissingEnv {
                     placeholder: name,
                     var,
                 });
@@ -285,7 +313,7 @@ mod tests {
         ] {
             let err = KeyTemplate::parse(template).unwrap_err();
             assert!(
-                matches!(err, ConfigError::KeyNotPerNode { .. }),
+                matches!(err, KeyError::KeyNotPerNode { .. }),
                 "{template}: {err}"
             );
             let message = err.to_string();

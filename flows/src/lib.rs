@@ -1,0 +1,22 @@
+//! The flow index: one record per flow of a capture (who talked to whom,
+//! when, how much, and the symptoms of a failing connection), built from the
+//! capture's records in the read that hashes it, and written next to it as
+//! gzip JSON lines that DuckDB and Athena query in place.
+//!
+//! [`schema`] is the contract (fields, object keys) shared with the
+//! `captures` CLI; [`table`] tracks the live flows; [`decode`] turns a record
+//! into addresses and the fields counted; [`index`] writes the object.
+//!
+//! The uploader feeds it from its hashing read, either with
+//! [`IndexingCheck`] (same chunks as the hash) or, keeping its own
+//! [`spool::pcap::PcapCheck`], with
+//! `check.feed_with(chunk, |record| writer.add(record))`.
+
+pub mod decode;
+pub mod index;
+pub mod schema;
+pub mod table;
+
+pub use index::{IndexError, IndexWriter, IndexingCheck, read_index};
+pub use schema::{FlowRecord, Symptom, index_key};
+pub use table::{FlowTable, TableStats};

@@ -1,0 +1,227 @@
+//! The flow index's schema and where its objects live: the one place that
+//! says both, imported by the writer (this crate, the uploader) and the
+//! reader (the `captures` CLI).
+//!
+//! An index object is gzip-compressed JSON lines, one [`FlowRecord`] per
+//! line, one object per capture, at
+//!
+//! ```text
+//! <static prefix of the key template>index/node=<node>/date=<YYYY-MM-DD>/hour=<HH>/<capture file>.jsonl.gz
+//! ```
+//!
+//! (date and hour of the capture's UTC start). The `name=value` folders are
+//! Hive partitions, so DuckDB and Athena read the index in place and prune
+//! by node, date and hour:
+//!
+//! ```sql
+//! SELECT * FROM read_json('s3://B/tcp-dumps/index/*/*/*/*.jsonl.gz', hive_partitioning = true)
+//! WHERE date = '2026-11-27' AND (src = '10.0.1.7' OR dst = '10.0.1.7');
+//! ```
+//!
+//! Fields, in the order they are written (all always present; `null` where
+//! the type says `Option`):
+//!
+//! | field | type | meaning |
+//! | --- | --- | --- |
+//! | `capture` | string | object key of the capture that holds the flow |
+//! | `proto` | string | `tcp`, `udp`, `icmp`, `icmpv6`, or the IP protocol number |
+//! | `src`, `sport` | string, u16 | the side that opened the flow: the sender of its first packet, or of the SYN when a SYN/ACK came first (ports 0 without ports) |
+//! | `dst`, `dport` | string, u16 | the other side |
+//! | `first`, `last` | RFC 3339 UTC | first and last packet of the flow in this capture |
+//! | `packets_src`, `bytes_src` | u64 | packets and wire bytes (frame length) sent by `src` |
+//! | `packets_dst`, `bytes_dst` | u64 | the same for `dst` |
+//! | `resets_src`, `resets_dst` | u64 | TCP RST segments sent by each side |
+//! | `resets_in_handshake` | u64 | of those, sent before the handshake completed (a refused connection) |
+//! | `syn_unanswered` | u64 | SYNs from `src` with neither SYN/ACK nor RST from `dst` by the end of the capture |
+//! | `retransmissions` | u64 | TCP segments carrying data, SYN or FIN whose sequence space was already sent (keep-alives excepted) |
+//! | `zero_windows` | u64 | TCP segments advertising a zero window (not SYN, FIN or RST) |
+//! | `dns_unanswered` | u64 | DNS queries (UDP port 53) whose id never got an answer in this capture |
+//! | `dns_nxdomain`, `dns_servfail` | u64 | DNS answers with RCODE 3 and 2 |
+//! | `icmp_unreachable` | u64 | ICMP/ICMPv6 destination unreachable that quote a packet of this flow |
+//! | `icmp_frag_needed` | u64 | ICMP fragmentation needed / ICMPv6 packet too big quoting this flow |
+//! | `handshake_us` | Option u64 | SYN to SYN/ACK, microseconds |
+//! | `dns_slowest_us` | Option u64 | slowest DNS query to answer, microseconds |
+//! | `first_symptom` | Option RFC 3339 | time of the first packet that counted as a symptom |
+//!
+//! A flow that spans captures has one record in each. Records are written
+//! when a flow has been idle for [`IDLE_SECS`] of capture time or at the end
+//! of the capture, so their order is not sorted.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A flow with no packet for this long (capture time) is written out and
+/// forgotten: memory is bounded by the flows live in that window.
+pub const IDLE_SECS: u64 = 120;
+
+/// The folder under the key template's static prefix that holds the index.
+pub const INDEX_DIR: &str = "index/";
+
+/// The suffix of every index object.
+pub const INDEX_SUFFIX: &str = ".jsonl.gz";
+
+/// One flow of one capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    pub capture: String,
+    pub proto: String,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub packets_src: u64,
+    pub bytes_src: u64,
+    pub packets_dst: u64,
+    pub bytes_dst: u64,
+    pub resets_src: u64,
+    pub resets_dst: u64,
+    pub resets_in_handshake: u64,
+    pub syn_unanswered: u64,
+    pub retransmissions: u64,
+    pub zero_windows: u64,
+    pub dns_unanswered: u64,
+    pub dns_nxdomain: u64,
+    pub dns_servfail: u64,
+    pub icmp_unreachable: u64,
+    pub icmp_frag_needed: u64,
+    pub handshake_us: Option<u64>,
+    pub dns_slowest_us: Option<u64>,
+    pub first_symptom: Option<DateTime<Utc>>,
+}
+
+/// The symptom families a person asks for (`captures find --symptom`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Symptom {
+    /// TCP resets, either side.
+    Reset,
+    /// Connection attempts or DNS queries never answered.
+    Timeout,
+    Retransmission,
+    ZeroWindow,
+    /// DNS unanswered, NXDOMAIN or SERVFAIL.
+    Dns,
+    /// ICMP unreachable or fragmentation needed.
+    Icmp,
+}
+
+impl Symptom {
+    pub const ALL: [Symptom; 6] = [
+        Symptom::Reset,
+        Symptom::Timeout,
+        Symptom::Retransmission,
+        Symptom::ZeroWindow,
+        Symptom::Dns,
+        Symptom::Icmp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Symptom::Reset => "reset",
+            Symptom::Timeout => "timeout",
+            Symptom::Retransmission => "retransmission",
+            Symptom::ZeroWindow => "zero-window",
+            Symptom::Dns => "dns",
+            Symptom::Icmp => "icmp",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl FlowRecord {
+    /// How many events of a symptom family the flow holds.
+    pub fn count(&self, symptom: Symptom) -> u64 {
+        match symptom {
+            Symptom::Reset => self.resets_src + self.resets_dst,
+            Symptom::Timeout => self.syn_unanswered + self.dns_unanswered,
+            Symptom::Retransmission => self.retransmissions,
+            Symptom::ZeroWindow => self.zero_windows,
+            Symptom::Dns => self.dns_unanswered + self.dns_nxdomain + self.dns_servfail,
+            Symptom::Icmp => self.icmp_unreachable + self.icmp_frag_needed,
+        }
+    }
+
+    /// How bad the flow looks, for "worst first": failures that stop a
+    /// connection (never answered, refused, unreachable) weigh more than
+    /// signs of a slow one (retransmissions, zero windows).
+    pub fn severity(&self) -> u64 {
+        10 * (self.syn_unanswered + self.dns_unanswered + self.icmp_unreachable)
+            + 8 * (self.resets_in_handshake + self.icmp_frag_needed + self.dns_servfail)
+            + 5 * (self.resets_src + self.resets_dst
+                - self
+                    .resets_in_handshake
+                    .min(self.resets_src + self.resets_dst))
+            + 3 * self.dns_nxdomain
+            + 2 * self.zero_windows
+            + self.retransmissions
+    }
+
+    /// Whether `addr` is either end of the flow.
+    pub fn involves(&self, addr: IpAddr) -> bool {
+        self.src == addr || self.dst == addr
+    }
+
+    /// Whether `port` is either end's port.
+    pub fn uses_port(&self, port: u16) -> bool {
+        self.sport == port || self.dport == port
+    }
+}
+
+/// The key of a capture's index object. `static_prefix` is the key
+/// template's ([`spool::keys::KeyTemplate::static_prefix`]); `file` the
+/// capture's file name.
+pub fn index_key(static_prefix: &str, node: &str, start: DateTime<Utc>, file: &str) -> String {
+    format!(
+        "{static_prefix}{INDEX_DIR}node={node}/date={}/hour={}/{file}{INDEX_SUFFIX}",
+        start.format("%Y-%m-%d"),
+        start.format("%H"),
+    )
+}
+
+/// The prefix that holds one node's (or, without a node, every node's)
+/// index objects of one hour.
+pub fn index_hour_prefix(static_prefix: &str, node: &str, hour: DateTime<Utc>) -> String {
+    format!(
+        "{static_prefix}{INDEX_DIR}node={node}/date={}/hour={}/",
+        hour.format("%Y-%m-%d"),
+        hour.format("%H"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn index_key_is_hive_partitioned_by_node_date_and_hour() {
+        let start = DateTime::parse_from_rfc3339("2026-11-27T14:25:03Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            index_key("tcp-dumps/", "ip-10-0-1-7", start, "20261127T142503Z.pcap"),
+            "tcp-dumps/index/node=ip-10-0-1-7/date=2026-11-27/hour=14/20261127T142503Z.pcap.jsonl.gz"
+        );
+        assert!(
+            index_key("tcp-dumps/", "n", start, "f").starts_with(&index_hour_prefix(
+                "tcp-dumps/",
+                "n",
+                start
+            ))
+        );
+    }
+
+    #[test]
+    fn symptom_names_round_trip() {
+        for s in Symptom::ALL {
+            assert_eq!(Symptom::parse(s.name()), Some(s));
+        }
+        assert_eq!(Symptom::parse("nope"), None);
+    }
+}
