@@ -62,6 +62,9 @@ pub const INDEX_DIR: &str = "index/";
 /// The suffix of every index object.
 pub const INDEX_SUFFIX: &str = ".jsonl.gz";
 
+/// Content type of an index object (gzip-compressed JSON lines).
+pub const INDEX_CONTENT_TYPE: &str = "application/x-ndjson";
+
 /// One flow of one capture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRecord {

@@ -95,6 +95,15 @@ pub struct Cli {
     )]
     pub concurrency: usize,
 
+    /// Write a flow index next to every capture (`captures find` reads it).
+    ///
+    /// Built in the same read that hashes the capture: one record per flow
+    /// (addresses, ports, times, packets and bytes each way, symptoms), as
+    /// gzip JSON lines under `<prefix>index/node=…/date=…/hour=…/`. Costs
+    /// one more small PUT per capture. E.g. `--flow-index false`.
+    #[arg(long, env = "FLOW_INDEX", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub flow_index: bool,
+
     /// Files larger than this go up as multipart uploads, in MiB.
     ///
     /// Smaller files go up in one PutObject. Default: 64.

@@ -58,6 +58,8 @@ pub struct Config {
     pub s3: S3Settings,
     pub key_template: KeyTemplate,
     pub concurrency: usize,
+    /// Whether a flow index object is written for every capture.
+    pub flow_index: bool,
     pub multipart_threshold: u64,
     pub part_size: u64,
     pub max_spool_bytes: u64,
@@ -116,6 +118,7 @@ impl Config {
             },
             key_template,
             concurrency: cli.concurrency,
+            flow_index: cli.flow_index,
             multipart_threshold: cli.multipart_threshold_mb.saturating_mul(MIB),
             part_size: cli.part_size_mb.saturating_mul(MIB),
             max_spool_bytes: cli.max_spool_mb.saturating_mul(MIB),

@@ -106,7 +106,7 @@ impl Shipper {
     }
 
     async fn attempt_once(&self, capture: &Capture, key: &str) -> Result<u64, UploadError> {
-        let (file, digest) = self.hash(capture).await?;
+        let (file, digest) = self.hash(capture, key).await?;
         if let Some(damage) = digest.pcap.damage {
             self.metrics.damaged_captures.inc();
             tracing::error!(
@@ -158,6 +158,31 @@ impl Shipper {
                 tracing::warn!(file = %capture.file_name(), key, kind = %e.kind, error = %e.detail, ?delay, "upload failed; retrying");
             })
             .await?;
+        if let Some(gz) = &digest.index {
+            let index_key = flows::schema::index_key(
+                self.config.key_template.static_prefix(),
+                &self.key_context.node,
+                capture.name.start(),
+                &capture.file_name(),
+            );
+            let put_index = || async {
+                let result = self.sender.put_index(&index_key, gz).await;
+                if let Err(e) = &result {
+                    self.metrics.failure(e.kind);
+                }
+                result
+            };
+            // The capture stays on the node until its index is in the bucket too.
+            put_index
+                .retry(self.config.retry.backoff())
+                .sleep(tokio::time::sleep)
+                .when(|e: &UploadError| e.kind.is_transient())
+                .notify(|e: &UploadError, delay| {
+                    self.metrics.retries.inc();
+                    tracing::warn!(key = index_key, kind = %e.kind, error = %e.detail, ?delay, "flow index upload failed; retrying");
+                })
+                .await?;
+        }
         if verified == Verified::Unconfirmed {
             self.metrics.unconfirmed_checksums.inc();
             if !UNCONFIRMED_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -176,15 +201,22 @@ impl Shipper {
         Ok(digest.size)
     }
 
-    async fn hash(&self, capture: &Capture) -> Result<(std::fs::File, FileDigest), UploadError> {
+    async fn hash(
+        &self,
+        capture: &Capture,
+        key: &str,
+    ) -> Result<(std::fs::File, FileDigest), UploadError> {
         let path = capture.path.clone();
+        let index_as = self.config.flow_index.then(|| key.to_owned());
         let part_size = self
             .config
             .is_multipart(capture.size)
             .then(|| self.config.part_size_for(capture.size));
-        let result = tokio::task::spawn_blocking(move || hash::hash_file(&path, part_size))
-            .await
-            .map_err(|e| UploadError::new(FailureKind::LocalIo, format!("hashing task: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            hash::hash_file(&path, part_size, index_as.as_deref())
+        })
+        .await
+        .map_err(|e| UploadError::new(FailureKind::LocalIo, format!("hashing task: {e}")))?;
         result.map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
                 FailureKind::Gone

@@ -102,6 +102,30 @@ impl Sender {
         verify::single(&job.digest.sha256, output.checksum_sha256())
     }
 
+    /// Uploads a capture's flow index (small, in memory) in one request,
+    /// checked by its SHA-256 like the capture.
+    pub async fn put_index(&self, key: &str, gz: &[u8]) -> Result<Verified, UploadError> {
+        use sha2::Digest as _;
+        let _permit = self.requests.acquire().await.map_err(closed)?;
+        let sha256: crate::hash::Sha256Digest = sha2::Sha256::digest(gz).into();
+        let storage = self.storage_settings();
+        let output = self
+            .client
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .body(ByteStream::from(gz.to_vec()))
+            .content_type(flows::schema::INDEX_CONTENT_TYPE)
+            .checksum_sha256(base64(&sha256))
+            .set_storage_class(storage.class)
+            .set_server_side_encryption(storage.encryption)
+            .set_ssekms_key_id(storage.kms_key_id)
+            .send()
+            .await
+            .map_err(|e| retry::classify("PutObject (flow index)", &e))?;
+        verify::single(&sha256, output.checksum_sha256())
+    }
+
     /// Uploads a large capture in parts, resuming an upload in progress, and
     /// verifies the composite checksum S3 returns.
     pub async fn multipart(&self, job: &Job<'_>) -> Result<Verified, UploadError> {
@@ -399,7 +423,7 @@ mod tests {
         let secret = dir.path().join("secret");
         std::fs::write(&capture, b"the capture that was hashed").unwrap();
         std::fs::write(&secret, b"a file outside the spool").unwrap();
-        let (file, _) = crate::hash::hash_file(&capture, None).unwrap();
+        let (file, _) = crate::hash::hash_file(&capture, None, None).unwrap();
         std::fs::remove_file(&capture).unwrap();
         std::os::unix::fs::symlink(&secret, &capture).unwrap();
         let body = ByteStream::read_from()

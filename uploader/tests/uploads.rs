@@ -39,6 +39,17 @@ async fn uploads_capture_verified_then_deletes_it_and_serves_probes() {
         meta["capture-start"],
         start.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     );
+    // Its flow index, written in the same read, lies under the index prefix.
+    let index = format!(
+        "tcp-dumps/index/node=test-node/date={}/hour={}/{name}.jsonl.gz",
+        start.format("%Y-%m-%d"),
+        start.format("%H")
+    );
+    assert!(
+        garage.get(&index).await.is_some(),
+        "no flow index at {index}: {:?}",
+        garage.keys().await
+    );
     // Checked in the read that hashed it: every record whole.
     assert_eq!(meta["pcap"], "ok");
     assert_eq!(
@@ -133,7 +144,7 @@ async fn key_template_placeholders_come_from_env_and_capture_start() {
         .assert()
         .success();
     assert_eq!(
-        garage.keys().await,
+        garage.capture_keys().await,
         ["prod/s3-tcpdump/pod-1/test-node/20250102/0304/20250102T030405Z.pcap"]
     );
 }
@@ -223,7 +234,7 @@ async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
         .arg("--once");
     cmd.assert().success();
     assert_eq!(
-        garage.keys().await,
+        garage.capture_keys().await,
         [
             "tcp-dumps/test-node/2026/11/27/10/20261127T100003Z.pcap",
             "tcp-dumps/test-node/2026/11/27/10/20261127T100004Z.pcap"

@@ -178,6 +178,13 @@ impl Garage {
         Some((body, meta))
     }
 
+    /// The keys of captures: not flow indexes, not the checksum probe.
+    pub async fn capture_keys(&self) -> Vec<String> {
+        let mut keys = self.keys().await;
+        keys.retain(|k| k.ends_with(".pcap"));
+        keys
+    }
+
     pub async fn keys(&self) -> Vec<String> {
         let out = self
             .client()
