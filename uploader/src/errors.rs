@@ -27,6 +27,10 @@ pub enum ConfigError {
     )]
     KeyNotPerNode { template: String },
     #[error(
+        "key template {template:?} {problem}; S3 keys need non-empty segments other than '.' and '..', no control characters and at most 1024 bytes"
+    )]
+    KeyTemplateShape { template: String, problem: String },
+    #[error(
         "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
     )]
     MissingEnv {
