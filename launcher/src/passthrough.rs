@@ -554,4 +554,290 @@ mod tests {
             Err(PassThroughError::UnexpectedValue { .. })
         ));
     }
+
+    /// Properties: refused options are generated from [`TCPDUMP_OPTIONS`]
+    /// itself in every spelling tcpdump's getopt would accept, mixed with
+    /// allowed options and filter words, split as words or quoted inside
+    /// `TCPDUMP_ARGS`.
+    mod properties {
+        use super::*;
+        use crate::cli::Cli;
+        use crate::errors::LaunchError;
+        use crate::plan::Plan;
+        use proptest::prelude::*;
+
+        fn refused() -> Vec<&'static OptionSpec> {
+            TCPDUMP_OPTIONS
+                .iter()
+                .filter(|s| matches!(s.rule, Rule::Refuse(_)))
+                .collect()
+        }
+
+        /// Allowed short options without a value: what a cluster can hold
+        /// before the refused letter.
+        fn cluster_letters() -> Vec<char> {
+            TCPDUMP_OPTIONS
+                .iter()
+                .filter(|s| s.rule == Rule::Allow && !s.takes_value)
+                .filter_map(|s| s.short)
+                .collect()
+        }
+
+        /// Every abbreviation getopt_long resolves to `long`: an exact name,
+        /// or a prefix no other long option starts with.
+        fn abbreviations(long: &'static str) -> Vec<&'static str> {
+            let longs: Vec<&str> = TCPDUMP_OPTIONS.iter().filter_map(|s| s.long).collect();
+            (1..=long.len())
+                .map(|end| &long[..end])
+                .filter(|prefix| {
+                    if longs.contains(prefix) {
+                        *prefix == long
+                    } else {
+                        longs.iter().filter(|l| l.starts_with(*prefix)).count() == 1
+                    }
+                })
+                .collect()
+        }
+
+        /// A refused option spelled as a user might: words, and the name
+        /// the refusal must give.
+        fn refused_spelling() -> impl Strategy<Value = (Vec<String>, String)> {
+            (
+                prop::sample::select(refused()),
+                any::<prop::sample::Index>(),
+                prop::sample::subsequence(cluster_letters(), 0..3),
+                "[ -~]{0,6}",
+                0u8..4,
+            )
+                .prop_map(|(spec, pick, before, value, form)| {
+                    let value = if value.is_empty() {
+                        "x".to_owned()
+                    } else {
+                        value
+                    };
+                    let mut spellings: Vec<(Vec<String>, String)> = Vec::new();
+                    if let Some(c) = spec.short {
+                        let cluster: String = before.iter().collect();
+                        let shown = format!("-{c}");
+                        spellings
+                            .push((vec![format!("-{cluster}{c}"), value.clone()], shown.clone()));
+                        spellings.push((vec![format!("-{cluster}{c}{value}")], shown.clone()));
+                        spellings.push((vec![format!("-{c}={value}")], shown.clone()));
+                        spellings.push((vec![format!("-{c}")], shown));
+                    }
+                    if let Some(long) = spec.long {
+                        let shown = format!("--{long}");
+                        for name in abbreviations(long) {
+                            let words = match form {
+                                0 => vec![format!("--{name}")],
+                                1 => vec![format!("--{name}={value}")],
+                                _ => vec![format!("--{name}"), value.clone()],
+                            };
+                            spellings.push((words, shown.clone()));
+                        }
+                    }
+                    spellings.swap_remove(pick.index(spellings.len()))
+                })
+        }
+
+        /// Allowed options (with values that may look like anything, even
+        /// `-w`) and filter words; none of them is an error.
+        fn harmless_words() -> impl Strategy<Value = Vec<String>> {
+            let allowed: Vec<&'static OptionSpec> = TCPDUMP_OPTIONS
+                .iter()
+                .filter(|s| !matches!(s.rule, Rule::Refuse(_)))
+                .collect();
+            let unit = prop_oneof![
+                (prop::sample::select(allowed), "[ -~]{1,6}", any::<bool>()).prop_map(
+                    |(spec, value, glued)| match (spec.short, spec.long, spec.takes_value) {
+                        (Some(c), _, false) => vec![format!("-{c}")],
+                        (Some(c), _, true) if glued => vec![format!("-{c}{value}")],
+                        (Some(c), _, true) => vec![format!("-{c}"), value],
+                        (None, Some(l), false) => vec![format!("--{l}")],
+                        (None, Some(l), true) => vec![format!("--{l}={value}")],
+                        (None, None, _) => Vec::new(),
+                    }
+                ),
+                "[a-z0-9]{1,6}".prop_map(|word| vec![word]),
+            ];
+            prop::collection::vec(unit, 0..5).prop_map(|units| units.concat())
+        }
+
+        /// Words with a refused option somewhere among harmless ones.
+        fn line_with_refused() -> impl Strategy<Value = (Vec<String>, String)> {
+            (harmless_words(), refused_spelling(), harmless_words()).prop_map(
+                |(mut words, (refused, shown), after)| {
+                    words.extend(refused);
+                    words.extend(after);
+                    (words, shown)
+                },
+            )
+        }
+
+        /// Quotes `words` into one line the way a user might write
+        /// TCPDUMP_ARGS: each character bare, backslashed, in single or in
+        /// double quotes, picked by `styles`.
+        fn quoted(words: &[String], styles: &[u8]) -> String {
+            let mut style = styles.iter().cycle();
+            let mut line = Vec::new();
+            for word in words {
+                if word.is_empty() {
+                    line.push("''".to_owned());
+                    continue;
+                }
+                let mut out = String::new();
+                for c in word.chars() {
+                    let bare = c.is_ascii_alphanumeric() || "-_=./:,+@%".contains(c);
+                    match style.next().copied().unwrap_or(0) {
+                        0 if bare => out.push(c),
+                        1 if c != '\n' => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        0..=2 if c != '\'' => {
+                            out.push('\'');
+                            out.push(c);
+                            out.push('\'');
+                        }
+                        _ => {
+                            out.push('"');
+                            if "\"\\$`".contains(c) {
+                                out.push('\\');
+                            }
+                            out.push(c);
+                            out.push('"');
+                        }
+                    }
+                }
+                line.push(out);
+            }
+            line.join(" ")
+        }
+
+        fn cli(line: Option<String>, trailing: Vec<String>) -> Cli {
+            Cli {
+                spool_dir: "/spool".into(),
+                interface: None,
+                rotate_seconds: 60,
+                max_file_mb: 100,
+                snaplen: None,
+                buffer_kib: None,
+                filter: None,
+                capture_own_uploads: false,
+                // Never run: any executable file will do.
+                tcpdump: Some(std::env::current_exe().unwrap()),
+                max_spool_mb: 2048,
+                probe: false,
+                tcpdump_args: line,
+                check: true,
+                tcpdump_options: trailing,
+            }
+        }
+
+        /// Reads `args` the way tcpdump's getopt does and returns the
+        /// refused options in it; panics on anything the table does not
+        /// know or a word that would be read as a filter before `--`.
+        fn refused_in(args: &[String]) -> Vec<String> {
+            let mut found = Vec::new();
+            let mut words = args.iter();
+            while let Some(word) = words.next() {
+                if word == "--" {
+                    assert!(words.len() <= 1, "more than the filter after --: {args:?}");
+                    break;
+                }
+                let spec = if let Some(long) = word.strip_prefix("--") {
+                    let name = long.split_once('=').map_or(long, |(n, _)| n);
+                    let spec = TCPDUMP_OPTIONS.iter().find(|s| s.long == Some(name));
+                    let spec = spec.unwrap_or_else(|| panic!("{word:?} in {args:?}"));
+                    // Canonical long options carry their value after `=`.
+                    assert_eq!(spec.takes_value, long.contains('='), "{word:?}");
+                    spec
+                } else {
+                    let mut letters = word.strip_prefix('-').map(str::chars).into_iter().flatten();
+                    let (Some(letter), None) = (letters.next(), letters.next()) else {
+                        panic!("{word:?} is not one option in {args:?}");
+                    };
+                    let spec = TCPDUMP_OPTIONS.iter().find(|s| s.short == Some(letter));
+                    let spec = spec.unwrap_or_else(|| panic!("{word:?} in {args:?}"));
+                    if spec.takes_value {
+                        assert!(words.next().is_some(), "{word:?} without value in {args:?}");
+                    }
+                    spec
+                };
+                if matches!(spec.rule, Rule::Refuse(_)) {
+                    found.push(word.clone());
+                }
+            }
+            found
+        }
+
+        proptest! {
+            #[test]
+            fn a_refused_option_in_any_spelling_is_refused_by_name(
+                (words, shown) in line_with_refused(),
+            ) {
+                match screen(&words, OwnedFlags::default()) {
+                    Err(PassThroughError::Refused { option, .. }) => {
+                        prop_assert_eq!(option, shown, "words {:?}", words);
+                    }
+                    other => prop_assert!(false, "{:?} gave {:?}", words, other),
+                }
+            }
+
+            #[test]
+            fn a_refused_option_quoted_inside_tcpdump_args_never_reaches_tcpdump(
+                (words, shown) in line_with_refused(),
+                styles in prop::collection::vec(0u8..4, 1..16),
+                split in any::<prop::sample::Index>(),
+            ) {
+                // Part in TCPDUMP_ARGS, the rest after `--` on the command line.
+                let at = split.index(words.len() + 1);
+                let line = quoted(&words[..at], &styles);
+                let split_back = shell_words::split(&line).ok();
+                prop_assert_eq!(split_back.as_deref(), Some(&words[..at]));
+                match Plan::from_cli(cli(Some(line.clone()), words[at..].to_vec())) {
+                    Err(LaunchError::PassThrough(PassThroughError::Refused { option, .. })) => {
+                        prop_assert_eq!(option, shown, "line {:?}", line);
+                    }
+                    other => prop_assert!(false, "{:?} gave {:?}", line, other.map(|p| p.tcpdump_args)),
+                }
+            }
+
+            /// Whatever the words, tcpdump gets no refused option but the
+            /// launcher's own `-w`, `-G` and `-C` (and `-d` in the preflight).
+            #[test]
+            fn tcpdump_gets_no_refused_option_whatever_the_words(
+                words in prop::collection::vec(
+                    prop_oneof![
+                        refused_spelling().prop_map(|(words, _)| words),
+                        harmless_words(),
+                        Just(vec!["--".to_owned()]),
+                        "-{0,2}[ -~]{0,8}".prop_map(|w| vec![w]),
+                        any::<String>().prop_map(|w| vec![w]),
+                    ],
+                    0..6,
+                ).prop_map(|units| units.concat()),
+                styles in prop::collection::vec(0u8..4, 1..16),
+                split in any::<prop::sample::Index>(),
+            ) {
+                let at = split.index(words.len() + 1);
+                let line = quoted(&words[..at], &styles);
+                if let Ok(plan) = Plan::from_cli(cli(Some(line), words[at..].to_vec())) {
+                    prop_assert_eq!(refused_in(&plan.tcpdump_args), ["-w", "-G", "-C"]);
+                    prop_assert_eq!(refused_in(&plan.preflight_args), ["-d"]);
+                    // The launcher's own options end the list, before the filter.
+                    let end = plan.tcpdump_args.len() - if plan.filter.is_empty() { 0 } else { 2 };
+                    let tail: Vec<&str> = plan.tcpdump_args[end - 6..end]
+                        .iter()
+                        .map(String::as_str)
+                        .collect();
+                    let output = plan.spool.active().join(spool::TCPDUMP_FILE_PATTERN);
+                    prop_assert_eq!(
+                        tail,
+                        ["-w", &*output.to_string_lossy(), "-G", "60", "-C", "100"]
+                    );
+                }
+            }
+        }
+    }
 }

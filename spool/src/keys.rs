@@ -11,8 +11,18 @@
 //! capture names are start times, so without it two nodes' captures of the
 //! same second would get one key and the later upload would replace the
 //! other.
+//!
+//! Every key is a valid S3 key whatever the values: a value is escaped so
+//! that it stays inside its own segment (`%`, `/` and control characters
+//! percent-encoded, `.` and `..` as `%2E`, an empty value as `_`) and one
+//! longer than 128 bytes is cut and ends in a digest of the whole value, so
+//! two values never share a key. The template's own text is checked when it
+//! is parsed: no empty, `.` or `..` segment, no control character, and no
+//! key that could grow past S3's 1024 bytes.
 
 use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
 
 use crate::CaptureName;
 
@@ -38,6 +48,10 @@ pub enum KeyError {
     )]
     KeyNotPerNode { template: String },
     #[error(
+        "key template {template:?} {problem}; S3 keys need non-empty segments other than '.' and '..', no control characters and at most 1024 bytes"
+    )]
+    KeyTemplateShape { template: String, problem: String },
+    #[error(
         "key template uses {{{placeholder}}} but {var} is not set (set it, e.g. from the Kubernetes downward API, or drop the placeholder)"
     )]
     MissingEnv {
@@ -49,6 +63,19 @@ pub enum KeyError {
 /// The default template: the familiar `tcp-dumps/` prefix, then node and the
 /// capture's start hour.
 pub const DEFAULT_TEMPLATE: &str = "tcp-dumps/{node}/{yyyy}/{mm}/{dd}/{hh}/{file}";
+
+/// S3's limit on a key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Longest rendering of one placeholder value. Kubernetes names and
+/// instance ids are far shorter; five such values and a long prefix still
+/// fit in [`MAX_KEY_BYTES`].
+const MAX_VALUE_BYTES: usize = 128;
+
+/// Longest rendering of a time placeholder or `{file}` (a start stamp, a
+/// `-` and a `u32` sequence, `.pcap`), with room for years past 9999.
+const MAX_TIME_BYTES: usize = 8;
+const MAX_FILE_BYTES: usize = "+99999101T000000Z-4294967295.pcap".len();
 
 /// Name of the object the `--check` probe asks about (never created).
 pub const PROBE_OBJECT: &str = ".s3-tcpdump-probe";
@@ -92,6 +119,23 @@ impl Placeholder {
 
     fn parse(name: &str) -> Option<Self> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+
+    /// The most bytes this placeholder can add to a key.
+    fn max_bytes(self) -> usize {
+        match self {
+            Placeholder::Node
+            | Placeholder::Pod
+            | Placeholder::Namespace
+            | Placeholder::Cluster
+            | Placeholder::InstanceId => MAX_VALUE_BYTES,
+            Placeholder::File => MAX_FILE_BYTES,
+            Placeholder::Year
+            | Placeholder::Month
+            | Placeholder::Day
+            | Placeholder::Hour
+            | Placeholder::Minute => MAX_TIME_BYTES,
+        }
     }
 
     fn valid_list() -> String {
@@ -167,7 +211,65 @@ impl KeyTemplate {
                 template: template.to_owned(),
             });
         }
+        if let Some(problem) = parsed.shape_problem() {
+            return Err(KeyError::KeyTemplateShape {
+                template: template.to_owned(),
+                problem,
+            });
+        }
         Ok(parsed)
+    }
+
+    /// What in the template's own text would make an invalid key. Values
+    /// are escaped into non-empty pieces that are never `.` or `..`, so
+    /// only a segment of literal text alone can be empty or a dot segment.
+    fn shape_problem(&self) -> Option<String> {
+        let mut longest = 0;
+        // The current `/`-separated segment: its literal text and whether a
+        // placeholder is part of it.
+        let mut text = String::new();
+        let mut has_placeholder = false;
+        let mut problem = None;
+        let mut end_segment = |text: &mut String, has_placeholder: &mut bool| {
+            if !*has_placeholder && problem.is_none() {
+                problem = match text.as_str() {
+                    "" => Some("has an empty segment ('//' or a '/' at the end)".to_owned()),
+                    "." | ".." => Some(format!("has a {text:?} segment")),
+                    _ => None,
+                };
+            }
+            text.clear();
+            *has_placeholder = false;
+        };
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(literal) => {
+                    if literal.chars().any(char::is_control) {
+                        return Some("contains a control character".to_owned());
+                    }
+                    longest += literal.len();
+                    let mut parts = literal.split('/');
+                    if let Some(first) = parts.next() {
+                        text.push_str(first);
+                    }
+                    for part in parts {
+                        end_segment(&mut text, &mut has_placeholder);
+                        text.push_str(part);
+                    }
+                }
+                Segment::Placeholder(p) => {
+                    longest += p.max_bytes();
+                    has_placeholder = true;
+                }
+            }
+        }
+        end_segment(&mut text, &mut has_placeholder);
+        if problem.is_none() && longest > MAX_KEY_BYTES {
+            problem = Some(format!(
+                "can render keys of up to {longest} bytes (each of {{node}} {{pod}} {{namespace}} {{cluster}} {{instance_id}} counts {MAX_VALUE_BYTES}); shorten it"
+            ));
+        }
+        problem
     }
 
     pub fn as_str(&self) -> &str {
@@ -200,12 +302,12 @@ impl KeyTemplate {
             let _ = match segment {
                 Segment::Literal(text) => key.write_str(text),
                 Segment::Placeholder(p) => match p {
-                    Placeholder::Node => key.write_str(&ctx.node),
-                    Placeholder::Pod => key.write_str(ctx.pod.as_deref().unwrap_or("")),
-                    Placeholder::Namespace => key.write_str(ctx.namespace.as_deref().unwrap_or("")),
-                    Placeholder::Cluster => key.write_str(ctx.cluster.as_deref().unwrap_or("")),
+                    Placeholder::Node => key.write_str(&escaped(&ctx.node)),
+                    Placeholder::Pod => key.write_str(&escaped_opt(ctx.pod.as_deref())),
+                    Placeholder::Namespace => key.write_str(&escaped_opt(ctx.namespace.as_deref())),
+                    Placeholder::Cluster => key.write_str(&escaped_opt(ctx.cluster.as_deref())),
                     Placeholder::InstanceId => {
-                        key.write_str(ctx.instance_id.as_deref().unwrap_or(""))
+                        key.write_str(&escaped_opt(ctx.instance_id.as_deref()))
                     }
                     Placeholder::Year => write!(key, "{}", start.format("%Y")),
                     Placeholder::Month => write!(key, "{}", start.format("%m")),
@@ -246,6 +348,50 @@ impl KeyTemplate {
             instance_id: None,
         })
     }
+}
+
+fn escaped_opt(value: Option<&str>) -> String {
+    escaped(value.unwrap_or(""))
+}
+
+/// A placeholder value as it goes into a key: a non-empty piece of one
+/// segment that is never `.` or `..` and holds no `/` or control character.
+/// Distinct values stay distinct (raw `%` is always encoded, and a cut value
+/// carries a digest of the whole), so one node never writes into another's
+/// keys. Values Kubernetes and EC2 give (DNS names, instance ids) pass as
+/// they are.
+fn escaped(value: &str) -> String {
+    match value {
+        // Unset: a node name can never be `_` (DNS-1123).
+        "" => return "_".to_owned(),
+        "." => return "%2E".to_owned(),
+        ".." => return "%2E%2E".to_owned(),
+        _ => {}
+    }
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '%' || c == '/' || c.is_control() {
+            let mut utf8 = [0; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if out.len() > MAX_VALUE_BYTES {
+        let digest = Sha256::digest(value.as_bytes());
+        let mut cut = MAX_VALUE_BYTES - 17;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('~');
+        for byte in &digest[..8] {
+            let _ = write!(out, "{byte:02x}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -337,6 +483,91 @@ mod tests {
         assert_eq!(prefix(DEFAULT_TEMPLATE), "tcp-dumps/");
         assert_eq!(prefix("a/b/c-{node}/{file}"), "a/b/");
         assert_eq!(prefix("{node}/{file}"), "");
+    }
+
+    #[test]
+    fn placeholder_values_cannot_add_segments_or_climb_out_of_the_prefix() {
+        let t = KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap();
+        let name = capture("20261127T142503Z.pcap");
+        let with_node = |node: &str| {
+            let ctx = KeyContext {
+                node: node.into(),
+                ..ctx()
+            };
+            t.render(&ctx, &name)
+        };
+        for (node, segment) in [
+            ("", "_"),
+            (".", "%2E"),
+            ("..", "%2E%2E"),
+            ("../../etc", "..%2F..%2Fetc"),
+            ("a//b", "a%2F%2Fb"),
+            ("50%2F", "50%252F"),
+            ("line\nbreak", "line%0Abreak"),
+            ("...", "..."),
+            ("ip-10-0-1-7.ec2.internal", "ip-10-0-1-7.ec2.internal"),
+        ] {
+            assert_eq!(
+                with_node(node),
+                format!("tcp-dumps/{segment}/2026/11/27/14/20261127T142503Z.pcap"),
+                "node {node:?}"
+            );
+        }
+        let ctx = KeyContext { pod: None, ..ctx() };
+        let t = KeyTemplate::parse("{node}/{pod}/{file}").unwrap();
+        assert_eq!(
+            t.render(&ctx, &name),
+            "ip-10-0-1-7.ec2.internal/_/20261127T142503Z.pcap"
+        );
+    }
+
+    #[test]
+    fn overlong_values_are_cut_with_a_digest_so_keys_fit_and_stay_distinct() {
+        let t = KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap();
+        let name = capture("20261127T142503Z.pcap");
+        let render = |node: String| {
+            let ctx = KeyContext { node, ..ctx() };
+            t.render(&ctx, &name)
+        };
+        let a = render(format!("{}a", "n".repeat(5000)));
+        let b = render(format!("{}b", "n".repeat(5000)));
+        assert_ne!(a, b);
+        let segment = a.split('/').nth(1).unwrap();
+        assert_eq!(segment.len(), MAX_VALUE_BYTES, "{a}");
+        // Multi-byte characters are never split.
+        let wide = render("é".repeat(200));
+        assert!(wide.len() <= MAX_KEY_BYTES, "{wide}");
+    }
+
+    #[test]
+    fn template_with_an_empty_dot_or_overlong_segment_is_refused_naming_it() {
+        for (template, says) in [
+            ("a//{node}/{file}", "empty segment"),
+            ("{node}/{file}/", "empty segment"),
+            ("../{node}/{file}", "\"..\""),
+            ("{node}/./{file}", "\".\""),
+            ("{node}/\u{7}/{file}", "control character"),
+        ] {
+            let err = KeyTemplate::parse(template).unwrap_err();
+            assert!(
+                matches!(err, KeyError::KeyTemplateShape { .. }),
+                "{template}: {err}"
+            );
+            let message = err.to_string();
+            assert!(message.contains(says), "{template}: {message}");
+        }
+        let long = format!("{}/{{node}}/{{file}}", "p".repeat(900));
+        let message = KeyTemplate::parse(&long).unwrap_err().to_string();
+        assert!(message.contains("1024 bytes"), "{message}");
+        // Dots next to a placeholder, and longer dot runs, are fine.
+        for template in ["{node}./{file}", ".../{node}/{file}", "./x/{node}/{file}"] {
+            let parsed = KeyTemplate::parse(template);
+            assert_eq!(
+                parsed.is_ok(),
+                !template.starts_with("./"),
+                "{template}: {parsed:?}"
+            );
+        }
     }
 
     #[test]

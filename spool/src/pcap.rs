@@ -422,4 +422,167 @@ mod tests {
         }
         assert!(check.carry.len() <= RECORD_HEADER_LEN + 60_000);
     }
+
+    /// Properties over generated input: arbitrary bytes in arbitrary
+    /// chunkings, and real captures damaged in a record header.
+    mod properties {
+        use super::*;
+        use pcap_file::DataLink;
+        use proptest::prelude::*;
+
+        /// Feeds `bytes` split at `cuts`, checking the memory bound after
+        /// every chunk.
+        fn check_split(bytes: &[u8], cuts: &[prop::sample::Index]) -> PcapSummary {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            at.extend([0, bytes.len()]);
+            at.sort_unstable();
+            let mut check = PcapCheck::new();
+            for pair in at.windows(2) {
+                check.feed(&bytes[pair[0]..pair[1]]);
+                assert!(
+                    check.carry.len() <= RECORD_HEADER_LEN + MAX_RECORD_LEN as usize,
+                    "carry grew to {} bytes",
+                    check.carry.len()
+                );
+            }
+            check.finish()
+        }
+
+        fn header() -> impl Strategy<Value = PcapHeader> {
+            (any::<bool>(), any::<bool>(), 0u32..70_000).prop_map(|(big, nano, snaplen)| {
+                PcapHeader {
+                    endianness: if big {
+                        Endianness::Big
+                    } else {
+                        Endianness::Little
+                    },
+                    ts_resolution: if nano {
+                        TsResolution::NanoSecond
+                    } else {
+                        TsResolution::MicroSecond
+                    },
+                    snaplen,
+                    datalink: DataLink::ETHERNET,
+                    ..PcapHeader::default()
+                }
+            })
+        }
+
+        fn header_bytes(header: PcapHeader) -> Vec<u8> {
+            PcapWriter::with_header(Vec::new(), header)
+                .unwrap()
+                .into_writer()
+        }
+
+        /// Random bytes rarely start with a pcap header: half the inputs
+        /// get a real one, so record parsing sees garbage too.
+        fn input() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600),
+                (header(), prop::collection::vec(any::<u8>(), 0..600)).prop_map(
+                    |(header, tail)| {
+                        let mut bytes = header_bytes(header);
+                        bytes.extend(tail);
+                        bytes
+                    }
+                ),
+            ]
+        }
+
+        /// A capture of `sizes.len()` packets, and each record's offset.
+        fn capture(header: PcapHeader, sizes: &[(u8, u8)]) -> (Vec<u8>, Vec<usize>) {
+            let mut writer = PcapWriter::with_header(Vec::new(), header).unwrap();
+            let mut offsets = Vec::new();
+            let mut at = HEADER_LEN;
+            for (i, &(captured, extra)) in sizes.iter().enumerate() {
+                let data = vec![i as u8; usize::from(captured)];
+                let original = u32::from(captured) + u32::from(extra);
+                let packet =
+                    PcapPacket::new(Duration::from_micros(1_000 + i as u64), original, &data);
+                writer.write_packet(&packet).unwrap();
+                offsets.push(at);
+                at += RECORD_HEADER_LEN + usize::from(captured);
+            }
+            (writer.into_writer(), offsets)
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_in_any_chunks_never_panic_and_stay_bounded(
+                bytes in input(),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let summary = check_split(&bytes, &cuts);
+                prop_assert!(summary.whole_bytes <= bytes.len() as u64);
+                if let Some(damage) = summary.damage {
+                    prop_assert!(damage.offset <= bytes.len() as u64);
+                    prop_assert!(damage.offset >= summary.whole_bytes);
+                }
+            }
+
+            #[test]
+            fn chunking_never_changes_the_summary(
+                bytes in input(),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                prop_assert_eq!(check_split(&bytes, &cuts), check_bytes(&bytes));
+            }
+
+            #[test]
+            fn a_whole_capture_is_read_whole_in_any_chunks(
+                header in header().prop_map(|h| PcapHeader { snaplen: 65_535, ..h }),
+                sizes in prop::collection::vec((any::<u8>(), any::<u8>()), 0..12),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let (bytes, _) = capture(header, &sizes);
+                let summary = check_split(&bytes, &cuts);
+                prop_assert_eq!(summary.damage, None);
+                prop_assert_eq!(summary.packets, sizes.len() as u64);
+                prop_assert_eq!(summary.whole_bytes, bytes.len() as u64);
+            }
+
+            /// One byte of a record's captured- or original-length field
+            /// flipped: when that makes the record impossible, the damage is
+            /// reported at exactly that record; otherwise never before it.
+            #[test]
+            fn a_flipped_length_byte_is_damage_at_that_record(
+                header in header().prop_map(|h| PcapHeader { snaplen: 65_535, ..h }),
+                sizes in prop::collection::vec((any::<u8>(), any::<u8>()), 1..12),
+                record in any::<prop::sample::Index>(),
+                original_field in any::<bool>(),
+                byte in 0usize..4,
+                mask in 1u8..=255,
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let (mut bytes, offsets) = capture(header, &sizes);
+                let index = record.index(sizes.len());
+                let field = offsets[index] + if original_field { 12 } else { 8 };
+                bytes[field + byte] ^= mask;
+                let read = |at: usize| {
+                    let raw = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+                    match header.endianness {
+                        Endianness::Big => u32::from_be_bytes(raw),
+                        Endianness::Little => u32::from_le_bytes(raw),
+                    }
+                };
+                let (captured, original) = (read(offsets[index] + 8), read(offsets[index] + 12));
+                let summary = check_split(&bytes, &cuts);
+                prop_assert_eq!(summary, check_bytes(&bytes));
+                if captured > original || captured > header.snaplen {
+                    prop_assert_eq!(summary.damage, Some(Damage {
+                        offset: offsets[index] as u64,
+                        kind: DamageKind::ImpossibleRecord { captured, original },
+                    }));
+                    prop_assert_eq!(summary.packets, index as u64);
+                    prop_assert_eq!(summary.whole_bytes, offsets[index] as u64);
+                } else {
+                    prop_assert!(summary.packets >= index as u64);
+                    prop_assert!(summary.whole_bytes >= offsets[index] as u64);
+                    if let Some(damage) = summary.damage {
+                        prop_assert!(damage.offset >= offsets[index] as u64);
+                    }
+                }
+            }
+        }
+    }
 }
