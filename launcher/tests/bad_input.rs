@@ -2,15 +2,13 @@
 //! leaves every capture already in the spool untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use assert_cmd::Command;
-use common::{Spool, can_capture};
 use predicates::prelude::*;
 use predicates::str::contains;
+use test_support::{Spool, can_capture};
 
 fn launcher() -> Command {
     let mut cmd = Command::cargo_bin("launcher").unwrap();
