@@ -125,10 +125,8 @@ async fn capture_sizes_while_uploading(garage: &Garage, extra: &[&str]) -> Vec<i
         "{} is missing: build the workspace (cargo build --workspace)",
         launcher.display()
     );
+    // Readable by tcpdump's own user (the fixture's root is 0755).
     let spool = Spool::with_capture_folders();
-    use std::os::unix::fs::PermissionsExt;
-    // tcpdump drops to its own user, which must reach the spool.
-    std::fs::set_permissions(spool.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let trickle_port = free_port();
     let stop_trickle = Arc::new(AtomicBool::new(false));
