@@ -2,10 +2,7 @@
 //! checked against tshark over the same file; and on bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "../../tests/support/prerequisites.rs"]
-mod prerequisites;
-#[path = "../../tests/support/traffic.rs"]
-mod traffic;
+use test_support::{prerequisites, traffic};
 
 use assert_cmd::Command;
 

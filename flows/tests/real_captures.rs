@@ -3,10 +3,7 @@
 //! v2 on `any`), compared with tshark's reading of the same file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "../../tests/support/prerequisites.rs"]
-mod prerequisites;
-#[path = "../../tests/support/traffic.rs"]
-mod traffic;
+use test_support::{prerequisites, traffic};
 
 use std::net::IpAddr;
 

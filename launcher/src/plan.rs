@@ -161,13 +161,7 @@ impl Plan {
 /// of the one before instead of all of it, and sizes settle instead of
 /// growing by one upload per period.
 fn without_own_uploads(filter: &str) -> String {
-    let tos = spool::UPLOAD_TOS;
-    // The traffic class sits in bits 4..12 of the IPv6 header's first two
-    // bytes; its DSCP is the upper six of them.
-    let tclass = u16::from(spool::UPLOAD_TOS) << 4;
-    let marked = format!(
-        "(ip and (ip[1] & 0xfc) == {tos:#x}) or (ip6 and (ip6[0:2] & 0xfc0) == {tclass:#x})"
-    );
+    let marked = spool::upload_mark_filter();
     if filter.trim().is_empty() {
         format!("not ({marked})")
     } else {

@@ -2,15 +2,13 @@
 //! leaves every capture already in the spool untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use assert_cmd::Command;
-use common::{Spool, can_capture};
 use predicates::prelude::*;
 use predicates::str::contains;
+use test_support::{Spool, can_capture};
 
 fn launcher() -> Command {
     let mut cmd = Command::cargo_bin("launcher").unwrap();
@@ -236,7 +234,9 @@ fn check_prints_the_exact_command_without_capturing() {
         .assert()
         .success()
         .stdout(predicate::eq(format!(
-            "/usr/bin/tcpdump -i lo -s 128 -n --nano -w '{root}/active/%Y%m%dT%H%M%SZ.pcap' -G 60 -C 100 -- '(port 53) and not ((ip and (ip[1] & 0xfc) == 0x4) or (ip6 and (ip6[0:2] & 0xfc0) == 0x40))'\n"
+            "/usr/bin/tcpdump -i lo -s 128 -n --nano -U -w '{root}/active/%Y%m%dT%H%M%SZ.pcap' -G 60 -C 100 -- '((port 53) and not ({})) or ({})'\n",
+            spool::upload_mark_filter(),
+            spool::tick::TICK_FILTER
         )));
     assert_untouched(&spool);
 }

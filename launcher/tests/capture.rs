@@ -1,12 +1,12 @@
 //! The launcher with the real tcpdump, capturing real datagrams on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::Signal;
+use test_support::*;
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
 
 #[test]
 fn every_datagram_lands_in_exactly_one_ready_file_across_rotations() {
@@ -15,7 +15,7 @@ fn every_datagram_lands_in_exactly_one_ready_file_across_rotations() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture(&spool, port, &["--rotate-seconds", "1"]);
+    let mut launcher = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "1"]);
     let (rate, seconds) = (2_500, 10);
     send_numbered(port, 0, rate * seconds, rate);
     std::thread::sleep(Duration::from_millis(2_000));
@@ -59,7 +59,7 @@ fn sigterm_hands_over_the_last_file() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture(&spool, port, &["--rotate-seconds", "3600"]);
+    let mut launcher = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "3600"]);
     send_numbered(port, 0, 20, 100);
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(
@@ -82,7 +82,7 @@ fn sigterm_right_after_traffic_loses_no_packet() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture(&spool, port, &["--rotate-seconds", "3600"]);
+    let mut launcher = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "3600"]);
     send_numbered(port, 0, 1_000, 2_000);
     std::thread::sleep(Duration::from_millis(100));
     signal(&launcher, Signal::SIGTERM);
@@ -104,7 +104,7 @@ fn leftover_of_a_killed_capture_is_trimmed_and_handed_over_at_next_start() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut first = start_capture(&spool, port, &["--rotate-seconds", "3600"]);
+    let mut first = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "3600"]);
     send_numbered(port, 0, 50, 200);
     std::thread::sleep(Duration::from_millis(1_500));
     // SIGKILL leaves no chance to clean up; tcpdump runs in its own process
@@ -123,7 +123,7 @@ fn leftover_of_a_killed_capture_is_trimmed_and_handed_over_at_next_start() {
     torn.extend_from_slice(&[0x11; 23]);
     std::fs::write(&leftovers[0], &torn).unwrap();
 
-    let mut second = start_capture(&spool, port, &["--rotate-seconds", "3600"]);
+    let mut second = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "3600"]);
     let ready = Spool::files(&spool.ready());
     assert_eq!(ready.len(), 1, "leftover not handed over: {ready:?}");
     assert_eq!(std::fs::metadata(&ready[0]).unwrap().len(), whole_len);
@@ -140,11 +140,16 @@ fn a_quiet_filter_still_rotates_every_period_and_each_file_is_ready_within_two_s
     let spool = Spool::new();
     let port = free_port();
     let rotate = 2;
-    let mut launcher = start_capture(&spool, port, &["--rotate-seconds", &rotate.to_string()]);
+    let mut launcher = start_capture(
+        LAUNCHER,
+        &spool,
+        port,
+        &["--rotate-seconds", &rotate.to_string()],
+    );
     // One packet, then silence: without the tick it would sit in active/
     // until the next matching packet, which never comes.
     send_numbered(port, 7, 1, 1);
-    wait_for(
+    wait_until(
         // The period, the 2 s the launcher promises, and slack for a loaded machine.
         Duration::from_secs(rotate + 2 + 3),
         "the file holding the packet to be in ready/",
@@ -174,7 +179,7 @@ fn twenty_thousand_datagrams_a_second_for_a_minute_land_whole_once_each() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture_logged(&spool, port, &["--rotate-seconds", "1"]);
+    let mut launcher = start_capture_logged(LAUNCHER, &spool, port, &["--rotate-seconds", "1"]);
     let (rate, seconds) = (20_000, 60);
     send_numbered(port, 0, rate * seconds, rate);
     std::thread::sleep(Duration::from_millis(2_000));
@@ -211,23 +216,23 @@ fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture_logged(&spool, port, &["--rotate-seconds", "60"]);
+    let mut launcher = start_capture_logged(LAUNCHER, &spool, port, &["--rotate-seconds", "60"]);
     let probe = || {
-        common::launcher()
+        std::process::Command::new(LAUNCHER)
             .args(["--probe", "--spool-dir", spool.root().to_str().unwrap()])
             .output()
             .unwrap()
     };
-    wait_for(Duration::from_secs(5), "a healthy probe", || {
+    wait_until(Duration::from_secs(5), "a healthy probe", || {
         probe().status.success()
     });
     let tcpdump = nix::unistd::Pid::from_raw(tcpdump_child_of(launcher.id()));
     nix::sys::signal::kill(tcpdump, Signal::SIGSTOP).unwrap();
     let stopped = std::time::Instant::now();
-    wait_for(Duration::from_secs(30), "the stall in the log", || {
+    wait_until(Duration::from_secs(30), "the stall in the log", || {
         launcher_log(&spool).contains("capture is stalled")
     });
-    wait_for(
+    wait_until(
         Duration::from_secs(30).saturating_sub(stopped.elapsed()),
         "the probe to fail",
         || !probe().status.success(),
@@ -235,7 +240,7 @@ fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
     let verdict = String::from_utf8(probe().stdout).unwrap();
     assert!(verdict.starts_with("stalled"), "{verdict}");
     nix::sys::signal::kill(tcpdump, Signal::SIGCONT).unwrap();
-    wait_for(Duration::from_secs(10), "the probe to pass again", || {
+    wait_until(Duration::from_secs(10), "the probe to pass again", || {
         probe().status.success()
     });
     signal(&launcher, Signal::SIGTERM);
@@ -249,7 +254,7 @@ fn the_live_file_is_never_handed_over_whatever_sorts_after_it_or_touches_it() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture(&spool, port, &["--rotate-seconds", "3600"]);
+    let mut launcher = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "3600"]);
     send_numbered(port, 0, 100, 1_000);
     let live = Spool::files(&spool.active()).remove(0);
     // A stray that sorts after the live file (a clock stepped backwards
@@ -295,6 +300,7 @@ fn with_the_uploader_away_the_capture_side_keeps_the_spool_in_budget() {
     let spool = Spool::new();
     let port = free_port();
     let mut launcher = start_capture_logged(
+        LAUNCHER,
         &spool,
         port,
         &["--rotate-seconds", "1", "--max-spool-mb", "1"],

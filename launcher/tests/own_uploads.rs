@@ -2,13 +2,13 @@
 //! that a capture never holds the upload of the capture before it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::Signal;
+use test_support::*;
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
 
 /// Sends datagrams `first..first+count` to `port` on loopback, from a socket
 /// whose TOS (IPv4) or traffic class (IPv6) is `tos`. Returns false if the
@@ -23,8 +23,7 @@ fn send_with_tos(ip: IpAddr, port: u16, first: u64, count: u64, tos: u8) -> bool
         IpAddr::V6(_) => sock.set_tclass_v6(u32::from(tos)).unwrap(),
     }
     for n in first..first + count {
-        let payload = format!("s3td-seq:{n:012}");
-        socket.send_to(payload.as_bytes(), (ip, port)).unwrap();
+        socket.send_to(&numbered_payload(n), (ip, port)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
     true
@@ -35,7 +34,7 @@ fn send_with_tos(ip: IpAddr, port: u16, first: u64, count: u64, tos: u8) -> bool
 fn capture_marked_and_unmarked(extra: &[&str]) -> (Vec<u64>, bool) {
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture(&spool, port, extra);
+    let mut launcher = start_capture(LAUNCHER, &spool, port, extra);
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
     assert!(send_with_tos(v4, port, 0, 10, spool::UPLOAD_TOS));

@@ -3,15 +3,13 @@
 //! read and delete every finished capture.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::Signal;
+use test_support::*;
 
 const SPOOL_GID: u32 = 2000;
 const CAPTURE_UID: &str = "1000";
@@ -66,7 +64,7 @@ fn capture_while(
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(Duration::from_secs(10), "a file in active/", || {
+    wait_until(Duration::from_secs(10), "a file in active/", || {
         !Spool::files(&spool.active()).is_empty()
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -270,7 +268,8 @@ impl VethPair {
             let status = Command::new("ip")
                 .args(["netns", "exec", &self.sender_ns, "bash", "-c"])
                 .arg(format!(
-                    "printf 's3td-seq:%012d' {i} > /dev/udp/{CAPTURE_ADDR}/{port}"
+                    "printf '%s' {} > /dev/udp/{CAPTURE_ADDR}/{port}",
+                    String::from_utf8(numbered_payload(i)).unwrap()
                 ))
                 .status()
                 .unwrap();

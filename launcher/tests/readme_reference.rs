@@ -1,10 +1,8 @@
 //! The README's launcher reference (flags, exit codes, pass-through options)
 //! is the one `--help` and the code describe.
 
-#[path = "../../tests/support/flag_table.rs"]
-mod flag_table;
-
 use clap::CommandFactory;
+use test_support::flag_table;
 
 #[test]
 fn readme_lists_every_launcher_flag_as_help_does() {

@@ -14,6 +14,15 @@ pub const UPLOAD_DSCP: u8 = 1;
 /// class (`IPV6_TCLASS`): the DSCP is the upper six bits, ECN the lower two.
 pub const UPLOAD_TOS: u8 = UPLOAD_DSCP << 2;
 
+/// A BPF expression for the packets carrying the mark: the DSCP in the
+/// IPv4 TOS byte, or in the IPv6 traffic class (bits 4..12 of the header's
+/// first two bytes). The launcher's default filter leaves these out.
+pub fn upload_mark_filter() -> String {
+    let tos = UPLOAD_TOS;
+    let tclass = u16::from(UPLOAD_TOS) << 4;
+    format!("(ip and (ip[1] & 0xfc) == {tos:#x}) or (ip6 and (ip6[0:2] & 0xfc0) == {tclass:#x})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

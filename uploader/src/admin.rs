@@ -15,7 +15,7 @@
 //! account and the role's ARN. The details go to the log.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_smithy_types::body::SdkBody;
@@ -29,112 +29,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
-use crate::errors::{AskError, UploadError};
+use crate::errors::AskError;
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::retry::FailureKind;
-
-/// What `/readyz` says before the first probe has answered.
-const STARTING: &str = "starting";
-
-/// Where a current problem was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Probe,
-    Upload,
-}
-
-/// Readiness: a latch that is set by a passing probe or upload and cleared
-/// by a permanent failure. Logs each change once.
-#[derive(Debug)]
-pub struct Health {
-    bucket: String,
-    problem: Mutex<Option<Problem>>,
-}
-
-#[derive(Debug)]
-struct Problem {
-    source: Source,
-    kind: FailureKind,
-    /// Whether it was logged (the initial "not probed yet" is not).
-    announced: bool,
-}
-
-impl Health {
-    /// Starts not ready: the probe has not run yet.
-    pub fn new(bucket: &str) -> Self {
-        Self {
-            bucket: bucket.to_owned(),
-            problem: Mutex::new(Some(Problem {
-                source: Source::Probe,
-                kind: FailureKind::Connection,
-                announced: false,
-            })),
-        }
-    }
-
-    /// Something that needs a person went wrong; logged when it differs
-    /// from the problem already known.
-    pub fn failed(&self, source: Source, key: &str, error: &UploadError) {
-        let mut problem = self.problem.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = problem
-            .as_ref()
-            .is_none_or(|p| p.kind != error.kind || !p.announced);
-        if changed {
-            tracing::error!(
-                bucket = %self.bucket,
-                key,
-                kind = %error.kind,
-                error = %error.detail,
-                hint = error.kind.hint(),
-                "uploads are failing; captures are kept and retried slowly"
-            );
-        }
-        *problem = Some(Problem {
-            source,
-            kind: error.kind,
-            announced: true,
-        });
-    }
-
-    /// It works (again). A probe success does not clear a problem seen by
-    /// an upload: the probe key may be allowed where capture keys are not.
-    pub fn succeeded(&self, source: Source) {
-        let mut problem = self.problem.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*problem {
-            Some(p) if p.source == Source::Upload && source == Source::Probe => {}
-            Some(p) => {
-                if p.announced {
-                    tracing::info!(bucket = %self.bucket, "uploads work again");
-                }
-                *problem = None;
-            }
-            None => {}
-        }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.problem
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-    }
-
-    /// Why not ready, in words safe to show anyone who reaches the port:
-    /// the failure's kind, as in the metrics' `kind` label.
-    fn reason(&self) -> Option<&'static str> {
-        self.problem
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|p| {
-                if p.announced {
-                    p.kind.as_str()
-                } else {
-                    STARTING
-                }
-            })
-    }
-}
 
 #[derive(Debug, Clone)]
 struct AppState {

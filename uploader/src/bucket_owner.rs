@@ -73,7 +73,7 @@ impl Intercept for ExpectedBucketOwner {
 pub fn access_denied_hint(account: &str, bucket: &str) -> String {
     format!(
         "either account {account} ({VARIABLE}) does not own bucket {bucket:?} — S3 refuses every request to a bucket of another account with AccessDenied: check the account id, and that the bucket was not deleted and re-created by someone else — or the permission is missing: {}",
-        crate::retry::ACCESS_DENIED_PERMISSIONS
+        crate::failure::ACCESS_DENIED_PERMISSIONS
     )
 }
 

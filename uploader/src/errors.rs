@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::retry::FailureKind;
+// `upload.rs` still imports it from here; kept until its in-flight changes
+// are merged.
+pub use crate::failure::UploadError;
 
 /// The configuration cannot work; found before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -37,23 +39,6 @@ pub struct SpoolError {
     pub path: PathBuf,
     pub problem: String,
     pub fix: &'static str,
-}
-
-/// One S3 or local step of shipping a file failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind}: {detail}")]
-pub struct UploadError {
-    pub kind: FailureKind,
-    pub detail: String,
-}
-
-impl UploadError {
-    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-        }
-    }
 }
 
 /// `--check` or the startup probe found a problem with bucket or credentials.

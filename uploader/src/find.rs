@@ -7,7 +7,6 @@
 //! left alone. The watcher only wakes the scanner: a full scan is the truth,
 //! which also covers events the kernel dropped on queue overflow.
 
-use std::fs;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,8 +15,6 @@ use notify::{RecursiveMode, Watcher as _};
 use spool::SpoolLayout;
 use tokio::sync::Notify;
 
-use crate::errors::SpoolError;
-
 /// A capture waiting in `ready/` (which files count is the spool crate's
 /// rule, shared with the launcher).
 pub use spool::CaptureFile as Capture;
@@ -25,56 +22,6 @@ pub use spool::CaptureFile as Capture;
 /// The captures in `ready/`, oldest first.
 pub fn scan(spool: &SpoolLayout) -> io::Result<Vec<Capture>> {
     spool.ready_captures()
-}
-
-/// Checks that the spool is usable and creates whichever of its folders is
-/// missing: as a native sidecar the uploader usually starts before the
-/// capture container, on an empty volume.
-pub fn prepare(spool: &SpoolLayout) -> Result<(), SpoolError> {
-    const FIX_MISSING: &str = "mount the shared spool volume there, or set --spool-dir/SPOOL_DIR";
-    const FIX_ACCESS: &str = "run the uploader in the spool's group (fsGroup) and keep the folders group-writable (mode 2775)";
-    let root = spool.root();
-    match fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(SpoolError {
-                path: root.to_owned(),
-                problem: "is not a folder".into(),
-                fix: FIX_MISSING,
-            });
-        }
-        Err(e) => {
-            return Err(SpoolError {
-                path: root.to_owned(),
-                problem: format!("cannot be used ({e})"),
-                fix: FIX_MISSING,
-            });
-        }
-    }
-    spool.create_folders().map_err(|e| SpoolError {
-        path: e.path,
-        problem: format!("cannot be created or shared ({})", e.source),
-        fix: FIX_ACCESS,
-    })?;
-    use nix::unistd::{AccessFlags, access};
-    let rwx = AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK;
-    for (folder, why) in [
-        (spool.ready(), "captures could not be deleted after upload"),
-        (spool.state(), "resume records could not be written"),
-    ] {
-        access(&folder, rwx).map_err(|e| SpoolError {
-            path: folder.clone(),
-            problem: format!("is not readable and writable by this user ({e}); {why}"),
-            fix: FIX_ACCESS,
-        })?;
-    }
-    Ok(())
-}
-
-/// Whether the spool folder exists (for `--check`; creates nothing). Its
-/// subfolders may be missing: the uploader creates them at start.
-pub fn spool_exists(spool: &SpoolLayout) -> bool {
-    fs::metadata(spool.root()).is_ok_and(|m| m.is_dir())
 }
 
 /// Watches `ready/` and wakes `wake` when a capture may have arrived: a file
@@ -112,6 +59,8 @@ fn may_add_a_capture(event: &notify::Event) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

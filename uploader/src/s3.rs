@@ -30,9 +30,9 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use crate::bucket_owner::{self, ExpectedBucketOwner};
 use crate::config::S3Settings;
 use crate::connect;
-use crate::errors::{ConfigError, CredentialsError, ProbeError, UploadError};
+use crate::errors::{ConfigError, CredentialsError, ProbeError};
+use crate::failure::{self, FailureKind, UploadError};
 use crate::keys::{CHECKSUM_PROBE_OBJECT, KeyTemplate, PROBE_OBJECT};
-use crate::retry::{self, FailureKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An upload id no store hands out.
@@ -263,7 +263,7 @@ pub async fn probe(
         // A store that lists parts of an upload it never made is odd but
         // proves access all the same.
         Ok(_) => return Ok(()),
-        Err(e) => retry::classify("ListParts", &e),
+        Err(e) => failure::classify("ListParts", &e),
     };
     if accepts(&error) {
         return Ok(());
@@ -302,7 +302,7 @@ pub async fn confirms_checksums(
         .checksum_sha256(&empty)
         .send()
         .await
-        .map_err(|e| retry::classify("PutObject", &e))?;
+        .map_err(|e| failure::classify("PutObject", &e))?;
     Ok(output.checksum_sha256() == Some(empty.as_str()))
 }
 

@@ -6,16 +6,15 @@ use std::time::Instant;
 
 use backon::Retryable as _;
 
-use crate::admin::{Health, Source};
 use crate::config::{Config, Mode};
 use crate::delete;
-use crate::errors::UploadError;
+use crate::failure::{FailureKind, UploadError};
 use crate::find::Capture;
 use crate::hash::{self, FileDigest};
+use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
 use crate::object_metadata;
-use crate::retry::FailureKind;
 use crate::state;
 use crate::upload::{Job, Sender};
 use crate::verify::Verified;
@@ -39,6 +38,22 @@ pub struct Shipper {
 }
 
 impl Shipper {
+    pub fn new(
+        config: Arc<Config>,
+        client: aws_sdk_s3::Client,
+        key_context: KeyContext,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            sender: Sender::new(client, config.s3.clone(), config.concurrency),
+            config,
+            key_context: Arc::new(key_context),
+            metrics,
+            health,
+        }
+    }
+
     /// Ships one capture. Returns when it is uploaded and deleted, when it
     /// disappeared, or (`--once` only) when retries ran out.
     pub async fn ship(&self, capture: &Capture) -> Result<(), UploadError> {

@@ -23,8 +23,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::{S3Settings, Sse};
 use crate::errors::UploadError;
+use crate::failure::{self, FailureKind};
 use crate::hash::{FileDigest, base64};
-use crate::retry::{self, FailureKind};
 use crate::state::{self, UploadRecord};
 use crate::verify::{self, Verified};
 
@@ -98,7 +98,7 @@ impl Sender {
             .set_ssekms_key_id(storage.kms_key_id)
             .send()
             .await
-            .map_err(|e| retry::classify("PutObject", &e))?;
+            .map_err(|e| failure::classify("PutObject", &e))?;
         verify::single(&job.digest.sha256, output.checksum_sha256())
     }
 
@@ -122,7 +122,7 @@ impl Sender {
             .set_ssekms_key_id(storage.kms_key_id)
             .send()
             .await
-            .map_err(|e| retry::classify("PutObject (flow index)", &e))?;
+            .map_err(|e| failure::classify("PutObject (flow index)", &e))?;
         verify::single(&sha256, output.checksum_sha256())
     }
 
@@ -173,7 +173,7 @@ impl Sender {
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {
-                    let error = retry::classify("ListParts", &e);
+                    let error = failure::classify("ListParts", &e);
                     if error.kind == FailureKind::NoSuchUpload {
                         tracing::info!(key = job.key, upload_id = %record.upload_id, "S3 no longer knows the upload; starting over");
                         self.forget(job);
@@ -245,7 +245,7 @@ impl Sender {
             .set_ssekms_key_id(storage.kms_key_id)
             .send()
             .await
-            .map_err(|e| retry::classify("CreateMultipartUpload", &e))?;
+            .map_err(|e| failure::classify("CreateMultipartUpload", &e))?;
         let upload_id = output
             .upload_id()
             .ok_or_else(|| {
@@ -368,7 +368,7 @@ impl Sender {
     where
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let error = retry::classify(operation, e);
+        let error = failure::classify(operation, e);
         if error.kind == FailureKind::NoSuchUpload {
             self.forget(job);
         }

@@ -11,9 +11,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::errors::UploadError;
+use crate::failure::{FailureKind, UploadError};
 use crate::hash::{Sha256Digest, base64};
-use crate::retry::FailureKind;
 
 /// S3's composite checksum of a multipart upload, `<base64>-<parts>`.
 pub fn composite_checksum(parts: &[Sha256Digest]) -> String {

@@ -2,14 +2,14 @@
 //! that S3 did not confirm, and everything arrives once it can.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
-use common::*;
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
+use test_support::*;
+
+const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
 const MIB: usize = 1024 * 1024;
 
@@ -18,8 +18,8 @@ async fn uploads_resume_after_outage_without_restart() {
     let Some(mut garage) = Garage::start("outage") else {
         return;
     };
-    let spool = Spool::new();
-    let up = Running::spawn(garage.uploader(&spool));
+    let spool = Spool::with_capture_folders();
+    let up = Running::spawn(garage.uploader(UPLOADER, &spool));
     let first = spool.add("20261127T130000Z.pcap", 2000);
     wait_until(Duration::from_secs(20), "first upload", || {
         spool.ready_names().is_empty()
@@ -66,7 +66,7 @@ async fn sigkill_mid_multipart_then_restart_completes_the_object() {
     let Some(garage) = Garage::start("sigkill_resume") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let name = "20261127T140000Z.pcap";
     let bytes = spool.add(name, 40 * MIB + 777);
     let args = [
@@ -77,7 +77,7 @@ async fn sigkill_mid_multipart_then_restart_completes_the_object() {
         "--concurrency",
         "1",
     ];
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.args(args);
     let mut up = Running::spawn(cmd);
     let record = spool.root().join("state").join(format!("{name}.json"));
@@ -115,7 +115,7 @@ async fn sigkill_mid_multipart_then_restart_completes_the_object() {
         "object complete before the kill"
     );
 
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.args(args).arg("--once");
     let out = cmd.output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
@@ -139,7 +139,7 @@ async fn upload_unknown_to_s3_is_started_over_cleanly() {
     let Some(garage) = Garage::start("stale_record") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let name = "20261127T150000Z.pcap";
     let bytes = spool.add(name, 6 * MIB);
     let state = spool.root().join("state");
@@ -157,7 +157,7 @@ async fn upload_unknown_to_s3_is_started_over_cleanly() {
     )
     .unwrap();
     garage
-        .uploader(&spool)
+        .uploader(UPLOADER, &spool)
         .args([
             "--once",
             "--multipart-threshold-mb",
@@ -195,9 +195,9 @@ async fn wrong_credentials_and_missing_bucket_keep_files_and_are_not_ready() {
             "no_such_bucket",
         ),
     ] {
-        let spool = Spool::new();
+        let spool = Spool::with_capture_folders();
         spool.add("20261127T160000Z.pcap", 1000);
-        let mut cmd = garage.uploader(&spool);
+        let mut cmd = garage.uploader(UPLOADER, &spool);
         cmd.env(var, &value);
         let up = Running::spawn(cmd);
         wait_until(Duration::from_secs(10), "admin endpoint", || {
@@ -226,9 +226,9 @@ async fn wrong_credentials_and_missing_bucket_keep_files_and_are_not_ready() {
             "{what}:\n{log}"
         );
     }
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     garage
-        .uploader(&spool)
+        .uploader(UPLOADER, &spool)
         .arg("--check")
         .env("S3_BUCKET", "no-such-bucket")
         .assert()
@@ -245,10 +245,10 @@ async fn once_exits_nonzero_listing_what_is_left_when_store_is_down() {
         return;
     };
     garage.stop();
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     spool.add("20261127T170000Z.pcap", 1000);
     garage
-        .uploader(&spool)
+        .uploader(UPLOADER, &spool)
         .arg("--once")
         .assert()
         .code(1)
@@ -262,7 +262,7 @@ async fn spool_budget_drops_oldest_waiting_captures_and_counts_them() {
         return;
     };
     garage.stop();
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let size = 400 * 1024;
     let names: Vec<String> = (0..4).map(|i| format!("20261127T18000{i}Z.pcap")).collect();
     for name in &names {
@@ -272,7 +272,7 @@ async fn spool_budget_drops_oldest_waiting_captures_and_counts_them() {
         .iter()
         .map(|n| std::fs::metadata(spool.ready().join(n)).unwrap().len())
         .sum();
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.args(["--max-spool-mb", "1", "--concurrency", "1"]);
     let up = Running::spawn(cmd);
     wait_until(Duration::from_secs(10), "drops", || {

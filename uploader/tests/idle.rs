@@ -2,11 +2,11 @@
 //! capture moved in still does at once (issue 14).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use test_support::*;
+
+const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
 fn scans(up: &Running) -> u64 {
     let (status, metrics) = up.http("/metrics");
@@ -24,8 +24,8 @@ async fn idle_spool_is_not_rescanned_until_the_interval_yet_an_arrival_wakes_at_
     let Some(garage) = Garage::start("idle_spool_is_not_rescanned") else {
         return;
     };
-    let spool = Spool::new();
-    let mut cmd = garage.uploader(&spool);
+    let spool = Spool::with_capture_folders();
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     // Far beyond the test's length: every scan it sees was woken by an event.
     cmd.env("UPLOADER_RESCAN_MS", "600000");
     let up = Running::spawn(cmd);

@@ -4,19 +4,17 @@
 //! words, and a loopback-only admin port is probed from inside.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-#[path = "common/s3_proxy.rs"]
-mod s3_proxy;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
-use common::*;
 use predicates::prelude::*;
-use s3_proxy::{Answer, S3Proxy};
+use test_support::s3_proxy::{Answer, S3Proxy};
+use test_support::*;
+
+const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
 const MIB: usize = 1024 * 1024;
 const OWNER: &str = "111122223333";
@@ -66,7 +64,7 @@ async fn every_s3_request_carries_the_expected_bucket_owner() {
         upstream: garage_addr(&garage),
         bucket_owner: Some(OWNER.to_owned()),
     });
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     // One of each: a single PutObject, a multipart upload resumed from a
     // record (ListParts), and a new one (CreateMultipartUpload).
     let small = spool.add("20261127T190000Z.pcap", 2000);
@@ -75,7 +73,7 @@ async fn every_s3_request_carries_the_expected_bucket_owner() {
     let resumed_key = interrupted_upload(&garage, &spool, resumed_name, &resumed).await;
     let fresh = spool.add("20261127T190002Z.pcap", 6 * MIB + 200);
 
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.env("S3_ENDPOINT_URL", proxy.endpoint())
         .env("S3_EXPECTED_BUCKET_OWNER", OWNER)
         .args(["--multipart-threshold-mb", "5", "--part-size-mb", "5"]);
@@ -147,9 +145,9 @@ async fn check_with_a_wrong_bucket_owner_fails_naming_the_account() {
         upstream: garage_addr(&garage),
         bucket_owner: Some(OWNER.to_owned()),
     });
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let check = |owner: Option<&str>| {
-        let mut cmd = garage.uploader(&spool);
+        let mut cmd = garage.uploader(UPLOADER, &spool);
         cmd.arg("--check").env("S3_ENDPOINT_URL", proxy.endpoint());
         if let Some(owner) = owner {
             cmd.env("S3_EXPECTED_BUCKET_OWNER", owner);
@@ -189,9 +187,9 @@ async fn readyz_after_access_denied_says_the_kind_and_never_the_arn() {
     let proxy = S3Proxy::start(Answer::DenyAll {
         message: ARN_MESSAGE.to_owned(),
     });
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     spool.add("20261127T200000Z.pcap", 1000);
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.env("S3_ENDPOINT_URL", proxy.endpoint());
     let up = Running::spawn(cmd);
     wait_until(Duration::from_secs(10), "the upload to be denied", || {
@@ -253,8 +251,8 @@ async fn loopback_admin_port_is_probed_by_the_uploader_binary() {
     };
     let port = free_port();
     let loopback = format!("127.0.0.1:{port}");
-    let spool = Spool::new();
-    let mut cmd = garage.uploader(&spool);
+    let spool = Spool::with_capture_folders();
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.env("METRICS_ADDR", &loopback);
     let mut up = Running::spawn(cmd);
     wait_until(Duration::from_secs(10), "probe live", || {
@@ -283,7 +281,7 @@ async fn loopback_admin_port_is_probed_by_the_uploader_binary() {
     let proxy = S3Proxy::start(Answer::DenyAll {
         message: ARN_MESSAGE.to_owned(),
     });
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     cmd.env("METRICS_ADDR", &loopback)
         .env("S3_ENDPOINT_URL", proxy.endpoint());
     let _up = Running::spawn(cmd);

@@ -4,8 +4,6 @@
 //! request, and names the credential source without showing the credentials.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::free_port;
+use test_support::free_port;
 
 const TOKEN: &str = "fake-imds-token";
 const ROLE: &str = "fake-node-role";

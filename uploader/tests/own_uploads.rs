@@ -3,8 +3,6 @@
 //! over period (issue: each capture held the upload of the one before).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,16 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
-use common::*;
 use nix::sys::signal::Signal;
 use pcap_file::pcap::PcapReader;
+use test_support::*;
 
-/// The launcher's filter for the mark, as BPF.
-fn marked() -> String {
-    let tos = spool::UPLOAD_TOS;
-    let tclass = u16::from(tos) << 4;
-    format!("((ip and (ip[1] & 0xfc) == {tos}) or (ip6 and (ip6[0:2] & 0xfc0) == {tclass}))")
-}
+const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
 fn tcpdump_path() -> Option<PathBuf> {
     ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"]
@@ -30,8 +23,6 @@ fn tcpdump_path() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.is_file())
 }
-
-use common::prerequisites::can_capture;
 
 /// A child stopped by SIGTERM and reaped, also when the test panics.
 struct Stopped(Child);
@@ -73,7 +64,11 @@ async fn uploads_to_s3_carry_the_upload_mark() {
     };
     let out = tempfile::tempdir().unwrap();
     let pcap = out.path().join("marked.pcap");
-    let filter = format!("tcp dst port {} and {}", garage.port, marked());
+    let filter = format!(
+        "tcp dst port {} and ({})",
+        garage.port,
+        spool::upload_mark_filter()
+    );
     let mut tcpdump = Stopped(
         Command::new(tcpdump_path().unwrap())
             .args(["-i", "lo", "-n", "-U", "-Z", "root", "-w"])
@@ -89,10 +84,14 @@ async fn uploads_to_s3_carry_the_upload_mark() {
     });
     std::thread::sleep(Duration::from_millis(500));
 
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let size = 300_000;
     spool.add("20261127T100000Z.pcap", size);
-    garage.uploader(&spool).arg("--once").assert().success();
+    garage
+        .uploader(UPLOADER, &spool)
+        .arg("--once")
+        .assert()
+        .success();
     assert_eq!(garage.capture_keys().await.len(), 1);
 
     std::thread::sleep(Duration::from_millis(500));
@@ -126,10 +125,8 @@ async fn capture_sizes_while_uploading(garage: &Garage, extra: &[&str]) -> Vec<i
         "{} is missing: build the workspace (cargo build --workspace)",
         launcher.display()
     );
-    let spool = Spool::new();
-    use std::os::unix::fs::PermissionsExt;
-    // tcpdump drops to its own user, which must reach the spool.
-    std::fs::set_permissions(spool.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Readable by tcpdump's own user (the fixture's root is 0755).
+    let spool = Spool::with_capture_folders();
 
     let trickle_port = free_port();
     let stop_trickle = Arc::new(AtomicBool::new(false));
@@ -164,7 +161,7 @@ async fn capture_sizes_while_uploading(garage: &Garage, extra: &[&str]) -> Vec<i
     wait_until(Duration::from_secs(10), "the first capture", || {
         std::fs::read_dir(&active).is_ok_and(|mut entries| entries.next().is_some())
     });
-    let mut uploader = Running::spawn(garage.uploader(&spool));
+    let mut uploader = Running::spawn(garage.uploader(UPLOADER, &spool));
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(capture.stop().success(), "launcher failed");
     stop_trickle.store(true, Ordering::Relaxed);

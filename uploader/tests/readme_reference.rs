@@ -1,10 +1,8 @@
 //! The README's uploader flag table and exit codes are the ones `--help`
 //! describes.
 
-#[path = "../../tests/support/flag_table.rs"]
-mod flag_table;
-
 use clap::CommandFactory;
+use test_support::flag_table;
 
 #[test]
 fn readme_lists_every_uploader_flag_as_help_does() {

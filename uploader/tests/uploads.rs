@@ -1,15 +1,15 @@
 //! What lands in the bucket, under which key, with which checksum.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
 use aws_sdk_s3::types::ChecksumMode;
-use common::*;
 use predicates::prelude::*;
+use test_support::*;
+
+const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
 const MIB: usize = 1024 * 1024;
 
@@ -18,11 +18,11 @@ async fn uploads_capture_verified_then_deletes_it_and_serves_probes() {
     let Some(garage) = Garage::start("uploads_capture_verified") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     // Started three hours ago: lands under its capture hour, not now's.
     let (name, start) = name_started_ago(Duration::from_secs(3 * 3600 + 120));
     let bytes = spool.add(&name, 300_000);
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     // These machines set AWS_CA_BUNDLE; a plain-HTTP endpoint must not care.
     cmd.env("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt");
     let up = Running::spawn(cmd);
@@ -80,11 +80,11 @@ async fn file_over_threshold_goes_multipart_with_composite_checksum() {
     let Some(garage) = Garage::start("multipart") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let name = "20261127T142503Z-0001.pcap";
     let bytes = spool.add(name, 12 * MIB + 12345);
     garage
-        .uploader(&spool)
+        .uploader(UPLOADER, &spool)
         .args([
             "--once",
             "--multipart-threshold-mb",
@@ -129,10 +129,10 @@ async fn key_template_placeholders_come_from_env_and_capture_start() {
     let Some(garage) = Garage::start("key_template") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     spool.add("20250102T030405Z.pcap", 1000);
     garage
-        .uploader(&spool)
+        .uploader(UPLOADER, &spool)
         .args([
             "--once",
             "--key-template",
@@ -151,7 +151,7 @@ async fn key_template_placeholders_come_from_env_and_capture_start() {
 
 #[test]
 fn unknown_placeholder_is_refused_at_start() {
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
         .args(["--bucket", "b", "--key-template", "dumps/{host}/{file}"])
         .env("SPOOL_DIR", spool.root())
@@ -162,7 +162,7 @@ fn unknown_placeholder_is_refused_at_start() {
 
 #[test]
 fn key_template_without_a_per_node_placeholder_is_refused_at_start() {
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
         .args(["--bucket", "b", "--key-template", "tcp-dumps/{yyyy}/{file}"])
         .env("SPOOL_DIR", spool.root())
@@ -213,7 +213,7 @@ async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
     let Some(garage) = Garage::start("once_symlinks_junk") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret");
     std::fs::write(&secret, b"outside the spool").unwrap();
@@ -228,7 +228,7 @@ async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
     }
     spool.add("20261127T100003Z.pcap", 5000);
     spool.add("20261127T100004Z.pcap", 6000);
-    let mut cmd = garage.uploader(&spool);
+    let mut cmd = garage.uploader(UPLOADER, &spool);
     // A CA bundle that does not exist must not matter for plain HTTP either.
     cmd.env("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
         .arg("--once");
@@ -257,9 +257,9 @@ async fn check_passes_against_a_working_bucket() {
     let Some(garage) = Garage::start("check_ok") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let out = garage
-        .uploader(&spool)
+        .uploader(UPLOADER, &spool)
         .arg("--check")
         .assert()
         .success()
@@ -284,12 +284,12 @@ async fn sigterm_drains_the_last_file_then_exits_zero() {
     let Some(garage) = Garage::start("drain") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     // The capture side is still writing its last file when SIGTERM comes.
     let last = spool.root().join("active/20261127T120000Z.pcap");
     let bytes = pcap_bytes(4000, "last");
     std::fs::write(&last, &bytes).unwrap();
-    let mut up = Running::spawn(garage.uploader(&spool));
+    let mut up = Running::spawn(garage.uploader(UPLOADER, &spool));
     wait_until(Duration::from_secs(10), "admin endpoint", || {
         up.http("/healthz").0 == 200
     });
@@ -312,11 +312,11 @@ async fn starts_first_on_an_empty_spool_and_uploads_what_arrives_later() {
     let Some(garage) = Garage::start("empty-spool") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     for folder in ["active", "ready"] {
         std::fs::remove_dir(spool.root().join(folder)).unwrap();
     }
-    let mut up = Running::spawn(garage.uploader(&spool));
+    let mut up = Running::spawn(garage.uploader(UPLOADER, &spool));
     wait_until(Duration::from_secs(10), "admin endpoint", || {
         up.http("/healthz").0 == 200
     });
@@ -347,7 +347,7 @@ async fn damaged_capture_is_uploaded_marked_with_the_offset_and_counted() {
     let Some(garage) = Garage::start("damaged_capture_is_uploaded_marked") else {
         return;
     };
-    let spool = Spool::new();
+    let spool = Spool::with_capture_folders();
     let (name, start) = name_started_ago(Duration::from_secs(120));
     let mut bytes = pcap_bytes(20_000, &name);
     // The third record's captured length, garbled as a torn write leaves it.
@@ -356,7 +356,7 @@ async fn damaged_capture_is_uploaded_marked_with_the_offset_and_counted() {
     let active = spool.root().join("active").join(&name);
     std::fs::write(&active, &bytes).unwrap();
     std::fs::rename(&active, spool.ready().join(&name)).unwrap();
-    let up = Running::spawn(garage.uploader(&spool));
+    let up = Running::spawn(garage.uploader(UPLOADER, &spool));
 
     wait_until(Duration::from_secs(30), "ready/ to empty", || {
         spool.ready_names().is_empty()

@@ -10,7 +10,6 @@
 //!   `AccessDenied`.
 //! - [`Answer::DenyAll`]: answers every request 403 `AccessDenied` with the
 //!   given message, as S3 does for a role without permission.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -78,6 +77,7 @@ impl Recorded {
 }
 
 /// A running proxy; stops accepting on drop.
+#[derive(Debug)]
 pub struct S3Proxy {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,

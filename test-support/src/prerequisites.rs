@@ -1,7 +1,6 @@
 //! The skip rule shared by the tests that need root, tcpdump or garage:
 //! run by hand without them, a test prints why it skips; under `CI=true` a
 //! missing prerequisite fails it instead.
-#![allow(dead_code, clippy::print_stderr)]
 
 use std::path::Path;
 

@@ -1,7 +1,6 @@
 //! A bandwidth-limiting TCP proxy on loopback, between the uploader and
 //! garage: what the uploader sends is passed on at `bytes_per_second`, what
 //! garage answers passes at full speed. A congested node link, in the test.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

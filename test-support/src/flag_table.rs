@@ -1,7 +1,6 @@
 //! The README's flag reference, generated from the clap definitions so it
 //! cannot drift: each binary has a test that compares its table with the
 //! README and, with `UPDATE_README=1`, rewrites it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,49 @@
+//! What the launcher's and the uploader's tests share, in one place: the
+//! spool fixture and synthetic captures ([`fixtures`]), a real garage
+//! ([`garage`], feature `garage`), free ports and waiting ([`net`],
+//! [`wait`]), child processes ([`process`]), the numbered-datagram traffic
+//! and its census ([`numbered`]), the launcher under test ([`capture`]),
+//! the skip rule ([`prerequisites`]), the README's flag tables
+//! ([`flag_table`]), two proxies ([`throttle`], [`s3_proxy`]) and real
+//! failures on loopback for the flow index's tests ([`traffic`]).
+//!
+//! The binaries under test are the test crates' own
+//! (`env!("CARGO_BIN_EXE_…")`); functions that run one take its path.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+pub mod capture;
+pub mod fixtures;
+pub mod flag_table;
+#[cfg(feature = "garage")]
+pub mod garage;
+pub mod net;
+pub mod numbered;
+pub mod prerequisites;
+pub mod process;
+pub mod s3_proxy;
+pub mod throttle;
+pub mod traffic;
+pub mod wait;
+
+pub use capture::{launcher_log, start_capture, start_capture_logged};
+pub use fixtures::{Spool, name_started_ago, pcap_bytes, sha256_hex};
+#[cfg(feature = "garage")]
+pub use garage::Garage;
+pub use net::{free_port, http_get};
+pub use numbered::{
+    assert_tcpdump_reads, census, numbered_payload, send_numbered, send_numbered_padded,
+    sequence_numbers,
+};
+pub use prerequisites::{can_capture, present_or_skip};
+pub use process::{Running, signal};
+pub use wait::wait_until;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace's root folder (scripts, README).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}

@@ -1,0 +1,27 @@
+//! `--once`: upload what `ready/` holds now, then stop; fails naming the
+//! captures left behind.
+
+use crate::errors::RunError;
+use crate::find::{self, Capture};
+use crate::pipeline::Pipeline;
+use crate::ship::Shipper;
+
+pub async fn run(shipper: &Shipper) -> Result<(), RunError> {
+    let pipeline = Pipeline::start(shipper);
+    pipeline.rescan();
+    let failed = pipeline.close_and_wait().await;
+    let left: Vec<String> = find::scan(&shipper.config.spool)
+        .unwrap_or_default()
+        .iter()
+        .map(Capture::file_name)
+        .collect();
+    if !left.is_empty() || !failed.is_empty() {
+        return Err(RunError::LeftBehind(if left.is_empty() {
+            failed
+        } else {
+            left
+        }));
+    }
+    tracing::info!("everything in ready/ was uploaded");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The upload pipeline: a [`Queue`] fed by scans of `ready/`, and
+//! `--concurrency` workers that ship what it hands out, remembering which
+//! captures failed (what `--once` reports).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::Utc;
+use tokio::task::JoinSet;
+
+use crate::budget;
+use crate::config::Config;
+use crate::failure::FailureKind;
+use crate::find;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::ship::Shipper;
+
+#[derive(Debug)]
+pub struct Pipeline {
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    queue: Arc<Queue>,
+    workers: JoinSet<()>,
+    /// File names of captures whose shipping failed (not those that left
+    /// `ready/` before their upload).
+    failed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pipeline {
+    /// Starts the workers; they wait for the first scan.
+    pub fn start(shipper: &Shipper) -> Self {
+        let queue = Arc::new(Queue::default());
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = JoinSet::new();
+        for _ in 0..shipper.config.concurrency {
+            let (queue, shipper, failed) = (queue.clone(), shipper.clone(), failed.clone());
+            workers.spawn(async move {
+                while let Some(capture) = queue.next().await {
+                    if let Err(e) = shipper.ship(&capture).await
+                        && e.kind != FailureKind::Gone
+                    {
+                        failed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(capture.file_name());
+                    }
+                    queue.finish(&capture.name);
+                }
+            });
+        }
+        let config = &shipper.config;
+        tracing::info!(
+            spool = %config.spool.root().display(),
+            bucket = %config.s3.bucket,
+            key_template = %config.key_template.as_str(),
+            concurrency = config.concurrency,
+            "uploader started"
+        );
+        Self {
+            config: shipper.config.clone(),
+            metrics: shipper.metrics.clone(),
+            queue,
+            workers,
+            failed,
+        }
+    }
+
+    /// Scans `ready/` once into the queue (see [`rescan`]).
+    pub fn rescan(&self) {
+        rescan(&self.config, &self.queue, &self.metrics);
+    }
+
+    /// A scanner for a task of its own: scans into this pipeline's queue.
+    pub fn scanner(&self) -> impl Fn() + Send + Sync + 'static {
+        let (config, queue, metrics) = (
+            self.config.clone(),
+            self.queue.clone(),
+            self.metrics.clone(),
+        );
+        move || rescan(&config, &queue, &metrics)
+    }
+
+    /// No more work: the workers finish what is queued and stop. Returns
+    /// the captures that failed.
+    pub async fn close_and_wait(mut self) -> Vec<String> {
+        self.queue.close();
+        while self.workers.join_next().await.is_some() {}
+        std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Stops the workers where they are (uploads in flight resume on the
+    /// next start).
+    pub fn abort(&mut self) {
+        self.workers.abort_all();
+    }
+}
+
+/// Scans `ready/`, feeds the queue, keeps the budget, updates the gauges.
+fn rescan(config: &Config, queue: &Queue, metrics: &Metrics) {
+    metrics.scans.inc();
+    match find::scan(&config.spool) {
+        Ok(found) => queue.refresh(found),
+        Err(e) => {
+            tracing::error!(path = %config.spool.ready().display(), error = %e, "cannot scan ready/")
+        }
+    }
+    budget::enforce(&config.spool, config.max_spool_bytes, queue, metrics);
+    let age = queue
+        .oldest()
+        .map(|name| (Utc::now() - name.start()).num_seconds().max(0))
+        .unwrap_or(0);
+    metrics.oldest_pending_age_seconds.set(age);
+}

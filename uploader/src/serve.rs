@@ -1,0 +1,111 @@
+//! Serving (the default): the admin server and the bucket probe, uploads
+//! of whatever arrives in `ready/` (woken by the watcher, with periodic
+//! rescans as the safety net) until SIGTERM or SIGINT, then the drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::errors::RunError;
+use crate::health::{Health, Source};
+use crate::pipeline::Pipeline;
+use crate::ship::Shipper;
+use crate::{admin, find, keys, s3, shutdown};
+
+pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), RunError> {
+    let config = shipper.config.clone();
+    let mut tasks = JoinSet::new();
+    let server = admin::bind(
+        config.metrics_addr,
+        shipper.metrics.clone(),
+        shipper.health.clone(),
+    )
+    .await
+    .map_err(|source| RunError::MetricsBind {
+        addr: config.metrics_addr,
+        source,
+    })?;
+    tasks.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz, /readyz");
+    tasks.spawn(probe_until_ready(
+        client,
+        config.clone(),
+        shipper.health.clone(),
+    ));
+
+    let mut pipeline = Pipeline::start(shipper);
+    let wake = Arc::new(Notify::new());
+    let ready = config.spool.ready();
+    let _watcher = find::watch(&ready, wake.clone()).map_err(|source| RunError::Watch {
+        path: ready.clone(),
+        source,
+    })?;
+    let scan = pipeline.scanner();
+    let rescan_interval = config.rescan_interval;
+    tasks.spawn(async move {
+        loop {
+            scan();
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(rescan_interval) => {}
+            }
+        }
+    });
+
+    let signal = shutdown::requested().await;
+    tracing::info!(
+        signal,
+        timeout = ?config.drain_timeout,
+        "draining: uploading what is ready until the spool is empty"
+    );
+    let drained = shutdown::drain(&config.spool, config.drain_timeout).await;
+    pipeline.abort();
+    tasks.abort_all();
+    if drained {
+        tracing::info!("spool drained; exiting");
+    } else {
+        let left = config.spool.leftovers();
+        tracing::warn!(
+            count = left.len(),
+            files = %left.join(", "),
+            "drain timeout reached; leaving these in the spool (multipart uploads resume on the next start)"
+        );
+    }
+    Ok(())
+}
+
+/// Re-probes the bucket while readiness is false because of the probe.
+async fn probe_until_ready(client: aws_sdk_s3::Client, config: Arc<Config>, health: Arc<Health>) {
+    let probe_key = format!(
+        "{}{}",
+        config.key_template.static_prefix(),
+        keys::PROBE_OBJECT
+    );
+    loop {
+        match s3::probe(&client, &config.s3, &config.key_template).await {
+            Ok(()) => {
+                health.succeeded(Source::Probe);
+                match s3::confirms_checksums(&client, &config.s3, &config.key_template).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("{}", s3::UNCONFIRMED_CHECKSUMS),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not learn whether the store confirms checksums")
+                    }
+                }
+                if health.is_ready() {
+                    return;
+                }
+            }
+            Err(e) => health.failed(Source::Probe, &probe_key, &e.error),
+        }
+        let delay = config.retry.permanent_delay.min(Duration::from_secs(30));
+        tokio::time::sleep(delay).await;
+    }
+}
