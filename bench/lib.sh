@@ -73,6 +73,15 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# warn_other_captures: a warning if some other tcpdump is running (another
+# capture on the same machine disturbs the figures, and two tcpdumps
+# closing their sockets at once can stall in the kernel).
+warn_other_captures() {
+  local others
+  others=$(pgrep -x tcpdump | tr '\n' ' ' || true)
+  [[ -z $others ]] || say "warning: other tcpdump processes are running (pids $others); the figures may be disturbed"
+}
+
 # wait_for_file GLOB PID LOG: until a file matches GLOB (the capture has
 # started); fails with LOG if PID exits first or nothing comes in 30 s.
 wait_for_file() {
