@@ -97,7 +97,7 @@ struct BucketArgs {
 #[derive(Debug, Args)]
 struct FlowArgs {
     /// An address either end of the flow has.
-    #[arg(long, required_unless_present_any = ["port", "symptom"])]
+    #[arg(long)]
     host: Option<IpAddr>,
     /// A port either end of the flow uses.
     #[arg(long)]
@@ -228,6 +228,10 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)]
 async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !filter.is_empty(),
+        "find needs --host, --port or --symptom (to see every capture of the window, use list)"
+    );
     let found = archive(args).await?.find_flows(filter).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
