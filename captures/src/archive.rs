@@ -66,6 +66,10 @@ pub enum ArchiveError {
         to: String,
         nodes: String,
     },
+    #[error(
+        "no node has a flow index under s3://{bucket}/{index}, so the nodes cannot be discovered: name them with --node (or check --prefix)"
+    )]
+    NoNodes { bucket: String, index: String },
     #[error("invalid key layout for --prefix {prefix:?}: {detail}")]
     Layout { prefix: String, detail: String },
     #[error("node name {0:?} cannot be a folder name; pass real node names with --node")]
@@ -242,10 +246,23 @@ impl Archive {
         Ok(nodes)
     }
 
+    /// [`Self::nodes`], refusing none at all: without a flow index
+    /// (FLOW_INDEX=false) nodes cannot be discovered and must be named.
+    async fn known_nodes(&self) -> Result<Vec<String>, ArchiveError> {
+        let nodes = self.nodes().await?;
+        if nodes.is_empty() {
+            return Err(ArchiveError::NoNodes {
+                bucket: self.selection.bucket.clone(),
+                index: format!("{}{INDEX_DIR}", self.selection.prefix),
+            });
+        }
+        Ok(nodes)
+    }
+
     /// The captures overlapping the window, per node in time order, and the
     /// gaps in each node's coverage.
     pub async fn list_captures(&self) -> Result<Listing, ArchiveError> {
-        let nodes = self.nodes().await?;
+        let nodes = self.known_nodes().await?;
         let hours = self.selection.window.start_hours(self.selection.rotation);
         let mut keys = Vec::new();
         for node in &nodes {
@@ -279,7 +296,7 @@ impl Archive {
 
     /// The flows in the window that match, from the index objects alone.
     pub async fn find_flows(&self, filter: &FlowFilter) -> Result<Found, ArchiveError> {
-        let nodes = self.nodes().await?;
+        let nodes = self.known_nodes().await?;
         let hours = self.selection.window.start_hours(self.selection.rotation);
         let mut index_keys = Vec::new();
         for node in &nodes {

@@ -185,3 +185,72 @@ fn since_epoch(t: chrono::DateTime<chrono::Utc>) -> Duration {
     let secs = u64::try_from(t.timestamp()).unwrap_or(0);
     Duration::new(secs, t.timestamp_subsec_nanos())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use pcap_file::DataLink;
+
+    fn write(path: &Path, link: DataLink, times: &[u64]) {
+        let header = PcapHeader {
+            datalink: link,
+            ..PcapHeader::default()
+        };
+        let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
+        for t in times {
+            w.write_packet(&PcapPacket::new(Duration::from_secs(*t), 4, &[0, 1, 2, 3]))
+                .unwrap();
+        }
+    }
+
+    fn window(from: i64, to: i64) -> Window {
+        Window::new(
+            chrono::DateTime::from_timestamp(from, 0).unwrap(),
+            chrono::DateTime::from_timestamp(to, 0).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn different_link_types_are_refused_naming_both_files_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+        write(&a, DataLink::ETHERNET, &[1]);
+        write(&b, DataLink::LINUX_SLL2, &[2]);
+        let out = dir.path().join("m.pcap");
+        let e = merge(&[a, b], &window(0, 10), &out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a.pcap has link type 1") && e.contains("b.pcap has 276"),
+            "{e}"
+        );
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_truncated_input_is_named_with_the_packets_read_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.pcap");
+        write(&a, DataLink::ETHERNET, &[1, 2, 3]);
+        let bytes = std::fs::read(&a).unwrap();
+        std::fs::write(&a, &bytes[..bytes.len() - 2]).unwrap();
+        let out = dir.path().join("m.pcap");
+        let e = merge(&[a], &window(0, 10), &out).unwrap_err().to_string();
+        assert!(e.contains("a.pcap stops after 2 whole packets"), "{e}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_pcap_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("notes.txt");
+        std::fs::write(&a, "hello, this is text").unwrap();
+        let e = merge(&[a], &window(0, 10), &dir.path().join("m.pcap"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notes.txt is not a pcap file"), "{e}");
+    }
+}

@@ -522,6 +522,30 @@ fn fetch_merge_holds_the_packets_mergecap_gives_in_the_same_order_and_tcpdump_re
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 7);
 
+    // --host fetches only the captures the index says hold its flows.
+    let only = dir.path().join("only");
+    garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--host",
+            "10.0.1.1",
+            "--out",
+            only.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let fetched: Vec<_> = walk(&only).into_iter().filter(|p| p.is_file()).collect();
+    assert_eq!(
+        fetched,
+        [only
+            .join("node-b")
+            .join(scene.b1.key.rsplit('/').next().unwrap())]
+    );
+
     // A window that ends at base+2 s keeps only the packets up to then.
     let cut = dir.path().join("cut.pcap");
     garage
