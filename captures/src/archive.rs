@@ -533,7 +533,13 @@ impl Archive {
         R: std::fmt::Debug,
     {
         let bucket = self.selection.bucket.clone();
-        let detail = DisplayErrorContext(err).to_string();
+        // The store's code and message say what is wrong; the SDK's full
+        // context (raw response and all) only when there is none.
+        let detail = match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(err).to_string(),
+        };
         match err.code() {
             Some("NoSuchBucket") => ArchiveError::NoSuchBucket { bucket },
             Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden") => {

@@ -651,6 +651,18 @@ fn an_unknown_bucket_and_an_empty_window_are_named() {
     );
 
     let out = garage
+        .captures(&["list", "--from", "-1h"])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("no permission") && stderr.contains("s3:ListBucket"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+
+    let out = garage
         .captures(&["list", "--from", "-3h", "--to", "-2h", "--node", "node-a"])
         .assert()
         .failure();
