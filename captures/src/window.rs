@@ -1,7 +1,7 @@
 //! The time window a person asks about, and the hours of the key layout it
 //! can touch.
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, TimeDelta, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimeError {
@@ -60,7 +60,8 @@ impl Window {
     }
 
     pub fn parse(from: &str, to: &str) -> Result<Self, TimeError> {
-        let now = Utc::now();
+        // Microseconds: the precision of the captures' times and metadata.
+        let now = Utc::now().trunc_subsecs(6);
         Self::new(parse_time(from, now)?, parse_time(to, now)?)
     }
 
