@@ -1,9 +1,14 @@
 //! `captures`: reads what the uploader wrote, for the person on call.
 //!
-//! [`explain`] reads pcap files through the flow index's table (the same
-//! code the uploader indexes with, [`flows`]) and reports the symptoms of
-//! intermittent connectivity, worst first, with the times to jump to.
+//! [`archive`] lists the captures of a time window, finds flows in the flow
+//! index and downloads captures verified against their SHA-256; [`merge`]
+//! merges them by time; [`explain`] reads pcap files through the flow
+//! index's table (the same code the uploader indexes with, [`flows`]) and
+//! reports the symptoms of intermittent connectivity, worst first.
 
+pub mod archive;
 pub mod explain;
+pub mod merge;
+pub mod window;
 
 pub use explain::{ExplainError, Report, explain};

@@ -1,10 +1,15 @@
 //! The `captures` command line: a thin edge over the library.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use captures::archive::{self, Archive, Capture, Endpoint, FlowFilter, Selection};
+use captures::window::{Window, rfc3339};
+use chrono::TimeDelta;
+use clap::{Args, Parser, Subcommand};
+use flows::Symptom;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Find, fetch, merge and explain packet captures")]
@@ -15,6 +20,41 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The captures overlapping a time window, and the gaps in each node's
+    /// coverage.
+    List {
+        #[command(flatten)]
+        bucket: BucketArgs,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The flows of a window that involve a host (and port, symptom), and
+    /// the captures that hold them, from the flow index alone.
+    Find {
+        #[command(flatten)]
+        bucket: BucketArgs,
+        #[command(flatten)]
+        flows: FlowArgs,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Downloads the captures of a window (only those holding matching flows
+    /// with --host/--port), each verified against its SHA-256, and/or merges
+    /// them by time into one pcap cut to the window.
+    Fetch {
+        #[command(flatten)]
+        bucket: BucketArgs,
+        #[command(flatten)]
+        flows: FlowArgs,
+        /// Folder to download into (as <node>/<file>).
+        #[arg(long, required_unless_present = "merge")]
+        out: Option<PathBuf>,
+        /// One pcap of every packet in the window, in time order.
+        #[arg(long, value_name = "FILE.pcap")]
+        merge: Option<PathBuf>,
+    },
     /// The symptoms of intermittent connectivity in pcap files, worst first,
     /// with the time of each to jump to in Wireshark.
     Explain {
@@ -25,6 +65,64 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct BucketArgs {
+    #[arg(long, env = "S3_BUCKET")]
+    bucket: String,
+    /// The fixed start of the key layout `<prefix>{node}/{yyyy}/{mm}/{dd}/{hh}/{file}`.
+    #[arg(long, default_value = "tcp-dumps/")]
+    prefix: String,
+    /// Start of the window: RFC 3339 or relative (-30m, -2h, now).
+    #[arg(long, allow_hyphen_values = true)]
+    from: String,
+    /// End of the window: RFC 3339 or relative.
+    #[arg(long, allow_hyphen_values = true, default_value = "now")]
+    to: String,
+    /// Only these nodes (repeat); by default every node with a flow index.
+    #[arg(long = "node", value_name = "NODE")]
+    nodes: Vec<String>,
+    /// The launcher's rotation (ROTATE_SECONDS), for captures that started
+    /// before the window and those without a last-packet time.
+    #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60)]
+    rotate_seconds: u32,
+    /// S3-compatible endpoint (a local store); AWS S3 by default.
+    #[arg(long, env = "S3_ENDPOINT_URL", value_name = "URL")]
+    endpoint_url: Option<String>,
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    force_path_style: bool,
+}
+
+#[derive(Debug, Args)]
+struct FlowArgs {
+    /// An address either end of the flow has.
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// A port either end of the flow uses.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Only flows with this symptom: reset, timeout, retransmission,
+    /// zero-window, dns, icmp.
+    #[arg(long, value_parser = parse_symptom)]
+    symptom: Option<Symptom>,
+}
+
+fn parse_symptom(name: &str) -> Result<Symptom, String> {
+    Symptom::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Symptom::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown symptom {name:?}; one of {}", names.join(", "))
+    })
+}
+
+impl FlowArgs {
+    fn filter(&self) -> FlowFilter {
+        FlowFilter {
+            host: self.host,
+            port: self.port,
+            symptom: self.symptom,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,7 +148,191 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", captures::explain::render_text(&report));
             }
+            Ok(())
         }
+        Command::List { bucket, json } => runtime()?.block_on(list(bucket, json)),
+        Command::Find {
+            bucket,
+            flows,
+            json,
+        } => runtime()?.block_on(find(bucket, &flows.filter(), json)),
+        Command::Fetch {
+            bucket,
+            flows,
+            out,
+            merge,
+        } => runtime()?.block_on(fetch(bucket, &flows, out, merge)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
+    let window = Window::parse(&args.from, &args.to)?;
+    let endpoint = Endpoint {
+        url: args.endpoint_url,
+        force_path_style: args.force_path_style,
+    };
+    let client = archive::client(&endpoint).await?;
+    Ok(Archive::new(
+        client,
+        Selection {
+            bucket: args.bucket,
+            prefix: args.prefix,
+            nodes: args.nodes,
+            window,
+            rotation: TimeDelta::seconds(i64::from(args.rotate_seconds)),
+        },
+    )?)
+}
+
+#[allow(clippy::print_stdout)]
+async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
+    let archive = archive(args).await?;
+    let listing = archive.list_captures().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(());
+    }
+    for (node, captures) in archive::by_node(&listing.captures) {
+        println!("{node}:");
+        for c in captures {
+            println!(
+                "  {}  {}  {:>8} packets  {:>12} bytes  {}{}",
+                rfc3339(c.start),
+                rfc3339(c.end),
+                c.packets.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                c.size,
+                c.key,
+                match c.pcap.as_deref() {
+                    Some(damage) if damage != spool::object_metadata::PCAP_OK =>
+                        format!("  ({damage})"),
+                    _ => String::new(),
+                }
+            );
+        }
+    }
+    if !listing.gaps.is_empty() {
+        println!("gaps (no capture covers these):");
+        for g in &listing.gaps {
+            println!("  {}  {} .. {}", g.node, rfc3339(g.from), rfc3339(g.to));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !filter.is_empty(),
+        "find needs --host, --port or --symptom (to see every capture of the window, use list)"
+    );
+    let found = archive(args).await?.find_flows(filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    if found.flows.is_empty() {
+        println!("no matching flows in the index for this window");
+        return Ok(());
+    }
+    for f in &found.flows {
+        let symptoms: Vec<String> = Symptom::ALL
+            .iter()
+            .filter_map(|s| {
+                let n = f.count(*s);
+                (n > 0).then(|| format!("{} ×{n}", s.name()))
+            })
+            .collect();
+        println!(
+            "{}  {} {}:{} -> {}:{}  {}+{} packets  {}  {}",
+            rfc3339(f.first),
+            f.proto,
+            f.src,
+            f.sport,
+            f.dst,
+            f.dport,
+            f.packets_src,
+            f.packets_dst,
+            if symptoms.is_empty() {
+                "-".to_owned()
+            } else {
+                symptoms.join(", ")
+            },
+            f.capture
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn fetch(
+    args: BucketArgs,
+    flows: &FlowArgs,
+    out: Option<PathBuf>,
+    merge: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let archive = archive(args).await?;
+    let mut captures = archive.list_captures().await?.captures;
+    let filter = flows.filter();
+    if !filter.is_empty() {
+        let holding = archive.find_flows(&filter).await?.captures;
+        captures.retain(|c| holding.contains(&c.key));
+        anyhow::ensure!(
+            !captures.is_empty(),
+            "no capture in this window holds a matching flow (see `captures find`)"
+        );
+    }
+    // Downloads go to --out, or to a temporary folder removed after the merge.
+    let scratch;
+    let dir = match &out {
+        Some(dir) => dir.clone(),
+        None => {
+            let parent = merge
+                .as_deref()
+                .and_then(|m| m.parent())
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            scratch = tempfile::tempdir_in(parent)
+                .with_context(|| format!("creating a download folder in {}", parent.display()))?;
+            scratch.path().to_owned()
+        }
+    };
+    let total: u64 = captures.iter().map(|c: &Capture| c.size).sum();
+    let progress = indicatif::ProgressBar::new(total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .context("progress bar template")?,
+    );
+    let paths = archive.fetch(&captures, &dir, &progress).await?;
+    progress.finish_and_clear();
+    if out.is_some() {
+        for path in &paths {
+            println!("{}", path.display());
+        }
+    }
+    if let Some(merged) = merge {
+        let window = archive.selection().window;
+        let result = tokio::task::spawn_blocking({
+            let merged = merged.clone();
+            move || captures::merge::merge(&paths, &window, &merged)
+        })
+        .await
+        .context("merge task")??;
+        println!(
+            "{}: {} packets from {} captures, link type {}",
+            merged.display(),
+            result.packets,
+            captures.len(),
+            result.link_type
+        );
     }
     Ok(())
 }

@@ -1,0 +1,590 @@
+//! `captures list`, `find` and `fetch` against a real garage: captures put
+//! with the uploader's key layout, metadata and flow index (built by the
+//! same `flows` code the uploader runs), then read back by the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use test_support::{Garage, prerequisites};
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
+use etherparse::PacketBuilder;
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use serde_json::Value;
+use spool::CaptureName;
+use spool::keys::{DEFAULT_TEMPLATE, KeyContext, KeyTemplate};
+
+/// `captures ARGS…` with a garage's settings and a clean AWS environment.
+trait CapturesCli {
+    fn captures(&self, args: &[&str]) -> Command;
+}
+
+impl CapturesCli for Garage {
+    fn captures(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("captures").unwrap();
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AWS_") || key.starts_with("S3_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(&self.env)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .args(args);
+        cmd
+    }
+}
+
+/// One TCP or UDP packet on Ethernet at `at`.
+struct Pkt {
+    at: DateTime<Utc>,
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    /// TCP flags: "S" SYN, "R" RST+ACK; None for UDP.
+    tcp: Option<&'static str>,
+}
+
+fn frame(p: &Pkt) -> Vec<u8> {
+    let b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(p.src.0, p.dst.0, 64);
+    let mut out = Vec::new();
+    match p.tcp {
+        Some("S") => b
+            .tcp(p.src.1, p.dst.1, 1000, 64240)
+            .syn()
+            .write(&mut out, &[])
+            .unwrap(),
+        Some(_) => b
+            .tcp(p.src.1, p.dst.1, 0, 0)
+            .rst()
+            .ack(1001)
+            .write(&mut out, &[])
+            .unwrap(),
+        None => b.udp(p.src.1, p.dst.1).write(&mut out, b"hello").unwrap(),
+    }
+    out
+}
+
+fn pcap(packets: &[Pkt]) -> Vec<u8> {
+    let mut w = PcapWriter::new(Vec::new()).unwrap();
+    for p in packets {
+        let data = frame(p);
+        let ts = Duration::new(
+            u64::try_from(p.at.timestamp()).unwrap(),
+            p.at.timestamp_subsec_nanos(),
+        );
+        w.write_packet(&PcapPacket::new(
+            ts,
+            u32::try_from(data.len()).unwrap(),
+            &data,
+        ))
+        .unwrap();
+    }
+    w.into_writer()
+}
+
+struct Put {
+    key: String,
+    bytes: Vec<u8>,
+}
+
+/// Puts a capture as the uploader does: default key layout, metadata, and
+/// its flow index next to it. `sha256` overrides the checksum metadata.
+async fn put_capture(
+    garage: &Garage,
+    node: &str,
+    start: DateTime<Utc>,
+    bytes: Vec<u8>,
+    sha256: Option<&str>,
+) -> Put {
+    let template = KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap();
+    let name = CaptureName::new(start, 0);
+    let ctx = KeyContext {
+        node: node.to_owned(),
+        ..KeyContext::default()
+    };
+    let key = template.render(&ctx, &name);
+    let mut indexing = flows::IndexingCheck::new(key.clone(), Vec::new());
+    indexing.feed(&bytes);
+    let (summary, index) = indexing.finish();
+    let (gz, _) = index.unwrap();
+    let real_sha = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let metadata =
+        spool::object_metadata::for_capture(sha256.unwrap_or(&real_sha), start, node, &summary);
+    let client = garage.client().await;
+    client
+        .put_object()
+        .bucket(garage.bucket())
+        .key(&key)
+        .set_metadata(Some(metadata))
+        .body(ByteStream::from(bytes.clone()))
+        .send()
+        .await
+        .unwrap();
+    let index_key = flows::index_key(
+        template.static_prefix(),
+        node,
+        start,
+        &name.ready_file_name(),
+    );
+    client
+        .put_object()
+        .bucket(garage.bucket())
+        .key(index_key)
+        .body(ByteStream::from(gz))
+        .send()
+        .await
+        .unwrap();
+    Put { key, bytes }
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn json(out: &assert_cmd::assert::Assert) -> Value {
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+/// Two nodes: node-a with captures at base and base+300 s (a gap between
+/// them), node-b with one that interleaves with node-a's first.
+struct Scene {
+    base: DateTime<Utc>,
+    a1: Put,
+    a2: Put,
+    b1: Put,
+}
+
+async fn scene(garage: &Garage) -> Scene {
+    let base = (Utc::now() - TimeDelta::minutes(20)).trunc_subsecs(0);
+    let s = |secs: f64| base + TimeDelta::milliseconds((secs * 1000.0) as i64);
+    let client = [10, 0, 0, 1];
+    let server = [10, 0, 0, 2];
+    let a1 = pcap(&[
+        Pkt {
+            at: s(1.0),
+            src: (client, 40000),
+            dst: (server, 8080),
+            tcp: Some("S"),
+        },
+        Pkt {
+            at: s(1.5),
+            src: (server, 8080),
+            dst: (client, 40000),
+            tcp: Some("R"),
+        },
+        Pkt {
+            at: s(3.0),
+            src: ([10, 0, 0, 3], 5000),
+            dst: ([10, 0, 0, 4], 5001),
+            tcp: None,
+        },
+    ]);
+    let a2 = pcap(&[
+        Pkt {
+            at: s(301.0),
+            src: ([10, 0, 0, 3], 5000),
+            dst: ([10, 0, 0, 4], 5001),
+            tcp: None,
+        },
+        Pkt {
+            at: s(302.0),
+            src: ([10, 0, 0, 3], 5000),
+            dst: ([10, 0, 0, 4], 5001),
+            tcp: None,
+        },
+    ]);
+    let b1 = pcap(&[
+        Pkt {
+            at: s(1.2),
+            src: ([10, 0, 1, 1], 6000),
+            dst: ([10, 0, 1, 2], 6001),
+            tcp: None,
+        },
+        Pkt {
+            at: s(2.2),
+            src: ([10, 0, 1, 1], 6000),
+            dst: ([10, 0, 1, 2], 6001),
+            tcp: None,
+        },
+    ]);
+    Scene {
+        base,
+        a1: put_capture(garage, "node-a", base, a1, None).await,
+        a2: put_capture(garage, "node-a", base + TimeDelta::seconds(300), a2, None).await,
+        b1: put_capture(garage, "node-b", base + TimeDelta::seconds(1), b1, None).await,
+    }
+}
+
+fn window(scene: &Scene) -> [String; 2] {
+    [
+        rfc(scene.base - TimeDelta::seconds(30)),
+        rfc(scene.base + TimeDelta::seconds(400)),
+    ]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+#[test]
+fn list_shows_each_nodes_captures_in_the_window_and_the_gap_between_them() {
+    let test = "list_shows_each_nodes_captures_in_the_window_and_the_gap_between_them";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(scene(&garage));
+    let [from, to] = window(&scene);
+    let out = garage
+        .captures(&["list", "--from", &from, "--to", &to, "--json"])
+        .assert()
+        .success();
+    let listing = json(&out);
+    let keys: Vec<&str> = listing["captures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [&scene.a1.key, &scene.a2.key, &scene.b1.key]);
+    let first = &listing["captures"][0];
+    assert_eq!(first["node"], "node-a");
+    assert_eq!(first["packets"], 3);
+    assert_eq!(first["size"], scene.a1.bytes.len());
+    assert_eq!(time(&first["end"]), scene.base + TimeDelta::seconds(3));
+    // node-a: nothing between its first capture's last packet and the
+    // second capture's start.
+    let gaps = listing["gaps"].as_array().unwrap();
+    assert!(
+        gaps.iter().any(|g| g["node"] == "node-a"
+            && time(&g["from"]) == scene.base + TimeDelta::seconds(3)
+            && time(&g["to"]) == scene.base + TimeDelta::seconds(300)),
+        "{listing:#}"
+    );
+
+    // --node narrows; text output names the node and the gap.
+    let out = garage
+        .captures(&["list", "--from", &from, "--to", &to, "--node", "node-b"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("node-b:") && text.contains(&scene.b1.key),
+        "{text}"
+    );
+    assert!(!text.contains(&scene.a1.key), "{text}");
+}
+
+#[test]
+fn find_names_the_reset_flow_and_its_capture_from_the_index_alone() {
+    let test = "find_names_the_reset_flow_and_its_capture_from_the_index_alone";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(scene(&garage));
+    let [from, to] = window(&scene);
+    let out = garage
+        .captures(&[
+            "find",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--host",
+            "10.0.0.2",
+            "--symptom",
+            "reset",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let found = json(&out);
+    let flows = found["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{found:#}");
+    assert_eq!(flows[0]["src"], "10.0.0.1");
+    assert_eq!(flows[0]["dst"], "10.0.0.2");
+    assert_eq!(flows[0]["dport"], 8080);
+    assert_eq!(flows[0]["resets_dst"], 1);
+    assert_eq!(flows[0]["capture"], scene.a1.key.as_str());
+    assert_eq!(found["captures"], serde_json::json!([scene.a1.key]));
+
+    // A port no flow uses: nothing, and said so.
+    let out = garage
+        .captures(&["find", "--from", &from, "--to", &to, "--port", "9"])
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("no matching flows"));
+}
+
+fn read_packets(path: &Path) -> (u32, Vec<(Duration, Vec<u8>)>) {
+    let mut r = PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let link = u32::from(r.header().datalink);
+    let mut packets = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        packets.push((p.timestamp, p.data.into_owned()));
+    }
+    (link, packets)
+}
+
+#[test]
+fn fetch_merge_holds_the_packets_mergecap_gives_in_the_same_order_and_tcpdump_reads_it() {
+    let test =
+        "fetch_merge_holds_the_packets_mergecap_gives_in_the_same_order_and_tcpdump_reads_it";
+    let missing = ["/usr/bin/mergecap", "/usr/bin/tcpdump"]
+        .into_iter()
+        .find(|p| !Path::new(p).is_file())
+        .map(|p| format!("{p} is missing (apt-get install tshark tcpdump)"));
+    if !prerequisites::present_or_skip(test, missing) {
+        return;
+    }
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(scene(&garage));
+    let [from, to] = window(&scene);
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("merged.pcap");
+    let downloads = dir.path().join("downloads");
+    garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--out",
+            downloads.to_str().unwrap(),
+            "--merge",
+            merged.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+
+    // Each download is the object, byte for byte.
+    for (node, put) in [
+        ("node-a", &scene.a1),
+        ("node-a", &scene.a2),
+        ("node-b", &scene.b1),
+    ] {
+        let file = downloads
+            .join(node)
+            .join(put.key.rsplit('/').next().unwrap());
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            put.bytes,
+            "{}",
+            file.display()
+        );
+    }
+    let inputs: Vec<PathBuf> = [
+        ("node-a", &scene.a1),
+        ("node-a", &scene.a2),
+        ("node-b", &scene.b1),
+    ]
+    .iter()
+    .map(|(node, put)| {
+        downloads
+            .join(node)
+            .join(put.key.rsplit('/').next().unwrap())
+    })
+    .collect();
+    let reference = dir.path().join("mergecap.pcap");
+    let status = StdCommand::new("mergecap")
+        .arg("-F")
+        .arg("pcap")
+        .arg("-w")
+        .arg(&reference)
+        .args(&inputs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (link, ours) = read_packets(&merged);
+    let (ref_link, theirs) = read_packets(&reference);
+    assert_eq!(link, ref_link);
+    assert_eq!(ours.len(), 7);
+    assert_eq!(ours, theirs, "the merge differs from mergecap's");
+
+    let out = StdCommand::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 7);
+
+    // --host fetches only the captures the index says hold its flows.
+    let only = dir.path().join("only");
+    garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--host",
+            "10.0.1.1",
+            "--out",
+            only.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let fetched: Vec<_> = walk(&only).into_iter().filter(|p| p.is_file()).collect();
+    assert_eq!(
+        fetched,
+        [only
+            .join("node-b")
+            .join(scene.b1.key.rsplit('/').next().unwrap())]
+    );
+
+    // A window that ends at base+2 s keeps only the packets up to then.
+    let cut = dir.path().join("cut.pcap");
+    garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &rfc(scene.base + TimeDelta::seconds(2)),
+            "--merge",
+            cut.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let (_, kept) = read_packets(&cut);
+    let expected: Vec<_> = theirs
+        .iter()
+        .filter(|(t, _)| {
+            *t <= Duration::from_secs(u64::try_from(scene.base.timestamp()).unwrap() + 2)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(kept, expected);
+    assert_eq!(kept.len(), 3);
+}
+
+#[test]
+fn a_capture_whose_sha256_does_not_match_fails_fetch_naming_the_key_and_leaves_no_file() {
+    let test =
+        "a_capture_whose_sha256_does_not_match_fails_fetch_naming_the_key_and_leaves_no_file";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let base = (Utc::now() - TimeDelta::minutes(10)).trunc_subsecs(0);
+    let bytes = pcap(&[Pkt {
+        at: base + TimeDelta::seconds(1),
+        src: ([10, 0, 0, 1], 1),
+        dst: ([10, 0, 0, 2], 2),
+        tcp: None,
+    }]);
+    let bad = runtime().block_on(put_capture(
+        &garage,
+        "node-a",
+        base,
+        bytes,
+        Some(&"0".repeat(64)),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let merged = dir.path().join("merged.pcap");
+    let out = garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &rfc(base - TimeDelta::seconds(5)),
+            "--to",
+            &rfc(base + TimeDelta::seconds(30)),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--merge",
+            merged.to_str().unwrap(),
+        ])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&bad.key) && stderr.contains("SHA-256"),
+        "{stderr}"
+    );
+    let left: Vec<_> = walk(dir.path());
+    assert!(
+        left.iter().all(|p| p.is_dir()),
+        "files were left behind: {left:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.extend(walk(&path));
+        }
+        all.push(path);
+    }
+    all
+}
+
+#[test]
+fn an_unknown_bucket_and_an_empty_window_are_named() {
+    let test = "an_unknown_bucket_and_an_empty_window_are_named";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let out = garage
+        .captures(&["list", "--bucket", "no-such-bucket-here", "--from", "-1h"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("no-such-bucket-here") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+
+    let out = garage
+        .captures(&["list", "--from", "-1h"])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("no permission") && stderr.contains("s3:ListBucket"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+
+    let out = garage
+        .captures(&["list", "--from", "-3h", "--to", "-2h", "--node", "node-a"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("no captures between"), "{stderr}");
+
+    let out = garage
+        .captures(&["list", "--from", "now", "--to", "-1h"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("the window is empty"), "{stderr}");
+}
