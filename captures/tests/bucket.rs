@@ -422,17 +422,7 @@ fn fetch_merge_holds_the_packets_mergecap_gives_in_the_same_order_and_tcpdump_re
     assert_eq!(ours.len(), 7);
     assert_eq!(ours, theirs, "the merge differs from mergecap's");
 
-    let out = StdCommand::new("tcpdump")
-        .args(["-n", "-r"])
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 7);
+    test_support::assert_tcpdump_reads(&merged);
 
     // --host fetches only the captures the index says hold its flows.
     let only = dir.path().join("only");
