@@ -18,6 +18,9 @@ CARGO_DENY=$CACHE/cargo-deny/bin/cargo-deny
 # The offline copy of the RustSec advisory database (its crates/ folder and
 # support.toml, as in rustsec/advisory-db), beside the clone.
 ADVISORY_DB=${ADVISORY_DB:-$ROOT/../shared/advisory-db}
+# A copy kept in the cache, for a clone made where ../shared is not beside it
+# (it is refreshed whenever the snapshot is found beside the clone).
+ADVISORY_DB_CACHED=$CACHE/advisory-db
 T0=$SECONDS
 SKIPPED=()
 
@@ -133,6 +136,15 @@ check_exception_dates() {
 # database, and deny.toml's bans (one TLS, HTTP and runtime stack) and
 # sources, with cargo-deny. Nothing is fetched from the network.
 check_dependencies() {
+  if [[ -f $ADVISORY_DB/support.toml && -d $ADVISORY_DB/crates ]]; then
+    mkdir -p "$CACHE"
+    rm -rf "$ADVISORY_DB_CACHED.new"
+    cp -r "$ADVISORY_DB" "$ADVISORY_DB_CACHED.new" && rm -rf "$ADVISORY_DB_CACHED" \
+      && mv "$ADVISORY_DB_CACHED.new" "$ADVISORY_DB_CACHED"
+  elif [[ -f $ADVISORY_DB_CACHED/support.toml ]]; then
+    say "no advisory database at $ADVISORY_DB; using the cached copy of the snapshot"
+    ADVISORY_DB=$ADVISORY_DB_CACHED
+  fi
   if [[ ! -f $ADVISORY_DB/support.toml || ! -d $ADVISORY_DB/crates ]]; then
     skip_or_fail "dependency check: no advisory database at $ADVISORY_DB (set ADVISORY_DB to an offline copy of rustsec/advisory-db)"
     return 0
