@@ -11,13 +11,13 @@ use tracing::{error, info, warn};
 use crate::errors::LaunchError;
 use crate::trim::{Trimmed, trim_to_last_record};
 
-/// Hands over one file tcpdump closed while running. Returns its path in
-/// `ready/` and its size, or `None` when there was nothing to hand over
-/// (a foreign name, already gone, or quarantined).
+/// Hands over one file tcpdump closed while running. Returns its size, or
+/// `None` when there was nothing to hand over (a foreign name, already
+/// gone, or quarantined).
 pub fn hand_over_closed_file(
     spool: &SpoolLayout,
     file_name: &str,
-) -> Result<Option<(PathBuf, u64)>, LaunchError> {
+) -> Result<Option<u64>, LaunchError> {
     let path = spool.active().join(file_name);
     let Ok(name) = CaptureName::parse_active(file_name) else {
         // Not one of tcpdump's names: dealt with when capture stops.
@@ -31,15 +31,23 @@ pub fn hand_over_closed_file(
         quarantine(spool, &path, "it does not start with a pcap header");
         return Ok(None);
     }
-    let target = spool
-        .hand_over(&path, name)
-        .map_err(|source| LaunchError::HandOver {
-            path: path.clone(),
-            source,
-        })?;
+    let (_, bytes) = move_to_ready(spool, &path, name).map_err(|source| LaunchError::HandOver {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Some(bytes))
+}
+
+/// The atomic rename into `ready/`, logged; the new path and its size.
+fn move_to_ready(
+    spool: &SpoolLayout,
+    path: &Path,
+    name: CaptureName,
+) -> std::io::Result<(PathBuf, u64)> {
+    let target = spool.hand_over(path, name)?;
     let bytes = fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
     info!(file = %target.display(), bytes, "capture ready");
-    Ok(Some((target, bytes)))
+    Ok((target, bytes))
 }
 
 /// Hands over every file in `active/` once tcpdump is not running (at
@@ -64,7 +72,6 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
         let path = active.join(&file_name);
         let Ok(name) = CaptureName::parse_active(&file_name) else {
             quarantine(spool, &path, "its name is not a capture name");
-            outcome.quarantined += 1;
             continue;
         };
         match make_valid(spool, &path) {
@@ -76,13 +83,8 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
                 continue;
             }
         }
-        match spool.hand_over(&path, name) {
-            Ok(target) => {
-                let bytes = fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-                info!(file = %target.display(), bytes, "capture ready");
-                outcome.files.push(target);
-                outcome.bytes += bytes;
-            }
+        match move_to_ready(spool, &path, name) {
+            Ok((target, _)) => outcome.files.push(target),
             Err(e) => {
                 error!(file = %path.display(), error = %e, "cannot hand over this capture; going on with the others");
                 outcome.failed += 1;
@@ -95,9 +97,9 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
 /// What [`hand_over_all`] did.
 #[derive(Debug, Default)]
 pub struct HandedOver {
+    /// The captures now in `ready/`.
     pub files: Vec<PathBuf>,
-    pub bytes: u64,
-    pub quarantined: usize,
+    /// Captures that could not be checked or moved (each logged).
     pub failed: usize,
 }
 

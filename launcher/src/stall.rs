@@ -45,7 +45,7 @@ impl Progress {
         progress
     }
 
-    /// Counts bytes that left `active/` for `ready/` (or were dropped).
+    /// Counts bytes that left `active/` for `ready/`.
     pub fn handed_over(&mut self, bytes: u64) {
         self.handed_bytes += bytes;
     }

@@ -121,22 +121,19 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
                 }
             }
             closed = closed_files.next() => {
-                match closed {
-                    Closed::File(name) => hand_over_if_closed(plan, pid, &name.to_string_lossy(), &mut progress),
+                let names: Vec<String> = match closed {
+                    Closed::File(name) => vec![name.to_string_lossy().into_owned()],
                     Closed::Overflow => {
                         warn!("lost track of closed files (inotify queue overflow); looking at every file");
-                        let names: Vec<String> = plan
-                            .spool
+                        plan.spool
                             .active_captures()
                             .unwrap_or_default()
                             .iter()
                             .map(spool::CaptureFile::file_name)
-                            .collect();
-                        for name in names {
-                            hand_over_if_closed(plan, pid, &name, &mut progress);
-                        }
+                            .collect()
                     }
-                }
+                };
+                hand_over_unless_open(plan, pid, &names, &mut progress);
                 budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
             }
             _ = terminate.recv() => stopping = stopping.on_signal(&child, "SIGTERM"),
@@ -160,20 +157,21 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
     Ok(status)
 }
 
-/// Hands over a file tcpdump reported closed, unless tcpdump still holds it
+/// Hands over files tcpdump reported closed, except any it still holds
 /// open (someone else opened and closed it for writing, e.g. `touch`).
-fn hand_over_if_closed(plan: &Plan, pid: Option<u32>, name: &str, progress: &mut Progress) {
-    let path = plan.spool.active().join(name);
-    if let Some(open) = pid.and_then(closed::open_files)
-        && open.contains(&path)
-    {
-        return;
-    }
-    match hand_over_closed_file(&plan.spool, name) {
-        Ok(Some((_, bytes))) => progress.handed_over(bytes),
-        Ok(None) => {}
-        Err(e) => {
-            error!(error = %e, "could not hand over a closed capture; it is handed over when capture stops")
+/// tcpdump's descriptor table is read once for all of them.
+fn hand_over_unless_open(plan: &Plan, pid: Option<u32>, names: &[String], progress: &mut Progress) {
+    let open = pid.and_then(closed::open_files).unwrap_or_default();
+    for name in names {
+        if open.contains(&plan.spool.active().join(name)) {
+            continue;
+        }
+        match hand_over_closed_file(&plan.spool, name) {
+            Ok(Some(bytes)) => progress.handed_over(bytes),
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, "could not hand over a closed capture; it is handed over when capture stops")
+            }
         }
     }
 }

@@ -152,25 +152,16 @@ impl Shipper {
             if std::fs::symlink_metadata(job.path).is_err() {
                 return Err(UploadError::new(FailureKind::Gone, "capture disappeared"));
             }
-            let result = if multipart {
+            if multipart {
                 self.sender.multipart(&job).await
             } else {
                 self.sender.put_single(&job).await
-            };
-            if let Err(e) = &result {
-                self.metrics.failure(e.kind);
             }
-            result
         };
-        let verified = upload
-            .retry(self.config.retry.backoff())
-            .sleep(tokio::time::sleep)
-            .when(|e: &UploadError| {
-                e.kind.is_transient() && e.kind != FailureKind::ChecksumMismatch
-            })
-            .notify(|e: &UploadError, delay| {
-                self.metrics.retries.inc();
-                tracing::warn!(file = %capture.file_name(), key, kind = %e.kind, error = %e.detail, ?delay, "upload failed; retrying");
+        // A corrupted body is not re-sent as it is: `attempt` hashes again.
+        let verified = self
+            .with_fast_retries(key, "upload", upload, |kind| {
+                kind != FailureKind::ChecksumMismatch
             })
             .await?;
         if let Some(gz) = &digest.index {
@@ -180,23 +171,14 @@ impl Shipper {
                 capture.name.start(),
                 &capture.file_name(),
             );
-            let put_index = || async {
-                let result = self.sender.put_index(&index_key, gz).await;
-                if let Err(e) = &result {
-                    self.metrics.failure(e.kind);
-                }
-                result
-            };
             // The capture stays on the node until its index is in the bucket too.
-            put_index
-                .retry(self.config.retry.backoff())
-                .sleep(tokio::time::sleep)
-                .when(|e: &UploadError| e.kind.is_transient())
-                .notify(|e: &UploadError, delay| {
-                    self.metrics.retries.inc();
-                    tracing::warn!(key = index_key, kind = %e.kind, error = %e.detail, ?delay, "flow index upload failed; retrying");
-                })
-                .await?;
+            self.with_fast_retries(
+                &index_key,
+                "flow index upload",
+                || self.sender.put_index(&index_key, gz),
+                |_| true,
+            )
+            .await?;
         }
         if verified == Verified::Unconfirmed {
             self.metrics.unconfirmed_checksums.inc();
@@ -214,6 +196,40 @@ impl Shipper {
             )
         })?;
         Ok(digest.size)
+    }
+
+    /// Runs `op` with fast retries of transient failures (those `also`
+    /// accepts), counting every failure and retry.
+    async fn with_fast_retries<T, Fut>(
+        &self,
+        key: &str,
+        what: &str,
+        op: impl FnMut() -> Fut,
+        also: impl Fn(FailureKind) -> bool,
+    ) -> Result<T, UploadError>
+    where
+        Fut: std::future::Future<Output = Result<T, UploadError>>,
+    {
+        let mut op = op;
+        let counted = || {
+            let attempt = op();
+            async {
+                let result = attempt.await;
+                if let Err(e) = &result {
+                    self.metrics.failure(e.kind);
+                }
+                result
+            }
+        };
+        counted
+            .retry(self.config.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|e: &UploadError| e.kind.is_transient() && also(e.kind))
+            .notify(|e: &UploadError, delay| {
+                self.metrics.retries.inc();
+                tracing::warn!(key, kind = %e.kind, error = %e.detail, ?delay, "{what} failed; retrying");
+            })
+            .await
     }
 
     async fn hash(

@@ -82,24 +82,16 @@ impl Sender {
             .build()
             .await
             .map_err(local)?;
-        let storage = self.storage_settings();
-        let output = self
-            .client
-            .put_object()
-            .bucket(self.bucket())
-            .key(job.key)
-            .body(body)
-            .content_length(to_i64(job.digest.size))
-            .content_type(CONTENT_TYPE)
-            .checksum_sha256(base64(&job.digest.sha256))
-            .set_metadata(Some(job.metadata.clone()))
-            .set_storage_class(storage.class)
-            .set_server_side_encryption(storage.encryption)
-            .set_ssekms_key_id(storage.kms_key_id)
-            .send()
-            .await
-            .map_err(|e| failure::classify("PutObject", &e))?;
-        verify::single(&job.digest.sha256, output.checksum_sha256())
+        let put = Put {
+            key: job.key,
+            body,
+            size: job.digest.size,
+            sha256: &job.digest.sha256,
+            content_type: CONTENT_TYPE,
+            metadata: Some(job.metadata.clone()),
+            operation: "PutObject",
+        };
+        self.put_object(put).await
     }
 
     /// Uploads a capture's flow index (small, in memory) in one request,
@@ -108,22 +100,39 @@ impl Sender {
         use sha2::Digest as _;
         let _permit = self.requests.acquire().await.map_err(closed)?;
         let sha256: crate::hash::Sha256Digest = sha2::Sha256::digest(gz).into();
+        let put = Put {
+            key,
+            body: ByteStream::from(gz.to_vec()),
+            size: gz.len() as u64,
+            sha256: &sha256,
+            content_type: flows::schema::INDEX_CONTENT_TYPE,
+            metadata: None,
+            operation: "PutObject (flow index)",
+        };
+        self.put_object(put).await
+    }
+
+    /// One PutObject with its SHA-256 for S3 to check, the storage settings
+    /// every upload carries, and the store's answer verified.
+    async fn put_object(&self, put: Put<'_>) -> Result<Verified, UploadError> {
         let storage = self.storage_settings();
         let output = self
             .client
             .put_object()
             .bucket(self.bucket())
-            .key(key)
-            .body(ByteStream::from(gz.to_vec()))
-            .content_type(flows::schema::INDEX_CONTENT_TYPE)
-            .checksum_sha256(base64(&sha256))
+            .key(put.key)
+            .body(put.body)
+            .content_length(to_i64(put.size))
+            .content_type(put.content_type)
+            .checksum_sha256(base64(put.sha256))
+            .set_metadata(put.metadata)
             .set_storage_class(storage.class)
             .set_server_side_encryption(storage.encryption)
             .set_ssekms_key_id(storage.kms_key_id)
             .send()
             .await
-            .map_err(|e| failure::classify("PutObject (flow index)", &e))?;
-        verify::single(&sha256, output.checksum_sha256())
+            .map_err(|e| failure::classify(put.operation, &e))?;
+        verify::single(put.sha256, output.checksum_sha256())
     }
 
     /// Uploads a large capture in parts, resuming an upload in progress, and
@@ -434,6 +443,19 @@ mod tests {
         let sent = body.collect().await.unwrap().into_bytes();
         assert_eq!(&sent[..], b"the capture that was hashed");
     }
+}
+
+/// One single-request upload.
+#[derive(Debug)]
+struct Put<'a> {
+    key: &'a str,
+    body: ByteStream,
+    size: u64,
+    sha256: &'a crate::hash::Sha256Digest,
+    content_type: &'static str,
+    metadata: Option<HashMap<String, String>>,
+    /// The operation's name in errors and logs.
+    operation: &'static str,
 }
 
 /// What every upload request asks of S3's storage.
