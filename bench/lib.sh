@@ -92,3 +92,12 @@ wait_for_file() {
     sleep 0.1
   done
 }
+
+# NUMBERED: the test-support crate's `numbered` binary (numbered UDP traffic,
+# its strict census, synthetic captures), the same code the Rust tests use.
+# build_numbered builds it (release).
+NUMBERED=${CARGO_TARGET_DIR:-$ROOT/target}/release/numbered
+build_numbered() { (cd "$ROOT" && cargo build -q --release --locked -p test-support --bin numbered); }
+
+# json_field NAME: one field of the JSON object on stdin.
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }

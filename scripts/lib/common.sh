@@ -76,16 +76,20 @@ ensure_python_tools() {
 
 # ensure_garage: the garage S3 server, built once from crates.io and cached.
 # A local single-node store needs only the LMDB engine: no sqlite, K2V,
-# metrics or telemetry, and no LTO, which roughly halves the first build.
+# metrics or telemetry; libsodium and zstd come from Debian instead of being
+# compiled (system-libs); no LTO and light optimisation. Measured on 2
+# cores: 4 min 33 s, against 11 min 36 s with the bundled C libraries.
 ensure_garage() {
   if [[ -x $GARAGE_BIN && $("$GARAGE_BIN" --version 2>/dev/null) == *"$GARAGE_VERSION"* ]]; then
     return 0
   fi
-  say "building garage $GARAGE_VERSION (LMDB only) from crates.io into $CACHE/garage (once; several minutes)"
+  ensure_apt libsodium-dev libzstd-dev pkg-config
+  say "building garage $GARAGE_VERSION (LMDB only) from crates.io into $CACHE/garage (once; about 5 minutes on 2 cores)"
+  mkdir -p "$CACHE"
   CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
     cargo install garage --version "$GARAGE_VERSION" --locked --root "$CACHE/garage" \
-    --no-default-features --features bundled-libs,lmdb \
+    --no-default-features --features system-libs,lmdb \
     > "$CACHE/garage-build.log" 2>&1 || { tail -30 "$CACHE/garage-build.log" >&2; return 1; }
 }
 

@@ -5,7 +5,9 @@
 //! and its census ([`numbered`]), the launcher under test ([`capture`]),
 //! the skip rule ([`prerequisites`]), the README's flag tables
 //! ([`flag_table`]), two proxies ([`throttle`], [`s3_proxy`]) and real
-//! failures on loopback for the flow index's tests ([`traffic`]).
+//! failures on loopback for the flow index's tests ([`traffic`]) and
+//! capture-like files for the benchmarks ([`synthetic`]). The `numbered`
+//! binary offers the traffic, its census and those files to scripts.
 //!
 //! The binaries under test are the test crates' own
 //! (`env!("CARGO_BIN_EXE_…")`); functions that run one take its path.
@@ -21,6 +23,7 @@ pub mod numbered;
 pub mod prerequisites;
 pub mod process;
 pub mod s3_proxy;
+pub mod synthetic;
 pub mod throttle;
 pub mod traffic;
 pub mod wait;
@@ -31,8 +34,8 @@ pub use fixtures::{Spool, name_started_ago, pcap_bytes, sha256_hex};
 pub use garage::Garage;
 pub use net::{free_port, http_get};
 pub use numbered::{
-    assert_tcpdump_reads, census, numbered_payload, send_numbered, send_numbered_padded,
-    sequence_numbers,
+    assert_tcpdump_reads, census, numbered_payload, read_sequence_numbers, send_numbered,
+    send_numbered_padded, send_paced, sequence_numbers,
 };
 pub use prerequisites::{can_capture, present_or_skip};
 pub use process::{Running, signal};

@@ -1,0 +1,182 @@
+//! Numbered UDP traffic for scripts (benchmarks, the pod test): send it,
+//! count it back strictly from captures, and write capture-like files.
+//! The same code as the Rust tests' (`test_support::numbered`), so every
+//! harness counts the same way.
+//!
+//!   numbered send --port P --rate R --seconds S [--first N] [--sizes 64,512]
+//!   numbered count --total N [--first F] FILE...
+//!   numbered synthetic --dir DIR --bytes B [--count N] [--flows K] [--start UNIX_SECS]
+//!
+//! `send` and `count` print one JSON line.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spool::CaptureName;
+use test_support::numbered::{read_sequence_numbers, send_paced};
+
+#[derive(Debug, Parser)]
+#[command(about = "Numbered UDP traffic: send, count back strictly, synthetic captures")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send numbered datagrams to 127.0.0.1:PORT at a steady rate.
+    Send {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        seconds: u64,
+        /// The first number sent.
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// UDP payload sizes used in turn (default: the number's own 21 bytes).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+    },
+    /// How many of FIRST..FIRST+TOTAL the captures hold, read strictly: a
+    /// file that is not a whole pcap is listed as damaged.
+    Count {
+        #[arg(long)]
+        total: u64,
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        files: Vec<PathBuf>,
+    },
+    /// Write COUNT valid pcaps of TCP segments with random payloads into
+    /// DIR, named as the launcher names ready captures, STEP seconds apart.
+    Synthetic {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Size of each file in bytes (at least; it ends with a whole frame).
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long, default_value_t = 500)]
+        flows: u32,
+        /// Start of the first file, Unix seconds.
+        #[arg(long, default_value_t = 1_796_000_000)]
+        start: i64,
+        #[arg(long, default_value_t = 60)]
+        step: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("numbered: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Send {
+            port,
+            rate,
+            seconds,
+            first,
+            sizes,
+        } => {
+            let sent = send_paced(port, first, rate * seconds, rate, &sizes);
+            let achieved = sent.sent as f64 / sent.seconds.max(f64::EPSILON);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "sent": sent.sent,
+                    "send_errors": sent.send_errors,
+                    "seconds": (sent.seconds * 100.0).round() / 100.0,
+                    "rate": achieved.round(),
+                })
+            );
+            Ok(())
+        }
+        Command::Count {
+            total,
+            first,
+            files,
+        } => {
+            count(total, first, &files);
+            Ok(())
+        }
+        Command::Synthetic {
+            dir,
+            count,
+            bytes,
+            flows,
+            start,
+            step,
+        } => synthetic(&dir, count, bytes, flows, start, step),
+    }
+}
+
+fn count(total: u64, first: u64, files: &[PathBuf]) {
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut damaged = Vec::new();
+    for file in files {
+        match read_sequence_numbers(file) {
+            Ok(numbers) => {
+                for n in numbers {
+                    *seen.entry(n).or_default() += 1;
+                }
+            }
+            Err(e) => damaged.push(e),
+        }
+    }
+    let wanted = first..first + total;
+    let captured = seen.keys().filter(|n| wanted.contains(n)).count() as u64;
+    let duplicates: u64 = seen.values().map(|c| c - 1).sum();
+    let lost = total - captured;
+    let loss_pct = if total == 0 {
+        0.0
+    } else {
+        (10_000.0 * lost as f64 / total as f64).round() / 100.0
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "sent": total,
+            "captured": captured,
+            "lost": lost,
+            "loss_pct": loss_pct,
+            "duplicates": duplicates,
+            "files": files.len(),
+            "damaged": damaged,
+        })
+    );
+}
+
+fn synthetic(
+    dir: &std::path::Path,
+    count: u32,
+    bytes: u64,
+    flows: u32,
+    start: i64,
+    step: i64,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for i in 0..i64::from(count) {
+        let at = start + i * step;
+        let started =
+            chrono::DateTime::from_timestamp(at, 0).ok_or_else(|| format!("{at} is not a time"))?;
+        let out = dir.join(CaptureName::new(started, 0).ready_file_name());
+        let file = std::fs::File::create(&out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        test_support::synthetic::write_capture(writer, bytes, flows, at.unsigned_abs())
+            .map_err(|e| format!("writing {}: {e}", out.display()))?;
+    }
+    Ok(())
+}
