@@ -1,11 +1,13 @@
-//! SHA-256 of a capture, streamed from disk: of the whole file and, for a
-//! multipart upload, of each part, in one pass with a fixed-size buffer.
-//! The same pass checks the capture's pcap structure (the spool crate's
-//! [`PcapCheck`]): whole records, possible lengths, first and last packet.
+//! SHA-256 of a capture, streamed from disk with a fixed-size buffer. The
+//! same pass checks the capture's pcap structure (the spool crate's
+//! [`PcapCheck`]: whole records, possible lengths, first and last packet)
+//! and builds its flow index. The parts of a multipart upload are hashed
+//! later, one by one, just before each is sent ([`hash_range`]), so that
+//! sending starts after one pass over the file, not two.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -22,18 +24,39 @@ pub type Sha256Digest = [u8; 32];
 pub struct FileDigest {
     pub size: u64,
     pub sha256: Sha256Digest,
-    /// One digest per `part_size` bytes; empty for single-request uploads.
-    pub parts: Vec<Sha256Digest>,
-    pub part_size: u64,
     /// What the pcap check found in the same read.
     pub pcap: PcapSummary,
     /// The flow index built in the same read (gzip JSON lines), when asked.
     pub index: Option<Vec<u8>>,
+    /// The file's size and change times when it was hashed (see [`Stamp`]).
+    pub stamp: Option<Stamp>,
 }
 
 impl FileDigest {
     pub fn sha256_hex(&self) -> String {
         hex(&self.sha256)
+    }
+}
+
+/// Size and modification/change times of an open file. Parts hashed after
+/// the whole-file pass describe the same bytes only if these did not move:
+/// a capture in `ready/` is never written again, but the uploader checks
+/// rather than assumes before it completes an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    size: u64,
+    modified_ns: (i64, i64),
+    changed_ns: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(file: &File) -> std::io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            size: meta.len(),
+            modified_ns: (meta.mtime(), meta.mtime_nsec()),
+            changed_ns: (meta.ctime(), meta.ctime_nsec()),
+        })
     }
 }
 
@@ -54,31 +77,22 @@ pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Hashes `path`; with `part_size`, also each part of that size. Returns
-/// the open file with its digest: the upload sends from this descriptor, so
-/// what is sent is what was hashed even if the path is replaced meanwhile.
+/// Hashes `path` (and, with `index_as`, indexes its flows). Returns the open
+/// file with its digest: the upload sends from this descriptor, so what is
+/// sent is what was hashed even if the path is replaced meanwhile.
 /// Blocking: call from `spawn_blocking`.
-pub fn hash_file(
-    path: &Path,
-    part_size: Option<u64>,
-    index_as: Option<&str>,
-) -> std::io::Result<(File, FileDigest)> {
+pub fn hash_file(path: &Path, index_as: Option<&str>) -> std::io::Result<(File, FileDigest)> {
     let mut file = open_no_follow(path)?;
-    let digest = hash_reader(&mut file, part_size, index_as)?;
+    let stamp = Stamp::of(&file)?;
+    let mut digest = hash_reader(&mut file, index_as)?;
+    digest.stamp = Some(stamp);
     Ok((file, digest))
 }
 
 /// Hashes what `reader` yields; with `index_as` (the capture's object key),
 /// also builds its flow index in the same pass.
-pub fn hash_reader(
-    reader: &mut impl Read,
-    part_size: Option<u64>,
-    index_as: Option<&str>,
-) -> std::io::Result<FileDigest> {
+pub fn hash_reader(reader: &mut impl Read, index_as: Option<&str>) -> std::io::Result<FileDigest> {
     let mut whole = Sha256::new();
-    let mut part = Sha256::new();
-    let mut parts = Vec::new();
-    let mut in_part: u64 = 0;
     let mut size: u64 = 0;
     let mut buffer = vec![0u8; BUFFER];
     let mut pcap = PcapCheck::new();
@@ -90,41 +104,53 @@ pub fn hash_reader(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut chunk = &buffer[..n];
+        let chunk = &buffer[..n];
         whole.update(chunk);
         match index.as_mut() {
             Some(index) => pcap.feed_with(chunk, |record| index.add(record)),
             None => pcap.feed(chunk),
         }
         size += n as u64;
-        if let Some(part_size) = part_size {
-            while !chunk.is_empty() {
-                let room = usize::try_from(part_size - in_part).unwrap_or(usize::MAX);
-                let take = room.min(chunk.len());
-                part.update(&chunk[..take]);
-                in_part += take as u64;
-                chunk = &chunk[take..];
-                if in_part == part_size {
-                    parts.push(part.finalize_reset().into());
-                    in_part = 0;
-                }
-            }
-        }
-    }
-    if part_size.is_some() && (in_part > 0 || parts.is_empty()) {
-        parts.push(part.finalize().into());
     }
     Ok(FileDigest {
         size,
         sha256: whole.finalize().into(),
-        parts,
-        part_size: part_size.unwrap_or(size),
         pcap: pcap.finish(),
         index: index
             .map(|index| index.finish().map(|(gz, _)| gz))
             .transpose()
             .map_err(std::io::Error::other)?,
+        stamp: None,
     })
+}
+
+/// SHA-256 of `len` bytes of `file` from `offset` (one part of a multipart
+/// upload), read with positioned reads: parts are hashed concurrently from
+/// the same descriptor. A file shorter than the range is an error.
+/// Blocking: call from `spawn_blocking`.
+pub fn hash_range(file: &File, offset: u64, len: u64) -> std::io::Result<Sha256Digest> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; usize::try_from(len).unwrap_or(BUFFER).clamp(1, BUFFER)];
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        let n = match file.read_at(&mut buffer[..want], offset + done) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ended {done} bytes into a part of {len}"),
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        done += n as u64;
+    }
+    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]
@@ -132,24 +158,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_cover_the_file_and_match_independent_hashes() {
+    fn ranges_cover_the_file_and_match_independent_hashes() {
         let data: Vec<u8> = (0..(3 * BUFFER + 123)).map(|i| (i % 251) as u8).collect();
-        let part_size = (BUFFER + 7) as u64;
-        let d = hash_reader(&mut data.as_slice(), Some(part_size), None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("20261127T142503Z.pcap");
+        std::fs::write(&path, &data).unwrap();
+        let (file, d) = hash_file(&path, None).unwrap();
         assert_eq!(d.size, data.len() as u64);
         assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
-        let expected: Vec<Sha256Digest> = data
-            .chunks(part_size as usize)
-            .map(|c| Sha256::digest(c).into())
-            .collect();
-        assert_eq!(d.parts, expected);
+        let part_size = BUFFER + 7;
+        for (i, part) in data.chunks(part_size).enumerate() {
+            let offset = (i * part_size) as u64;
+            let got = hash_range(&file, offset, part.len() as u64).unwrap();
+            assert_eq!(got, <[u8; 32]>::from(Sha256::digest(part)), "part {i}");
+        }
     }
 
     #[test]
-    fn exact_multiple_has_no_empty_trailing_part() {
-        let data = vec![7u8; 4096];
-        let d = hash_reader(&mut data.as_slice(), Some(1024), None).unwrap();
-        assert_eq!(d.parts.len(), 4);
+    fn a_range_past_the_end_of_the_file_is_an_error_not_a_short_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("20261127T142503Z.pcap");
+        std::fs::write(&path, vec![1u8; 1000]).unwrap();
+        let (file, _) = hash_file(&path, None).unwrap();
+        let e = hash_range(&file, 500, 1000).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    #[test]
+    fn a_write_after_hashing_moves_the_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("20261127T142503Z.pcap");
+        std::fs::write(&path, vec![1u8; 1000]).unwrap();
+        let (file, d) = hash_file(&path, None).unwrap();
+        assert_eq!(Stamp::of(&file).unwrap(), d.stamp.unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(b"changed", 10)
+            .unwrap();
+        assert_ne!(Stamp::of(&file).unwrap(), d.stamp.unwrap());
     }
 
     #[test]
@@ -174,7 +223,7 @@ mod tests {
             writer.write_packet(&packet).unwrap();
         }
         let pcap = writer.into_writer();
-        let d = hash_reader(&mut pcap.as_slice(), None, Some("k/x.pcap")).unwrap();
+        let d = hash_reader(&mut pcap.as_slice(), Some("k/x.pcap")).unwrap();
         assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&pcap)));
         assert_eq!(d.pcap.packets, 2);
         let flows = flows::read_index(d.index.unwrap().as_slice()).unwrap();
@@ -185,11 +234,10 @@ mod tests {
 
     #[test]
     fn hex_is_what_sha256sum_prints() {
-        let d = hash_reader(&mut &b"abc"[..], None, None).unwrap();
+        let d = hash_reader(&mut &b"abc"[..], None).unwrap();
         assert_eq!(
             d.sha256_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(d.parts.is_empty());
     }
 }

@@ -16,7 +16,7 @@ use crate::keys::KeyContext;
 use crate::metrics::Metrics;
 use crate::object_metadata;
 use crate::state;
-use crate::upload::{Job, Sender};
+use crate::upload::{Job, PartPlan, Sender};
 use crate::verify::Verified;
 
 /// How often a capture is hashed again after the store refused its body as
@@ -28,6 +28,12 @@ const MISMATCH_REHASHES: u32 = 3;
 static UNCONFIRMED_REPORTED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Whole-file hashing passes at once. Hashing runs several times faster
+/// than a store takes the bytes, so one lane keeps the senders fed; more
+/// would only make the first capture of a backlog wait for the others'
+/// hashes before its first byte is sent.
+const HASHING_LANES: usize = 1;
+
 #[derive(Debug, Clone)]
 pub struct Shipper {
     pub config: Arc<Config>,
@@ -35,6 +41,7 @@ pub struct Shipper {
     pub key_context: Arc<KeyContext>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shipper {
@@ -51,6 +58,7 @@ impl Shipper {
             key_context: Arc::new(key_context),
             metrics,
             health,
+            hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_LANES)),
         }
     }
 
@@ -64,7 +72,7 @@ impl Shipper {
             .render(&self.key_context, &capture.name);
         loop {
             match self.attempt(capture, &key).await {
-                Ok(size) => {
+                Ok(Shipped { size, hashing }) => {
                     self.metrics.uploaded_files.inc();
                     self.metrics.uploaded_bytes.inc_by(size);
                     self.metrics
@@ -76,6 +84,7 @@ impl Shipper {
                         key,
                         bytes = size,
                         seconds = started.elapsed().as_secs_f64(),
+                        hashing_seconds = hashing.as_secs_f64(),
                         "uploaded, verified and deleted"
                     );
                     return Ok(());
@@ -103,8 +112,7 @@ impl Shipper {
     /// Hash, then upload with fast retries of transient failures, then
     /// delete. A body the store refused as corrupted (checksum mismatch) is
     /// hashed again before the next try: the file on disk is the truth.
-    /// Returns the size shipped.
-    async fn attempt(&self, capture: &Capture, key: &str) -> Result<u64, UploadError> {
+    async fn attempt(&self, capture: &Capture, key: &str) -> Result<Shipped, UploadError> {
         let mut mismatches = 0;
         loop {
             match self.attempt_once(capture, key).await {
@@ -120,8 +128,10 @@ impl Shipper {
         }
     }
 
-    async fn attempt_once(&self, capture: &Capture, key: &str) -> Result<u64, UploadError> {
+    async fn attempt_once(&self, capture: &Capture, key: &str) -> Result<Shipped, UploadError> {
+        let hashing_started = Instant::now();
         let (file, digest) = self.hash(capture, key).await?;
+        let hashing = hashing_started.elapsed();
         if let Some(damage) = digest.pcap.damage {
             self.metrics.damaged_captures.inc();
             tracing::error!(
@@ -146,14 +156,17 @@ impl Shipper {
             metadata: &metadata,
             record: state::record_path(&self.config.spool.state(), &capture.file_name()),
         };
-        let multipart = !digest.parts.is_empty();
+        let parts = self
+            .config
+            .is_multipart(digest.size)
+            .then(|| PartPlan::new(digest.size, self.config.part_size_for(digest.size)));
         let upload = || async {
             // The budget never drops a capture in flight, but a person might.
             if std::fs::symlink_metadata(job.path).is_err() {
                 return Err(UploadError::new(FailureKind::Gone, "capture disappeared"));
             }
-            if multipart {
-                self.sender.multipart(&job).await
+            if let Some(plan) = parts {
+                self.sender.multipart(&job, plan).await
             } else {
                 self.sender.put_single(&job).await
             }
@@ -195,7 +208,10 @@ impl Shipper {
                 format!("uploaded but cannot delete {}: {e}", job.path.display()),
             )
         })?;
-        Ok(digest.size)
+        Ok(Shipped {
+            size: digest.size,
+            hashing,
+        })
     }
 
     /// Runs `op` with fast retries of transient failures (those `also`
@@ -239,15 +255,17 @@ impl Shipper {
     ) -> Result<(std::fs::File, FileDigest), UploadError> {
         let path = capture.path.clone();
         let index_as = self.config.flow_index.then(|| key.to_owned());
-        let part_size = self
-            .config
-            .is_multipart(capture.size)
-            .then(|| self.config.part_size_for(capture.size));
-        let result = tokio::task::spawn_blocking(move || {
-            hash::hash_file(&path, part_size, index_as.as_deref())
-        })
-        .await
-        .map_err(|e| UploadError::new(FailureKind::LocalIo, format!("hashing task: {e}")))?;
+        let _lane = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| UploadError::new(FailureKind::LocalIo, "shutting down"))?;
+        let result =
+            tokio::task::spawn_blocking(move || hash::hash_file(&path, index_as.as_deref()))
+                .await
+                .map_err(|e| {
+                    UploadError::new(FailureKind::LocalIo, format!("hashing task: {e}"))
+                })?;
         result.map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
                 FailureKind::Gone
@@ -258,4 +276,12 @@ impl Shipper {
             UploadError::new(kind, format!("hashing {}: {e}", capture.path.display()))
         })
     }
+}
+
+/// One capture shipped: its size, and how long its whole-file pass took
+/// (logged beside the total, so a slow upload shows which stage was slow).
+#[derive(Debug, Clone, Copy)]
+struct Shipped {
+    size: u64,
+    hashing: std::time::Duration,
 }

@@ -7,7 +7,10 @@
 //!
 //! A multipart upload keeps its resume record in `state/` (see `state.rs`);
 //! each attempt starts by asking S3 which parts it already holds, so a retry
-//! after an outage or a restart sends only the missing parts.
+//! after an outage or a restart sends only the missing parts. Each part is
+//! hashed just before it is sent (the whole file was hashed once already),
+//! so parts are hashed while others are on the wire; before completing, the
+//! file's stamp proves the parts and the whole-file hash saw the same bytes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::config::{S3Settings, Sse};
 use crate::errors::UploadError;
 use crate::failure::{self, FailureKind};
-use crate::hash::{FileDigest, base64};
+use crate::hash::{self, FileDigest, Sha256Digest, Stamp, base64};
 use crate::state::{self, UploadRecord};
 use crate::verify::{self, Verified};
 
@@ -45,6 +48,43 @@ pub struct Job<'a> {
     pub metadata: &'a HashMap<String, String>,
     /// The resume record path (used by multipart uploads only).
     pub record: PathBuf,
+}
+
+/// How a multipart upload cuts a file.
+#[derive(Debug, Clone, Copy)]
+pub struct PartPlan {
+    size: u64,
+    part_size: u64,
+}
+
+impl PartPlan {
+    pub fn new(size: u64, part_size: u64) -> Self {
+        Self {
+            size,
+            part_size: part_size.max(1),
+        }
+    }
+
+    /// Never zero: an empty file is one empty part.
+    fn count(&self) -> usize {
+        usize::try_from(self.size.div_ceil(self.part_size).max(1)).unwrap_or(usize::MAX)
+    }
+
+    fn offset(&self, index: usize) -> u64 {
+        self.part_size * index as u64
+    }
+
+    fn len(&self, index: usize) -> u64 {
+        self.part_size
+            .min(self.size.saturating_sub(self.offset(index)))
+    }
+}
+
+/// A part S3 holds: what CompleteMultipartUpload names, and its digest.
+#[derive(Debug, Clone)]
+struct HeldPart {
+    completed: CompletedPart,
+    sha256: Sha256Digest,
 }
 
 /// Sends captures; shared by all workers.
@@ -137,12 +177,13 @@ impl Sender {
 
     /// Uploads a large capture in parts, resuming an upload in progress, and
     /// verifies the composite checksum S3 returns.
-    pub async fn multipart(&self, job: &Job<'_>) -> Result<Verified, UploadError> {
-        let (upload_id, done) = match self.resume(job).await? {
+    pub async fn multipart(&self, job: &Job<'_>, plan: PartPlan) -> Result<Verified, UploadError> {
+        let (upload_id, done) = match self.resume(job, plan).await? {
             Some(in_progress) => in_progress,
-            None => (self.create(job).await?, vec![None; job.digest.parts.len()]),
+            None => (self.create(job, plan).await?, vec![None; plan.count()]),
         };
-        let parts = self.send_parts(job, &upload_id, done).await?;
+        let parts = self.send_parts(job, plan, &upload_id, done).await?;
+        unchanged_since_hashed(job)?;
         self.complete(job, &upload_id, parts).await
     }
 
@@ -151,7 +192,8 @@ impl Sender {
     async fn resume(
         &self,
         job: &Job<'_>,
-    ) -> Result<Option<(String, Vec<Option<CompletedPart>>)>, UploadError> {
+        plan: PartPlan,
+    ) -> Result<Option<(String, Vec<Option<HeldPart>>)>, UploadError> {
         let digest = job.digest;
         let Some(record) = state::load(&job.record) else {
             return Ok(None);
@@ -160,14 +202,14 @@ impl Sender {
             self.bucket(),
             job.key,
             digest.size,
-            digest.part_size,
+            plan.part_size,
             &digest.sha256_hex(),
         ) {
             tracing::info!(record = %job.record.display(), "resume record is for other content; starting over");
             self.forget(job);
             return Ok(None);
         }
-        let mut done: Vec<Option<CompletedPart>> = vec![None; digest.parts.len()];
+        let mut done: Vec<Option<HeldPart>> = vec![None; plan.count()];
         let mut marker: Option<String> = None;
         loop {
             let page = self
@@ -199,16 +241,20 @@ impl Sender {
                 else {
                     continue;
                 };
-                let expected = base64(&digest.parts[index]);
-                let same_size = part.size() == Some(to_i64(part_len(digest, index)));
-                if part.checksum_sha256() == Some(expected.as_str()) && same_size {
-                    done[index] = Some(
-                        CompletedPart::builder()
+                if part.size() != Some(to_i64(plan.len(index))) {
+                    continue;
+                }
+                let sha256 = hash_part(job.file, plan, index).await?;
+                let expected = base64(&sha256);
+                if part.checksum_sha256() == Some(expected.as_str()) {
+                    done[index] = Some(HeldPart {
+                        completed: CompletedPart::builder()
                             .part_number(number)
                             .set_e_tag(part.e_tag().map(str::to_owned))
                             .checksum_sha256(expected)
                             .build(),
-                    );
+                        sha256,
+                    });
                 }
             }
             marker = page.next_part_number_marker().map(str::to_owned);
@@ -239,7 +285,7 @@ impl Sender {
         }
     }
 
-    async fn create(&self, job: &Job<'_>) -> Result<String, UploadError> {
+    async fn create(&self, job: &Job<'_>, plan: PartPlan) -> Result<String, UploadError> {
         let storage = self.storage_settings();
         let output = self
             .client
@@ -270,7 +316,7 @@ impl Sender {
             job.key,
             &upload_id,
             digest.size,
-            digest.part_size,
+            plan.part_size,
             &digest.sha256_hex(),
         );
         // Without the record a restart would only cost a new upload; the
@@ -285,13 +331,14 @@ impl Sender {
     async fn send_parts(
         &self,
         job: &Job<'_>,
+        plan: PartPlan,
         upload_id: &str,
-        mut done: Vec<Option<CompletedPart>>,
-    ) -> Result<Vec<CompletedPart>, UploadError> {
+        mut done: Vec<Option<HeldPart>>,
+    ) -> Result<Vec<HeldPart>, UploadError> {
         let missing: Vec<usize> = (0..done.len()).filter(|i| done[*i].is_none()).collect();
-        let sent: Vec<(usize, CompletedPart)> = futures::stream::iter(missing)
+        let sent: Vec<(usize, HeldPart)> = futures::stream::iter(missing)
             .map(|index| async move {
-                let part = self.send_part(job, upload_id, index).await?;
+                let part = self.send_part(job, plan, upload_id, index).await?;
                 Ok::<_, UploadError>((index, part))
             })
             .buffer_unordered(self.concurrency)
@@ -306,22 +353,23 @@ impl Sender {
     async fn send_part(
         &self,
         job: &Job<'_>,
+        plan: PartPlan,
         upload_id: &str,
         index: usize,
-    ) -> Result<CompletedPart, UploadError> {
+    ) -> Result<HeldPart, UploadError> {
         let _permit = self.requests.acquire().await.map_err(closed)?;
-        let digest = job.digest;
-        let length = part_len(digest, index);
+        let sha256 = hash_part(job.file, plan, index).await?;
+        let length = plan.len(index);
         let body = ByteStream::read_from()
             .file(reopen(job.file).map_err(local)?)
             .buffer_size(READ_BUFFER)
-            .offset(digest.part_size * index as u64)
+            .offset(plan.offset(index))
             .length(Length::Exact(length))
             .build()
             .await
             .map_err(local)?;
         let number = part_number(index);
-        let checksum = base64(&digest.parts[index]);
+        let checksum = base64(&sha256);
         let output = self
             .client
             .upload_part()
@@ -336,19 +384,24 @@ impl Sender {
             .await
             .map_err(|e| self.on_upload_error(job, "UploadPart", &e))?;
         tracing::debug!(key = job.key, part = number, bytes = length, "part sent");
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .set_e_tag(output.e_tag().map(str::to_owned))
-            .checksum_sha256(checksum)
-            .build())
+        Ok(HeldPart {
+            completed: CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(output.e_tag().map(str::to_owned))
+                .checksum_sha256(checksum)
+                .build(),
+            sha256,
+        })
     }
 
     async fn complete(
         &self,
         job: &Job<'_>,
         upload_id: &str,
-        parts: Vec<CompletedPart>,
+        parts: Vec<HeldPart>,
     ) -> Result<Verified, UploadError> {
+        let digests: Vec<Sha256Digest> = parts.iter().map(|p| p.sha256).collect();
+        let completed: Vec<CompletedPart> = parts.into_iter().map(|p| p.completed).collect();
         let output = self
             .client
             .complete_multipart_upload()
@@ -357,7 +410,7 @@ impl Sender {
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
+                    .set_parts(Some(completed))
                     .build(),
             )
             .send()
@@ -365,7 +418,7 @@ impl Sender {
             .map_err(|e| self.on_upload_error(job, "CompleteMultipartUpload", &e))?;
         // The upload id is spent either way.
         self.forget(job);
-        verify::multipart(&job.digest.parts, output.checksum_sha256())
+        verify::multipart(&digests, output.checksum_sha256())
     }
 
     fn on_upload_error<E>(
@@ -400,9 +453,35 @@ pub fn reopen(file: &std::fs::File) -> std::io::Result<tokio::fs::File> {
     Ok(tokio::fs::File::from_std(again))
 }
 
-fn part_len(digest: &FileDigest, index: usize) -> u64 {
-    let start = digest.part_size * index as u64;
-    digest.part_size.min(digest.size.saturating_sub(start))
+/// SHA-256 of one part, read from the hashed descriptor off the runtime.
+async fn hash_part(
+    file: &std::fs::File,
+    plan: PartPlan,
+    index: usize,
+) -> Result<Sha256Digest, UploadError> {
+    let file = file.try_clone().map_err(local)?;
+    let (offset, len) = (plan.offset(index), plan.len(index));
+    tokio::task::spawn_blocking(move || hash::hash_range(&file, offset, len))
+        .await
+        .map_err(|e| local(format!("hashing task: {e}")))?
+        .map_err(local)
+}
+
+/// The parts were hashed after the whole file: they describe the same bytes
+/// only if the file did not change in between. A change is handled like a
+/// body the store refused: the capture is hashed again.
+fn unchanged_since_hashed(job: &Job<'_>) -> Result<(), UploadError> {
+    let now = Stamp::of(job.file).map_err(local)?;
+    if job.digest.stamp.is_some_and(|then| then != now) {
+        return Err(UploadError::new(
+            FailureKind::ChecksumMismatch,
+            format!(
+                "{} changed while it was being uploaded; hashing it again",
+                job.path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn part_number(index: usize) -> i32 {
@@ -425,6 +504,41 @@ fn closed(_: tokio::sync::AcquireError) -> UploadError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_capture_written_after_its_whole_file_pass_is_not_completed_but_hashed_again() {
+        use std::os::unix::fs::FileExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("20261127T142503Z.pcap");
+        std::fs::write(&capture, vec![0u8; 4096]).unwrap();
+        let (file, digest) = crate::hash::hash_file(&capture, None).unwrap();
+        let metadata = HashMap::new();
+        let job = Job {
+            file: &file,
+            path: &capture,
+            key: "k",
+            digest: &digest,
+            metadata: &metadata,
+            record: dir.path().join("record.json"),
+        };
+        assert!(unchanged_since_hashed(&job).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let writer = std::fs::OpenOptions::new().write(true).open(&capture).unwrap();
+        writer.write_all_at(b"late bytes", 100).unwrap();
+        let e = unchanged_since_hashed(&job).unwrap_err();
+        assert_eq!(e.kind, FailureKind::ChecksumMismatch, "{e}");
+    }
+
+    #[test]
+    fn a_part_plan_covers_the_file_with_a_short_last_part() {
+        let plan = PartPlan::new(100, 30);
+        assert_eq!(plan.count(), 4);
+        let lens: Vec<u64> = (0..plan.count()).map(|i| plan.len(i)).collect();
+        assert_eq!(lens, [30, 30, 30, 10]);
+        assert_eq!(plan.offset(3), 90);
+        assert_eq!(PartPlan::new(90, 30).count(), 3);
+        assert_eq!(PartPlan::new(0, 30).count(), 1);
+    }
+
     #[tokio::test]
     async fn body_is_read_from_the_hashed_descriptor_not_a_symlink_swapped_in_after() {
         let dir = tempfile::tempdir().unwrap();
@@ -432,7 +546,7 @@ mod tests {
         let secret = dir.path().join("secret");
         std::fs::write(&capture, b"the capture that was hashed").unwrap();
         std::fs::write(&secret, b"a file outside the spool").unwrap();
-        let (file, _) = crate::hash::hash_file(&capture, None, None).unwrap();
+        let (file, _) = crate::hash::hash_file(&capture, None).unwrap();
         std::fs::remove_file(&capture).unwrap();
         std::os::unix::fs::symlink(&secret, &capture).unwrap();
         let body = ByteStream::read_from()
