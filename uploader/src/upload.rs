@@ -522,7 +522,10 @@ mod tests {
         };
         assert!(unchanged_since_hashed(&job).is_ok());
         std::thread::sleep(std::time::Duration::from_millis(10));
-        let writer = std::fs::OpenOptions::new().write(true).open(&capture).unwrap();
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&capture)
+            .unwrap();
         writer.write_all_at(b"late bytes", 100).unwrap();
         let e = unchanged_since_hashed(&job).unwrap_err();
         assert_eq!(e.kind, FailureKind::ChecksumMismatch, "{e}");
