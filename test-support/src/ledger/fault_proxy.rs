@@ -187,9 +187,20 @@ fn handle(mut client: TcpStream, shared: &Shared) {
             }
         }
     }
-    let Ok(mut server) = TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT) else {
-        bump(&shared.counts.upstream_unreachable);
-        return;
+    let mut server = match TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT) {
+        Ok(server) => server,
+        Err(e) => {
+            bump(&shared.counts.upstream_unreachable);
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                // A cut link: the uploader must see silence, as it would
+                // without the proxy, until its own timeout gives up.
+                hang(&mut client, shared);
+            } else {
+                // Refused (garage stopped): passed on as a reset.
+                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+            }
+            return;
+        }
     };
     let _ = server.set_read_timeout(Some(IDLE_LIMIT));
     let _ = server.set_write_timeout(Some(IDLE_LIMIT));
