@@ -20,7 +20,9 @@ use clap::Parser;
 use test_support::ledger::{self, FaultKind, Scenario, parse_faults};
 
 #[derive(Debug, Parser)]
-#[command(about = "The fault ledger: the whole pipeline under faults, every datagram accounted for")]
+#[command(
+    about = "The fault ledger: the whole pipeline under faults, every datagram accounted for"
+)]
 struct Cli {
     /// Minutes of faults (traffic runs as long; the drain and the count
     /// come after), e.g. `--minutes 30`.

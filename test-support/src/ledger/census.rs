@@ -126,9 +126,13 @@ impl Census {
         let file_name = key.rsplit('/').next().unwrap_or(key);
         if let Some(expected_sha) = expected.synthetic.get(file_name) {
             if *expected_sha == sha256 {
-                *self.synthetic_found.entry(file_name.to_owned()).or_insert(0) += 1;
+                *self
+                    .synthetic_found
+                    .entry(file_name.to_owned())
+                    .or_insert(0) += 1;
             } else {
-                self.corrupt.push(format!("{key} (not the synthetic bytes)"));
+                self.corrupt
+                    .push(format!("{key} (not the synthetic bytes)"));
             }
             return;
         }
@@ -160,7 +164,10 @@ impl Census {
                 None => self.records_outside_runs += 1,
             }
             if let Some(n) = find_sequence(&packet.data) {
-                match self.numbered.get_mut(usize::try_from(n).unwrap_or(usize::MAX)) {
+                match self
+                    .numbered
+                    .get_mut(usize::try_from(n).unwrap_or(usize::MAX))
+                {
                     Some(count) => *count = count.saturating_add(1),
                     None => self.unexpected_numbers += 1,
                 }
@@ -204,6 +211,12 @@ async fn open_multipart_uploads(client: &Client, bucket: &str) -> anyhow::Result
     Ok(listed
         .uploads()
         .iter()
-        .map(|u| format!("{} ({})", u.key().unwrap_or("?"), u.upload_id().unwrap_or("?")))
+        .map(|u| {
+            format!(
+                "{} ({})",
+                u.key().unwrap_or("?"),
+                u.upload_id().unwrap_or("?")
+            )
+        })
         .collect())
 }

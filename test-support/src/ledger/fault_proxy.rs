@@ -72,8 +72,7 @@ impl FaultProxy {
     pub fn start(upstream: SocketAddr) -> anyhow::Result<FaultProxy> {
         // A small receive buffer, as a slow link's queue: loopback's would
         // take megabytes at once and hide a throttle from the sender.
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
         socket.set_recv_buffer_size(64 * 1024)?;
         socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
         socket.listen(1024)?;

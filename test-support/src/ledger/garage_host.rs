@@ -40,7 +40,10 @@ fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
-    run(&format!("ip {}", args.join(" ")), Command::new("ip").args(args))
+    run(
+        &format!("ip {}", args.join(" ")),
+        Command::new("ip").args(args),
+    )
 }
 
 impl GarageHost {
@@ -78,7 +81,9 @@ impl GarageHost {
             host.ns_link.clone(),
         );
         ip(&["netns", "add", &ns])?;
-        ip(&["link", "add", &h, "type", "veth", "peer", "name", &n, "netns", &ns])?;
+        ip(&[
+            "link", "add", &h, "type", "veth", "peer", "name", &n, "netns", &ns,
+        ])?;
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &h])?;
         ip(&["link", "set", &h, "up"])?;
         ip(&["-n", &ns, "addr", "add", &format!("{ns_ip}/30"), "dev", &n])?;

@@ -94,8 +94,15 @@ impl Launcher {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.tcpdump_pid().is_none() || !self.log_says("tcpdump: listening on") {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("the launcher exited at start ({status}); see {}", self.log().display());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "the launcher exited at start ({status}); see {}",
+                    self.log().display()
+                );
             }
             if Instant::now() > deadline {
                 bail!("tcpdump did not start listening within 20 s");

@@ -161,7 +161,10 @@ impl Rig {
         if self.high_rate {
             (self.scenario.high_rate, settings::HIGH_RATE_PAYLOAD)
         } else {
-            (self.scenario.rate, crate::numbered::numbered_payload(0).len())
+            (
+                self.scenario.rate,
+                crate::numbered::numbered_payload(0).len(),
+            )
         }
     }
 

@@ -42,11 +42,7 @@ fn fault_names(kinds: &[FaultKind]) -> String {
     if kinds.len() == FaultKind::all().len() {
         return "mixed".to_owned();
     }
-    kinds
-        .iter()
-        .map(|k| k.name())
-        .collect::<Vec<_>>()
-        .join(",")
+    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
 }
 
 /// The order of faults: in a mixed run every kind once first (shuffled),
@@ -103,11 +99,7 @@ fn inject_for_the_duration(rig: &mut Rig, interrupted: &AtomicBool) -> anyhow::R
             std::thread::sleep(Duration::from_millis(100));
         }
         let kind = next_fault(rig, &mut round);
-        eprintln!(
-            "chaos: +{}s {}",
-            start.elapsed().as_secs(),
-            kind.name()
-        );
+        eprintln!("chaos: +{}s {}", start.elapsed().as_secs(), kind.name());
         rig.inject(kind)?;
         update_phase(rig);
         if !rig.launcher.is_running() {

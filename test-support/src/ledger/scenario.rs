@@ -77,7 +77,10 @@ pub fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let kind = FaultKind::from_str(word, false).map_err(|_| {
             let known: Vec<String> = FaultKind::all().into_iter().map(FaultKind::name).collect();
-            format!("unknown fault {word:?}: use `mixed` or some of {}", known.join(", "))
+            format!(
+                "unknown fault {word:?}: use `mixed` or some of {}",
+                known.join(", ")
+            )
         })?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
@@ -171,7 +174,10 @@ mod tests {
             [FaultKind::UploaderKill, FaultKind::Flip]
         );
         let error = parse_faults("flip,meteor").unwrap_err();
-        assert!(error.contains("meteor") && error.contains("disk-full"), "{error}");
+        assert!(
+            error.contains("meteor") && error.contains("disk-full"),
+            "{error}"
+        );
         assert!(parse_faults(",").is_err());
     }
 }

@@ -163,7 +163,12 @@ impl Report {
             if scenario.faults.len() == FaultKind::all().len() {
                 "mixed".to_owned()
             } else {
-                scenario.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+                scenario
+                    .faults
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
             },
             scenario.rate,
             scenario.high_rate,
@@ -196,11 +201,19 @@ impl Report {
             .collect();
         line(format!(
             "faults: {} (uploader SIGKILLs mid-multipart: {}; uploader starts: {}; stalls reported {}/{})",
-            if injected.is_empty() { "none".to_owned() } else { injected.join(", ") },
+            if injected.is_empty() {
+                "none".to_owned()
+            } else {
+                injected.join(", ")
+            },
             faults.uploader_kills_mid_multipart,
             uploader_starts,
             faults.stalls_reported,
-            faults.injected.get(&FaultKind::TcpdumpStop).copied().unwrap_or(0),
+            faults
+                .injected
+                .get(&FaultKind::TcpdumpStop)
+                .copied()
+                .unwrap_or(0),
         ));
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         line(format!(
@@ -248,13 +261,17 @@ impl Report {
             ));
         }
         for key in &census.corrupt {
-            failures.push(format!("corrupt: {key} does not match its metadata SHA-256"));
+            failures.push(format!(
+                "corrupt: {key} does not match its metadata SHA-256"
+            ));
         }
         for (key, why) in &census.damaged {
             failures.push(format!("damaged: {key}: {why}"));
         }
         if duplicated > 0 {
-            failures.push(format!("{duplicated} datagrams are in more than one record"));
+            failures.push(format!(
+                "{duplicated} datagrams are in more than one record"
+            ));
         }
         if census.unexpected_numbers > 0 {
             failures.push(format!(
@@ -327,7 +344,10 @@ mod tests {
         assert_eq!(drops[0].file, "20261127T142503Z.pcap");
         assert_eq!(drops[0].bytes, 1000);
         let start = capture_start("20261127T142503Z-0001.pcap").unwrap();
-        let secs = start.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let secs = start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert_eq!(secs, 1_795_789_503);
     }
 }

@@ -151,7 +151,10 @@ fn send_loop(port: u16, control: &Control) {
 pub fn sent_at(slices: &[Slice], n: u64) -> Option<SystemTime> {
     let index = slices.partition_point(|s| s.first + s.count <= n);
     let slice = slices.get(index).filter(|s| s.first <= n)?;
-    let span = slice.ended.duration_since(slice.started).unwrap_or_default();
+    let span = slice
+        .ended
+        .duration_since(slice.started)
+        .unwrap_or_default();
     let fraction = (n - slice.first) as f64 / slice.count as f64;
     Some(slice.started + span.mul_f64(fraction))
 }
