@@ -100,23 +100,11 @@ impl Garage {
 
     /// A reading client for the test.
     pub async fn client(&self) -> Client {
-        let creds = aws_sdk_s3::config::Credentials::new(
+        reading_client(
+            self.endpoint(),
             &self.env["AWS_ACCESS_KEY_ID"],
             &self.env["AWS_SECRET_ACCESS_KEY"],
-            None,
-            None,
-            "test",
-        );
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("garage"))
-            .endpoint_url(self.endpoint())
-            .force_path_style(true)
-            .credentials_provider(creds)
-            // The SDK is built without an HTTP client of its own.
-            .http_client(uploader::connect::marked_http_client().unwrap())
-            .build();
-        Client::from_conf(conf)
+        )
     }
 
     /// `uploader` (the test crate's binary) with this garage's settings, a test-friendly retry
@@ -179,6 +167,22 @@ impl Garage {
         keys.sort();
         keys
     }
+}
+
+/// An S3 client for a garage at `endpoint` with its key: the tests (and the
+/// fault ledger) read objects back with it; the uploader may not.
+pub fn reading_client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
+    let creds = aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "test");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("garage"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(creds)
+        // The SDK is built without an HTTP client of its own.
+        .http_client(uploader::connect::marked_http_client().unwrap())
+        .build();
+    Client::from_conf(conf)
 }
 
 impl Drop for Garage {

@@ -7,7 +7,9 @@
 //! ([`flag_table`]), two proxies ([`throttle`], [`s3_proxy`]) and real
 //! failures on loopback for the flow index's tests ([`traffic`]) and
 //! capture-like files for the benchmarks ([`synthetic`]). The `numbered`
-//! binary offers the traffic, its census and those files to scripts.
+//! binary offers the traffic, its census and those files to scripts. The
+//! fault ledger ([`ledger`], feature `garage`, the `chaos` binary) runs the
+//! whole pipeline under injected faults and counts what reached S3.
 //!
 //! The binaries under test are the test crates' own
 //! (`env!("CARGO_BIN_EXE_…")`); functions that run one take its path.
@@ -18,6 +20,8 @@ pub mod fixtures;
 pub mod flag_table;
 #[cfg(feature = "garage")]
 pub mod garage;
+#[cfg(feature = "garage")]
+pub mod ledger;
 pub mod net;
 pub mod numbered;
 pub mod prerequisites;

@@ -115,7 +115,8 @@ pub fn read_sequence_numbers(path: &Path) -> Result<Vec<u64>, String> {
     Ok(numbers)
 }
 
-fn find_sequence(data: &[u8]) -> Option<u64> {
+/// The sequence number a packet carries, if it is a numbered datagram.
+pub fn find_sequence(data: &[u8]) -> Option<u64> {
     let at = data.windows(MARK.len()).position(|w| w == MARK)?;
     let digits = data.get(at + MARK.len()..at + MARK.len() + DIGITS)?;
     std::str::from_utf8(digits).ok()?.parse().ok()

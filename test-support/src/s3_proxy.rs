@@ -181,7 +181,7 @@ fn handle(mut client: TcpStream, answer: &Answer, requests: &Mutex<Vec<Recorded>
 }
 
 /// Reads up to the end of the head; returns the head and what followed it.
-fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -196,7 +196,7 @@ fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-fn parse_head(head: &[u8]) -> Recorded {
+pub(crate) fn parse_head(head: &[u8]) -> Recorded {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let mut first = lines.next().unwrap_or_default().split(' ');
@@ -215,7 +215,7 @@ fn parse_head(head: &[u8]) -> Recorded {
 
 /// A head (request or response) with any `Connection` header replaced by
 /// `Connection: close`; the body after it unchanged.
-fn with_connection_close(message: &[u8]) -> Vec<u8> {
+pub(crate) fn with_connection_close(message: &[u8]) -> Vec<u8> {
     let end = find(message, b"\r\n\r\n").map_or(message.len(), |e| e + 2);
     let head = String::from_utf8_lossy(&message[..end]);
     let mut out = String::new();
@@ -231,7 +231,7 @@ fn with_connection_close(message: &[u8]) -> Vec<u8> {
 }
 
 /// The answer without interim `100 Continue` heads.
-fn final_response(mut response: &[u8]) -> &[u8] {
+pub(crate) fn final_response(mut response: &[u8]) -> &[u8] {
     while response.starts_with(b"HTTP/1.1 100") {
         match find(response, b"\r\n\r\n") {
             Some(end) => response = &response[end + 4..],
@@ -257,6 +257,6 @@ fn deny(stream: &mut TcpStream, message: &str) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
