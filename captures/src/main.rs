@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use captures::archive::{self, Archive, Capture, Endpoint, FlowFilter, Selection};
+use captures::merge::MergeInput;
 use captures::window::{Window, rfc3339};
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand};
@@ -320,18 +321,24 @@ async fn fetch(
     }
     if let Some(merged) = merge {
         let window = archive.selection().window;
+        let inputs: Vec<MergeInput> = paths
+            .into_iter()
+            .zip(&captures)
+            .map(|(path, capture)| MergeInput {
+                path,
+                node: capture.node.clone(),
+            })
+            .collect();
         let result = tokio::task::spawn_blocking({
             let merged = merged.clone();
-            move || captures::merge::merge(&paths, &window, &merged)
+            move || captures::merge::merge(&inputs, &window, &merged)
         })
         .await
         .context("merge task")??;
         println!(
-            "{}: {} packets from {} captures, link type {}",
+            "{}: {result} from {} captures",
             merged.display(),
-            result.packets,
             captures.len(),
-            result.link_type
         );
     }
     Ok(())
