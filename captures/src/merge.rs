@@ -202,8 +202,9 @@ impl<W: Write> Output<W> {
 
 /// Merges `inputs` into `out` (written to a temporary file beside it and
 /// renamed, so a failed merge leaves no partial file), keeping the packets
-/// whose time is within `window`. Ties keep the order of `inputs`, as
-/// mergecap does.
+/// whose time is within `window`. Of packets with the same time, the one
+/// from the later input goes first, as mergecap does (it takes the last of
+/// the earliest).
 pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merged, MergeError> {
     let mut readers = Vec::with_capacity(inputs.len());
     for input in inputs {
@@ -277,16 +278,17 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
     let from = since_epoch(window.from);
     let to = since_epoch(window.to);
     let mut heads: Vec<Option<PcapPacket<'static>>> = Vec::with_capacity(readers.len());
-    let mut queue: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
+    // Earliest time first; on a tie, the later input (mergecap's order).
+    let mut queue: BinaryHeap<Reverse<(Duration, Reverse<usize>)>> = BinaryHeap::new();
     for (i, input) in readers.iter_mut().enumerate() {
         let head = input.next()?;
         if let Some(p) = &head {
-            queue.push(Reverse((p.timestamp, i)));
+            queue.push(Reverse((p.timestamp, Reverse(i))));
         }
         heads.push(head);
     }
     let mut written = 0u64;
-    while let Some(Reverse((_, i))) = queue.pop() {
+    while let Some(Reverse((_, Reverse(i)))) = queue.pop() {
         if let Some(packet) = heads[i].take()
             && from <= packet.timestamp
             && packet.timestamp <= to
@@ -298,7 +300,7 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
         }
         let next = readers[i].next()?;
         if let Some(p) = &next {
-            queue.push(Reverse((p.timestamp, i)));
+            queue.push(Reverse((p.timestamp, Reverse(i))));
         }
         heads[i] = next;
     }
