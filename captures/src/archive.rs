@@ -188,7 +188,8 @@ impl FlowFilter {
         self.host.is_none() && self.port.is_none() && self.symptom.is_none()
     }
 
-    fn matches(&self, flow: &FlowRecord) -> bool {
+    /// Whether `flow` is one the filter asks for.
+    pub fn matches(&self, flow: &FlowRecord) -> bool {
         self.host.is_none_or(|h| flow.involves(h))
             && self.port.is_none_or(|p| flow.uses_port(p))
             && self.symptom.is_none_or(|s| flow.count(s) > 0)

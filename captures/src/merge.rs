@@ -380,8 +380,12 @@ mod tests {
             .collect()
     }
 
-    /// (interface, link type, seconds) of each packet of a pcapng file.
-    fn read_pcapng(path: &Path) -> (Vec<(u32, String)>, Vec<(u32, u64)>) {
+    /// A pcapng file's interfaces (link type, name) and packets
+    /// (interface, seconds).
+    type Interfaces = Vec<(u32, String)>;
+    type Packets = Vec<(u32, u64)>;
+
+    fn read_pcapng(path: &Path) -> (Interfaces, Packets) {
         use pcap_file::pcapng::{Block, PcapNgReader};
         let mut reader = PcapNgReader::new(File::open(path).unwrap()).unwrap();
         let (mut interfaces, mut packets) = (Vec::new(), Vec::new());
@@ -433,7 +437,10 @@ mod tests {
             [(1, "node-a".to_owned()), (276, "node-b".to_owned())]
         );
         assert_eq!(packets, [(0, 1), (1, 2), (1, 3), (0, 4), (0, 5)]);
-        assert!(merged.to_string().contains("#1 node-b (link type 276"), "{merged}");
+        assert!(
+            merged.to_string().contains("#1 node-b (link type 276"),
+            "{merged}"
+        );
     }
 
     #[test]
@@ -506,9 +513,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("notes.txt");
         std::fs::write(&a, "hello, this is text").unwrap();
-        let e = merge(&inputs(&[(&a, "n")]), &window(0, 10), &dir.path().join("m.pcap"))
-            .unwrap_err()
-            .to_string();
+        let e = merge(
+            &inputs(&[(&a, "n")]),
+            &window(0, 10),
+            &dir.path().join("m.pcap"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("notes.txt is not a pcap file"), "{e}");
     }
 }
