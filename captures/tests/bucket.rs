@@ -764,3 +764,135 @@ fn merging_an_any_capture_with_an_ethernet_one_gives_pcapng_that_tshark_reads_as
     assert!(said.contains("pcap (link type 276"), "{said}");
     test_support::assert_tcpdump_reads(&one_node);
 }
+
+#[test]
+fn explain_on_a_selection_streams_the_captures_and_reports_what_explain_on_the_fetched_files_does()
+{
+    let test = "explain_on_a_selection_streams_the_captures_and_reports_what_explain_on_the_fetched_files_does";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(scene(&garage));
+    let [from, to] = window(&scene);
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--out",
+            downloads.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let files: Vec<PathBuf> = walk(&downloads)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    let mut local = Command::cargo_bin("captures").unwrap();
+    local.arg("explain").args(&files).arg("--json");
+    let local = json(&local.assert().success());
+
+    // From the bucket, in a folder of its own: nothing is written there.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let remote = garage
+        .captures(&["explain", "--from", &from, "--to", &to, "--json"])
+        .current_dir(&cwd)
+        .assert()
+        .success();
+    let remote = json(&remote);
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
+    let keys: Vec<&str> = remote["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [&scene.a1.key, &scene.a2.key, &scene.b1.key]);
+    assert_eq!(remote["totals"], local["totals"]);
+    let endpoints = |report: &Value| -> Vec<(String, String, u64)> {
+        report["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["src"].as_str().unwrap().to_owned(),
+                    f["dst"].as_str().unwrap().to_owned(),
+                    f["dport"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(endpoints(&remote), endpoints(&local));
+    assert_eq!(
+        endpoints(&remote),
+        [("10.0.0.1".to_owned(), "10.0.0.2".to_owned(), 8080)]
+    );
+    assert_eq!(remote["flows"][0]["capture"], scene.a1.key.as_str());
+
+    // --host keeps the captures (and flows) of that host only: none failing.
+    let out = garage
+        .captures(&[
+            "explain", "--from", &from, "--to", &to, "--host", "10.0.1.1",
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&scene.b1.key) && !text.contains(&scene.a1.key),
+        "{text}"
+    );
+    assert!(text.contains("no symptoms found"), "{text}");
+}
+
+#[test]
+fn explain_on_a_selection_refuses_a_capture_whose_sha256_does_not_match_naming_the_key() {
+    let test =
+        "explain_on_a_selection_refuses_a_capture_whose_sha256_does_not_match_naming_the_key";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let base = (Utc::now() - TimeDelta::minutes(10)).trunc_subsecs(0);
+    let bytes = pcap(&[Pkt {
+        at: base + TimeDelta::seconds(1),
+        src: ([10, 0, 0, 1], 1),
+        dst: ([10, 0, 0, 2], 2),
+        tcp: None,
+    }]);
+    let bad = runtime().block_on(put_capture(
+        &garage,
+        "node-a",
+        base,
+        bytes,
+        Some(&"0".repeat(64)),
+    ));
+    let out = garage
+        .captures(&[
+            "explain",
+            "--from",
+            &rfc(base - TimeDelta::seconds(5)),
+            "--to",
+            &rfc(base + TimeDelta::seconds(30)),
+        ])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&bad.key) && stderr.contains("SHA-256"),
+        "{stderr}"
+    );
+    assert!(out.get_output().stdout.is_empty(), "no report printed");
+
+    // Files and a selection are one or the other.
+    let out = garage
+        .captures(&["explain", "x.pcap", "--from", "-1h"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}

@@ -179,6 +179,25 @@ fn a_file_that_is_not_a_pcap_is_refused_naming_it() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // Empty, and pcapng: named too, never a panic.
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let pcapng = dir.path().join("capture.pcapng");
+    std::fs::write(
+        &pcapng,
+        [0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a],
+    )
+    .unwrap();
+    for path in [&empty, &pcapng] {
+        let out = explain(&[path.as_os_str()]).failure();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&*path.to_string_lossy()) && stderr.contains("not a pcap"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
     let missing = dir.path().join("missing.pcap");
     let out = explain(&[missing.as_os_str()]).failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
