@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::BehaviorVersion;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, TimeDelta, Utc};
 use flows::schema::{INDEX_DIR, INDEX_SUFFIX, index_hour_prefix};
 use flows::{FlowRecord, Symptom};
@@ -81,7 +82,7 @@ pub enum ArchiveError {
     )]
     NoChecksum { key: String, name: &'static str },
     #[error(
-        "{key} is damaged: its SHA-256 is {actual}, but its metadata says {expected}; the download was not kept"
+        "{key} is damaged: its SHA-256 is {actual}, but its metadata says {expected}; the download was not kept (nor used)"
     )]
     ChecksumMismatch {
         key: String,
@@ -188,7 +189,8 @@ impl FlowFilter {
         self.host.is_none() && self.port.is_none() && self.symptom.is_none()
     }
 
-    fn matches(&self, flow: &FlowRecord) -> bool {
+    /// Whether `flow` is one the filter asks for.
+    pub fn matches(&self, flow: &FlowRecord) -> bool {
         self.host.is_none_or(|h| flow.involves(h))
             && self.port.is_none_or(|p| flow.uses_port(p))
             && self.symptom.is_none_or(|s| flow.count(s) > 0)
@@ -362,6 +364,49 @@ impl Archive {
             source,
         };
         std::fs::create_dir_all(&folder).map_err(write_error)?;
+        let (expected, mut body) = self.open(capture).await?;
+        // A temporary file beside the target: dropped (deleted) on any
+        // error, renamed into place only once the checksum matched.
+        let mut tmp = tempfile::NamedTempFile::new_in(&folder).map_err(write_error)?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = self.next_chunk(capture, &mut body).await? {
+            hasher.update(&chunk);
+            tmp.write_all(&chunk).map_err(write_error)?;
+            progress.inc(chunk.len() as u64);
+        }
+        verify(capture, &expected, hasher)?;
+        tmp.as_file().sync_all().map_err(write_error)?;
+        tmp.persist(&path).map_err(|e| write_error(e.error))?;
+        Ok(path)
+    }
+
+    /// Streams one capture's bytes to `consume` as they arrive, hashing
+    /// them on the way; nothing is written to disk. `consume` returns false
+    /// when it wants no more (the rest is still read and hashed). The
+    /// capture's SHA-256 is checked at the end: a mismatch is an error
+    /// naming the key, and whatever `consume` made of the bytes must be
+    /// thrown away.
+    pub async fn stream(
+        &self,
+        capture: &Capture,
+        progress: &indicatif::ProgressBar,
+        mut consume: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), ArchiveError> {
+        let (expected, mut body) = self.open(capture).await?;
+        let mut hasher = Sha256::new();
+        let mut wanted = true;
+        while let Some(chunk) = self.next_chunk(capture, &mut body).await? {
+            hasher.update(&chunk);
+            if wanted {
+                wanted = consume(&chunk);
+            }
+            progress.inc(chunk.len() as u64);
+        }
+        verify(capture, &expected, hasher)
+    }
+
+    /// A capture's body and the SHA-256 its metadata promises.
+    async fn open(&self, capture: &Capture) -> Result<(String, ByteStream), ArchiveError> {
         let out = self
             .client
             .get_object()
@@ -378,31 +423,19 @@ impl Archive {
                 key: capture.key.clone(),
                 name: meta::SHA256,
             })?;
-        // A temporary file beside the target: dropped (deleted) on any
-        // error, renamed into place only once the checksum matched.
-        let mut tmp = tempfile::NamedTempFile::new_in(&folder).map_err(write_error)?;
-        let mut hasher = Sha256::new();
-        let mut body = out.body;
-        while let Some(chunk) = body.try_next().await.map_err(|e| ArchiveError::S3 {
+        Ok((expected, out.body))
+    }
+
+    async fn next_chunk(
+        &self,
+        capture: &Capture,
+        body: &mut ByteStream,
+    ) -> Result<Option<bytes::Bytes>, ArchiveError> {
+        body.try_next().await.map_err(|e| ArchiveError::S3 {
             bucket: self.selection.bucket.clone(),
             action: format!("read {}", capture.key),
             detail: e.to_string(),
-        })? {
-            hasher.update(&chunk);
-            tmp.write_all(&chunk).map_err(write_error)?;
-            progress.inc(chunk.len() as u64);
-        }
-        let actual = hex(&hasher.finalize());
-        if !actual.eq_ignore_ascii_case(&expected) {
-            return Err(ArchiveError::ChecksumMismatch {
-                key: capture.key.clone(),
-                expected,
-                actual,
-            });
-        }
-        tmp.as_file().sync_all().map_err(write_error)?;
-        tmp.persist(&path).map_err(|e| write_error(e.error))?;
-        Ok(path)
+        })
     }
 
     async fn head(&self, node: String, key: String) -> Result<Capture, ArchiveError> {
@@ -605,6 +638,20 @@ fn check_node(node: &str) -> Result<(), ArchiveError> {
 
 fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
+}
+
+/// The bytes hashed are those the metadata promised, or the capture is
+/// damaged.
+fn verify(capture: &Capture, expected: &str, hasher: Sha256) -> Result<(), ArchiveError> {
+    let actual = hex(&hasher.finalize());
+    if actual.eq_ignore_ascii_case(expected) {
+        return Ok(());
+    }
+    Err(ArchiveError::ChecksumMismatch {
+        key: capture.key.clone(),
+        expected: expected.to_owned(),
+        actual,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

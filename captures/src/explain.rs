@@ -1,19 +1,35 @@
-//! `captures explain FILE…`: the symptoms in local captures, worst first.
+//! `captures explain FILE…` or a bucket selection: the symptoms in
+//! captures, worst first.
 //!
-//! Each file is streamed once through [`spool::pcap::PcapCheck`] into a
-//! [`flows::FlowTable`]; only flows with a symptom (and the handshake times,
-//! for percentiles) are kept, so memory follows the live and the failing
-//! flows, not the file size.
+//! Each capture is streamed once through [`spool::pcap::PcapCheck`] into a
+//! [`flows::FlowTable`] ([`Explainer::file`] takes its bytes in chunks, from
+//! a local file or from a download being hashed); only flows with a symptom,
+//! the handshake and DNS answer times (for percentiles) and the open DNS
+//! error runs are kept, so memory follows the live and the failing flows,
+//! not the file size.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use flows::{FlowRecord, FlowTable};
+use chrono::{DateTime, Utc};
+use flows::schema::SLOW_DNS_MS;
+use flows::{DnsAnswer, FlowRecord, FlowTable};
 use serde::Serialize;
 use spool::pcap::{DamageKind, PcapCheck};
 
+use crate::archive::FlowFilter;
+use crate::window::Window;
+
 const BUFFER: usize = 1 << 20;
+/// A burst of DNS errors: at least this many answers with one RCODE from
+/// one server…
+pub const DNS_BURST_MIN: u64 = 5;
+/// …each within this long of the one before.
+pub const DNS_BURST_GAP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -23,15 +39,16 @@ pub enum ExplainError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a pcap file ({detail}); give a file written by tcpdump -w (pcapng is not read)"
+        "{name} is not a pcap file ({detail}); give a file written by tcpdump -w (pcapng is not read)"
     )]
-    NotPcap { path: PathBuf, detail: String },
+    NotPcap { name: String, detail: String },
 }
 
 /// What one file held.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
-    pub path: PathBuf,
+    /// The file's path, or the capture's object key.
+    pub path: String,
     pub packets: u64,
     pub link_type: Option<u32>,
     /// Records without an IP packet (ARP, an unsupported link type).
@@ -41,15 +58,42 @@ pub struct FileReport {
     pub damage: Option<String>,
 }
 
-/// Connection set-up times (SYN to SYN/ACK) over every flow that had one.
+/// Percentiles of a set of durations, in microseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Handshakes {
-    pub connections: usize,
+pub struct Percentiles {
+    pub count: usize,
     pub p50_us: u64,
     pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
 }
+
+/// DNS answer times (query to answer) over every answered query.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DnsTimes {
+    #[serde(flatten)]
+    pub times: Percentiles,
+    /// Answers later than `slow_ms`.
+    pub slow: u64,
+    pub slow_ms: u64,
+}
+
+/// A run of NXDOMAIN or SERVFAIL answers from one server: at least
+/// [`DNS_BURST_MIN`], each within [`DNS_BURST_GAP`] of the one before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsBurst {
+    pub server: IpAddr,
+    /// `NXDOMAIN` or `SERVFAIL`.
+    pub rcode: &'static str,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub answers: u64,
+    /// Distinct clients that got them (up to [`MAX_BURST_CLIENTS`] named).
+    pub clients: Vec<IpAddr>,
+}
+
+/// Clients named per burst.
+pub const MAX_BURST_CLIENTS: usize = 8;
 
 /// Totals of each symptom over all files.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -58,10 +102,12 @@ pub struct Totals {
     pub resets_in_handshake: u64,
     pub syn_unanswered: u64,
     pub retransmissions: u64,
+    pub dup_acks: u64,
     pub zero_windows: u64,
     pub dns_unanswered: u64,
     pub dns_nxdomain: u64,
     pub dns_servfail: u64,
+    pub dns_slow: u64,
     pub icmp_unreachable: u64,
     pub icmp_frag_needed: u64,
 }
@@ -70,113 +116,285 @@ pub struct Totals {
 pub struct Report {
     pub files: Vec<FileReport>,
     pub totals: Totals,
-    pub handshakes: Option<Handshakes>,
+    /// Connection set-up times (SYN to SYN/ACK).
+    pub handshakes: Option<Percentiles>,
+    pub dns_answers: Option<DnsTimes>,
+    /// NXDOMAIN and SERVFAIL bursts, in time order.
+    pub dns_error_bursts: Vec<DnsBurst>,
     /// Flows with at least one symptom, worst first.
     pub flows: Vec<FlowRecord>,
 }
 
-/// Reads `paths` and reports their symptoms.
-pub fn explain(paths: &[PathBuf]) -> Result<Report, ExplainError> {
-    let mut files = Vec::new();
-    let mut failing = Vec::new();
-    let mut handshakes = Vec::new();
-    for path in paths {
-        files.push(read_file(path, &mut failing, &mut handshakes)?);
-    }
-    let mut totals = Totals::default();
-    for f in &failing {
-        totals.resets += f.resets_src + f.resets_dst;
-        totals.resets_in_handshake += f.resets_in_handshake;
-        totals.syn_unanswered += f.syn_unanswered;
-        totals.retransmissions += f.retransmissions;
-        totals.zero_windows += f.zero_windows;
-        totals.dns_unanswered += f.dns_unanswered;
-        totals.dns_nxdomain += f.dns_nxdomain;
-        totals.dns_servfail += f.dns_servfail;
-        totals.icmp_unreachable += f.icmp_unreachable;
-        totals.icmp_frag_needed += f.icmp_frag_needed;
-    }
-    failing.sort_by(|a, b| {
-        b.severity()
-            .cmp(&a.severity())
-            .then(a.first_symptom.cmp(&b.first_symptom))
-    });
-    Ok(Report {
-        files,
-        totals,
-        handshakes: percentiles(&mut handshakes),
-        flows: failing,
-    })
+/// Which flows a report is about: all, or those of a bucket selection
+/// (a time window, `--host`, `--port`).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub window: Option<Window>,
+    pub filter: FlowFilter,
 }
 
-fn read_file(
-    path: &Path,
-    failing: &mut Vec<FlowRecord>,
-    handshakes: &mut Vec<u64>,
-) -> Result<FileReport, ExplainError> {
-    let read_error = |source| ExplainError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read_error)?;
-    let mut check = PcapCheck::new();
-    let mut table = FlowTable::new(path.display().to_string());
-    let mut keep = |record: FlowRecord| {
+impl Scope {
+    fn flow(&self, f: &FlowRecord) -> bool {
+        self.window.is_none_or(|w| w.overlaps(f.first, f.last)) && self.filter.matches(f)
+    }
+
+    fn dns_answer(&self, a: &DnsAnswer) -> bool {
+        self.window
+            .is_none_or(|w| w.contains(flows::table::time(a.at)))
+            && self
+                .filter
+                .host
+                .is_none_or(|h| h == a.server || h == a.client)
+            && self.filter.port.is_none_or(|p| p == 53)
+            && self.filter.symptom.is_none_or(|s| s == flows::Symptom::Dns)
+    }
+}
+
+/// An open run of one DNS error from one server.
+#[derive(Debug)]
+struct Run {
+    from: Duration,
+    to: Duration,
+    answers: u64,
+    clients: Vec<IpAddr>,
+}
+
+/// Reads captures one after the other and collects what the report needs.
+#[derive(Debug, Default)]
+pub struct Explainer {
+    scope: Scope,
+    files: Vec<FileReport>,
+    failing: Vec<FlowRecord>,
+    handshakes: Vec<u64>,
+    dns_times: Vec<u64>,
+    dns_runs: HashMap<(IpAddr, u8), Run>,
+    bursts: Vec<DnsBurst>,
+}
+
+impl Explainer {
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            ..Self::default()
+        }
+    }
+
+    /// Starts reading one capture, named `name` in the report.
+    pub fn file(&mut self, name: impl Into<String>) -> FileExplainer<'_> {
+        let name = name.into();
+        FileExplainer {
+            table: FlowTable::new(name.clone()).collect_dns_answers(),
+            check: PcapCheck::new(),
+            name,
+            explainer: self,
+        }
+    }
+
+    /// Reads a local file.
+    pub fn read_path(&mut self, path: &Path) -> Result<(), ExplainError> {
+        let read_error = |source| ExplainError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::open(path).map_err(read_error)?;
+        let mut reading = self.file(path.display().to_string());
+        let mut buffer = vec![0u8; BUFFER];
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e)),
+            };
+            if !reading.feed(&buffer[..n]) {
+                break;
+            }
+        }
+        reading.finish()
+    }
+
+    fn keep(&mut self, record: FlowRecord) {
+        if !self.scope.flow(&record) {
+            return;
+        }
         if let Some(us) = record.handshake_us {
-            handshakes.push(us);
+            self.handshakes.push(us);
         }
         if record.severity() > 0 {
-            failing.push(record);
-        }
-    };
-    let mut buffer = vec![0u8; BUFFER];
-    loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(e)),
-        };
-        check.feed_with(&buffer[..n], |record| table.add(record));
-        table.drain().for_each(&mut keep);
-        if check.is_damaged() {
-            break;
+            self.failing.push(record);
         }
     }
-    let summary = check.finish();
-    if let Some(damage) = summary.damage
-        && matches!(damage.kind, DamageKind::NotPcap | DamageKind::NoHeader)
-    {
-        return Err(ExplainError::NotPcap {
-            path: path.to_owned(),
-            detail: damage.to_string(),
+
+    fn dns_answer(&mut self, answer: &DnsAnswer) {
+        if !self.scope.dns_answer(answer) {
+            return;
+        }
+        if let Some(took) = answer.took {
+            self.dns_times
+                .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        }
+        if !matches!(answer.rcode, 2 | 3) {
+            return;
+        }
+        let key = (answer.server, answer.rcode);
+        let continues = self
+            .dns_runs
+            .get(&key)
+            .is_some_and(|run| answer.at.saturating_sub(run.to) <= DNS_BURST_GAP);
+        if !continues && let Some(run) = self.dns_runs.remove(&key) {
+            self.close_run(key, run);
+        }
+        let run = self.dns_runs.entry(key).or_insert(Run {
+            from: answer.at,
+            to: answer.at,
+            answers: 0,
+            clients: Vec::new(),
         });
+        run.to = run.to.max(answer.at);
+        run.answers += 1;
+        if run.clients.len() < MAX_BURST_CLIENTS && !run.clients.contains(&answer.client) {
+            run.clients.push(answer.client);
+        }
     }
-    let (rest, stats) = table.finish();
-    rest.into_iter().for_each(&mut keep);
-    Ok(FileReport {
-        path: path.to_owned(),
-        packets: summary.packets,
-        link_type: summary.link_type,
-        not_ip: stats.not_ip,
-        flows: stats.flows,
-        damage: summary.damage.map(|d| {
-            format!(
-                "read {} whole packets ({} bytes), then stopped: {d}",
-                summary.packets, summary.whole_bytes
-            )
-        }),
-    })
+
+    fn close_run(&mut self, (server, rcode): (IpAddr, u8), run: Run) {
+        if run.answers >= DNS_BURST_MIN {
+            self.bursts.push(DnsBurst {
+                server,
+                rcode: if rcode == 2 { "SERVFAIL" } else { "NXDOMAIN" },
+                from: flows::table::time(run.from),
+                to: flows::table::time(run.to),
+                answers: run.answers,
+                clients: run.clients,
+            });
+        }
+    }
+
+    /// The report over every capture read.
+    pub fn finish(mut self) -> Report {
+        let runs: Vec<_> = self.dns_runs.drain().collect();
+        for (key, run) in runs {
+            self.close_run(key, run);
+        }
+        self.bursts.sort_by_key(|b| (b.from, b.server));
+        let mut totals = Totals::default();
+        for f in &self.failing {
+            totals.resets += f.resets_src + f.resets_dst;
+            totals.resets_in_handshake += f.resets_in_handshake;
+            totals.syn_unanswered += f.syn_unanswered;
+            totals.retransmissions += f.retransmissions;
+            totals.dup_acks += f.dup_acks;
+            totals.zero_windows += f.zero_windows;
+            totals.dns_unanswered += f.dns_unanswered;
+            totals.dns_nxdomain += f.dns_nxdomain;
+            totals.dns_servfail += f.dns_servfail;
+            totals.dns_slow += f.dns_slow;
+            totals.icmp_unreachable += f.icmp_unreachable;
+            totals.icmp_frag_needed += f.icmp_frag_needed;
+        }
+        self.failing.sort_by(|a, b| {
+            b.severity()
+                .cmp(&a.severity())
+                .then(a.first_symptom.cmp(&b.first_symptom))
+        });
+        let slow_us = SLOW_DNS_MS * 1000;
+        let slow = self.dns_times.iter().filter(|t| **t > slow_us).count() as u64;
+        Report {
+            files: self.files,
+            totals,
+            handshakes: percentiles(&mut self.handshakes),
+            dns_answers: percentiles(&mut self.dns_times).map(|times| DnsTimes {
+                times,
+                slow,
+                slow_ms: SLOW_DNS_MS,
+            }),
+            dns_error_bursts: self.bursts,
+            flows: self.failing,
+        }
+    }
 }
 
-fn percentiles(values: &mut [u64]) -> Option<Handshakes> {
+/// One capture being read: feed it the capture's bytes in order.
+#[derive(Debug)]
+pub struct FileExplainer<'a> {
+    explainer: &'a mut Explainer,
+    name: String,
+    check: PcapCheck,
+    table: FlowTable,
+}
+
+impl FileExplainer<'_> {
+    /// Reads the next bytes; false once the capture is damaged (what
+    /// follows cannot be read).
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        let table = &mut self.table;
+        self.check.feed_with(chunk, |record| table.add(record));
+        self.drain();
+        !self.check.is_damaged()
+    }
+
+    fn drain(&mut self) {
+        let done: Vec<FlowRecord> = self.table.drain().collect();
+        for record in done {
+            self.explainer.keep(record);
+        }
+        let answers: Vec<DnsAnswer> = self.table.drain_dns_answers().collect();
+        for answer in &answers {
+            self.explainer.dns_answer(answer);
+        }
+    }
+
+    /// Ends the capture: a file that is not a pcap is an error; a damaged
+    /// one is reported up to where it stops.
+    pub fn finish(mut self) -> Result<(), ExplainError> {
+        self.drain();
+        let summary = self.check.finish();
+        if let Some(damage) = &summary.damage
+            && matches!(damage.kind, DamageKind::NotPcap | DamageKind::NoHeader)
+        {
+            return Err(ExplainError::NotPcap {
+                name: self.name,
+                detail: damage.to_string(),
+            });
+        }
+        let (rest, stats) = self.table.finish();
+        for record in rest {
+            self.explainer.keep(record);
+        }
+        self.explainer.files.push(FileReport {
+            path: self.name,
+            packets: summary.packets,
+            link_type: summary.link_type,
+            not_ip: stats.not_ip,
+            flows: stats.flows,
+            damage: summary.damage.map(|d| {
+                format!(
+                    "read {} whole packets ({} bytes), then stopped: {d}",
+                    summary.packets, summary.whole_bytes
+                )
+            }),
+        });
+        Ok(())
+    }
+}
+
+/// Reads local `paths` and reports their symptoms.
+pub fn explain(paths: &[PathBuf]) -> Result<Report, ExplainError> {
+    let mut explainer = Explainer::new(Scope::default());
+    for path in paths {
+        explainer.read_path(path)?;
+    }
+    Ok(explainer.finish())
+}
+
+fn percentiles(values: &mut [u64]) -> Option<Percentiles> {
     if values.is_empty() {
         return None;
     }
     values.sort_unstable();
     let at = |q: usize| values[((values.len() - 1) * q) / 100];
-    Some(Handshakes {
-        connections: values.len(),
+    Some(Percentiles {
+        count: values.len(),
         p50_us: at(50),
         p90_us: at(90),
         p99_us: at(99),
@@ -218,8 +436,13 @@ pub fn describe(f: &FlowRecord) -> Vec<String> {
     say(f.dns_unanswered, "DNS query never answered".to_owned());
     say(f.dns_servfail, "DNS SERVFAIL".to_owned());
     say(f.dns_nxdomain, "DNS NXDOMAIN".to_owned());
+    say(
+        f.dns_slow,
+        format!("slow DNS answer (over {SLOW_DNS_MS} ms)"),
+    );
     say(f.zero_windows, "zero window".to_owned());
     say(f.retransmissions, "retransmission".to_owned());
+    say(f.dup_acks, "duplicate ACK".to_owned());
     out
 }
 
@@ -238,7 +461,7 @@ pub fn render_text(report: &Report) -> String {
         let _ = writeln!(
             s,
             "{}: {} packets, {} flows, link type {}{}",
-            f.path.display(),
+            f.path,
             f.packets,
             f.flows,
             f.link_type.map_or("?".to_owned(), |l| l.to_string()),
@@ -271,31 +494,66 @@ pub fn render_text(report: &Report) -> String {
             );
         }
     }
+    if !report.dns_error_bursts.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nDNS error bursts ({DNS_BURST_MIN} or more answers, each within {} ms of the last):",
+            DNS_BURST_GAP.as_millis()
+        );
+        for b in &report.dns_error_bursts {
+            let clients: Vec<String> = b.clients.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  {} .. {}  {} ×{} from {} to {}",
+                b.from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                b.to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                b.rcode,
+                b.answers,
+                b.server,
+                clients.join(", ")
+            );
+        }
+    }
     let t = &report.totals;
     let _ = writeln!(
         s,
-        "\ntotals: {} resets ({} in the handshake), {} unanswered SYNs, {} retransmissions, {} zero windows, {} unanswered DNS queries, {} NXDOMAIN, {} SERVFAIL, {} ICMP unreachable, {} fragmentation needed",
+        "\ntotals: {} resets ({} in the handshake), {} unanswered SYNs, {} retransmissions, {} duplicate ACKs, {} zero windows, {} unanswered DNS queries, {} NXDOMAIN, {} SERVFAIL, {} slow DNS answers, {} ICMP unreachable, {} fragmentation needed",
         t.resets,
         t.resets_in_handshake,
         t.syn_unanswered,
         t.retransmissions,
+        t.dup_acks,
         t.zero_windows,
         t.dns_unanswered,
         t.dns_nxdomain,
         t.dns_servfail,
+        t.dns_slow,
         t.icmp_unreachable,
         t.icmp_frag_needed
     );
+    let ms = |us: u64| us as f64 / 1000.0;
     if let Some(h) = report.handshakes {
-        let ms = |us: u64| us as f64 / 1000.0;
         let _ = writeln!(
             s,
             "handshakes: {} connections, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            h.connections,
+            h.count,
             ms(h.p50_us),
             ms(h.p90_us),
             ms(h.p99_us),
             ms(h.max_us)
+        );
+    }
+    if let Some(d) = report.dns_answers {
+        let _ = writeln!(
+            s,
+            "DNS answers: {} answered, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {} over {} ms",
+            d.times.count,
+            ms(d.times.p50_us),
+            ms(d.times.p90_us),
+            ms(d.times.p99_us),
+            ms(d.times.max_us),
+            d.slow,
+            d.slow_ms
         );
     }
     s

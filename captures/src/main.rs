@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use captures::archive::{self, Archive, Capture, Endpoint, FlowFilter, Selection};
+use captures::explain::{Explainer, Scope};
+use captures::merge::MergeInput;
 use captures::window::{Window, rfc3339};
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand};
@@ -55,12 +57,19 @@ enum Command {
         #[arg(long, value_name = "FILE.pcap")]
         merge: Option<PathBuf>,
     },
-    /// The symptoms of intermittent connectivity in pcap files, worst first,
-    /// with the time of each to jump to in Wireshark.
+    /// The symptoms of intermittent connectivity, worst first, with the time
+    /// of each to jump to in Wireshark: in pcap files, or in the captures of
+    /// a bucket selection (streamed, each verified against its SHA-256,
+    /// nothing written to disk).
     Explain {
-        /// pcap files (as written by tcpdump -w).
-        #[arg(required = true)]
+        /// pcap files (as written by tcpdump -w); or none, and a selection:
+        /// --bucket, --from, --to, --node, --host, --port, as for fetch.
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        bucket: Option<BucketArgs>,
+        #[command(flatten)]
+        flows: FlowArgs,
         /// Print JSON for scripts instead of text.
         #[arg(long)]
         json: bool,
@@ -141,8 +150,24 @@ fn main() -> ExitCode {
 #[allow(clippy::print_stdout)]
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Explain { files, json } => {
-            let report = captures::explain(&files).context("explain")?;
+        Command::Explain {
+            files,
+            bucket,
+            flows,
+            json,
+        } => {
+            let report = match bucket {
+                Some(bucket) if files.is_empty() => {
+                    runtime()?.block_on(explain_selection(bucket, &flows.filter()))?
+                }
+                _ => {
+                    anyhow::ensure!(
+                        flows.filter().is_empty(),
+                        "--host, --port and --symptom select from the bucket; with files, explain reports every flow"
+                    );
+                    captures::explain(&files).context("explain")?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -270,6 +295,57 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// Explains the captures of a selection (only those holding matching flows
+/// with --host/--port), streaming each from the bucket.
+async fn explain_selection(
+    args: BucketArgs,
+    filter: &FlowFilter,
+) -> anyhow::Result<captures::Report> {
+    let archive = archive(args).await?;
+    let captures = selected_captures(&archive, filter).await?;
+    let progress = progress_bar(&captures)?;
+    let mut explainer = Explainer::new(Scope {
+        window: Some(archive.selection().window),
+        filter: filter.clone(),
+    });
+    for capture in &captures {
+        let mut reading = explainer.file(capture.key.clone());
+        archive
+            .stream(capture, &progress, |chunk| reading.feed(chunk))
+            .await?;
+        reading.finish()?;
+    }
+    progress.finish_and_clear();
+    Ok(explainer.finish())
+}
+
+/// The captures of the window; with a flow filter, only those the index
+/// says hold a matching flow.
+async fn selected_captures(archive: &Archive, filter: &FlowFilter) -> anyhow::Result<Vec<Capture>> {
+    let mut captures = archive.list_captures().await?.captures;
+    if !filter.is_empty() {
+        let holding = archive.find_flows(filter).await?.captures;
+        captures.retain(|c| holding.contains(&c.key));
+        anyhow::ensure!(
+            !captures.is_empty(),
+            "no capture in this window holds a matching flow (see `captures find`)"
+        );
+    }
+    Ok(captures)
+}
+
+fn progress_bar(captures: &[Capture]) -> anyhow::Result<indicatif::ProgressBar> {
+    let total: u64 = captures.iter().map(|c| c.size).sum();
+    let progress = indicatif::ProgressBar::new(total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .context("progress bar template")?,
+    );
+    Ok(progress)
+}
+
 #[allow(clippy::print_stdout)]
 async fn fetch(
     args: BucketArgs,
@@ -278,16 +354,7 @@ async fn fetch(
     merge: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let archive = archive(args).await?;
-    let mut captures = archive.list_captures().await?.captures;
-    let filter = flows.filter();
-    if !filter.is_empty() {
-        let holding = archive.find_flows(&filter).await?.captures;
-        captures.retain(|c| holding.contains(&c.key));
-        anyhow::ensure!(
-            !captures.is_empty(),
-            "no capture in this window holds a matching flow (see `captures find`)"
-        );
-    }
+    let captures = selected_captures(&archive, &flows.filter()).await?;
     // Downloads go to --out, or to a temporary folder removed after the merge.
     let scratch;
     let dir = match &out {
@@ -303,14 +370,7 @@ async fn fetch(
             scratch.path().to_owned()
         }
     };
-    let total: u64 = captures.iter().map(|c: &Capture| c.size).sum();
-    let progress = indicatif::ProgressBar::new(total);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .context("progress bar template")?,
-    );
+    let progress = progress_bar(&captures)?;
     let paths = archive.fetch(&captures, &dir, &progress).await?;
     progress.finish_and_clear();
     if out.is_some() {
@@ -320,18 +380,24 @@ async fn fetch(
     }
     if let Some(merged) = merge {
         let window = archive.selection().window;
+        let inputs: Vec<MergeInput> = paths
+            .into_iter()
+            .zip(&captures)
+            .map(|(path, capture)| MergeInput {
+                path,
+                node: capture.node.clone(),
+            })
+            .collect();
         let result = tokio::task::spawn_blocking({
             let merged = merged.clone();
-            move || captures::merge::merge(&paths, &window, &merged)
+            move || captures::merge::merge(&inputs, &window, &merged)
         })
         .await
         .context("merge task")??;
         println!(
-            "{}: {} packets from {} captures, link type {}",
+            "{}: {result} from {} captures",
             merged.display(),
-            result.packets,
             captures.len(),
-            result.link_type
         );
     }
     Ok(())

@@ -1,6 +1,13 @@
 //! `fetch --merge`: a streaming k-way merge of pcap files by timestamp, cut
 //! to the window. One packet per input is held at a time, so memory does
 //! not grow with the number or size of the files.
+//!
+//! When every input has the same link type and timestamp precision the
+//! output is a pcap like its inputs. When they differ (`-i any` on one node,
+//! `-i eth0` on another; a nanosecond capture beside a microsecond one) the
+//! output is pcapng, with one interface per distinct (node, link type,
+//! precision), so that each packet keeps the link type it was captured with:
+//! never a pcap whose header lies about some of its packets.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -9,10 +16,20 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pcap_file::TsResolution;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::{DataLink, TsResolution};
+use serde::Serialize;
 
 use crate::window::Window;
+
+/// pcap-file writes every enhanced packet block's timestamp in nanoseconds,
+/// so every interface says so (`if_tsresol` 9: 10^-9 s).
+const PCAPNG_NANOSECONDS: u8 = 9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -23,15 +40,6 @@ pub enum MergeError {
     },
     #[error("{path} is not a pcap file ({detail})")]
     NotPcap { path: PathBuf, detail: String },
-    #[error(
-        "cannot merge captures of different link types into one pcap: {first} has link type {first_link}, {other} has {other_link}; fetch them with --out and open them side by side, or merge one node at a time with --node"
-    )]
-    LinkTypes {
-        first: PathBuf,
-        first_link: u32,
-        other: PathBuf,
-        other_link: u32,
-    },
     #[error("{path} stops after {packets} whole packets: {detail}")]
     Damaged {
         path: PathBuf,
@@ -44,20 +52,106 @@ pub enum MergeError {
     Nothing,
 }
 
+/// One file to merge and the node it was captured on (the pcapng
+/// interface it goes to when the inputs differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeInput {
+    pub path: PathBuf,
+    pub node: String,
+}
+
+/// The file format the merge wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// All inputs agreed: a pcap with their link type and precision.
+    Pcap,
+    /// The inputs differed: pcapng, one interface per (node, link type,
+    /// precision).
+    PcapNg,
+}
+
+/// How packets were captured: what a pcap header says for all of its
+/// packets, and what one pcapng interface says for its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Capturing {
+    pub link_type: u32,
+    pub nanoseconds: bool,
+}
+
+impl std::fmt::Display for Capturing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "link type {}, {} timestamps",
+            self.link_type,
+            if self.nanoseconds {
+                "nanosecond"
+            } else {
+                "microsecond"
+            }
+        )
+    }
+}
+
+/// One interface of a pcapng output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    pub node: String,
+    #[serde(flatten)]
+    pub capturing: Capturing,
+}
+
 /// What the merge wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Merged {
     pub packets: u64,
-    pub link_type: u32,
+    pub format: Format,
+    /// The inputs' link type and precision when they agree (pcap).
+    pub capturing: Option<Capturing>,
+    /// The pcapng interfaces, in interface-id order (empty for pcap).
+    pub interfaces: Vec<Interface>,
+}
+
+impl std::fmt::Display for Merged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.capturing, self.format) {
+            (Some(c), Format::Pcap) => write!(f, "{} packets, pcap ({c})", self.packets),
+            _ => {
+                write!(
+                    f,
+                    "{} packets, pcapng (the captures differ; one interface each): ",
+                    self.packets
+                )?;
+                let names: Vec<String> = self
+                    .interfaces
+                    .iter()
+                    .enumerate()
+                    .map(|(id, i)| format!("#{id} {} ({})", i.node, i.capturing))
+                    .collect();
+                f.write_str(&names.join(", "))
+            }
+        }
+    }
 }
 
 struct Input {
     path: PathBuf,
     reader: PcapReader<BufReader<File>>,
     read: u64,
+    /// The pcapng interface its packets go to.
+    interface: u32,
 }
 
 impl Input {
+    fn capturing(&self) -> Capturing {
+        let header = self.reader.header();
+        Capturing {
+            link_type: u32::from(header.datalink),
+            nanoseconds: header.ts_resolution == TsResolution::NanoSecond,
+        }
+    }
+
     /// The next packet, owned (the reader's buffer is reused).
     fn next(&mut self) -> Result<Option<PcapPacket<'static>>, MergeError> {
         match self.reader.next_packet() {
@@ -75,13 +169,46 @@ impl Input {
     }
 }
 
+/// The merged file being written: a pcap when the inputs agree, pcapng
+/// when they do not.
+enum Output<W: Write> {
+    Pcap(PcapWriter<W>),
+    PcapNg(PcapNgWriter<W>),
+}
+
+impl<W: Write> Output<W> {
+    fn write(&mut self, packet: &PcapPacket<'_>, interface: u32) -> pcap_file::PcapResult<()> {
+        match self {
+            Output::Pcap(w) => w.write_packet(packet).map(drop),
+            Output::PcapNg(w) => w
+                .write_pcapng_block(EnhancedPacketBlock {
+                    interface_id: interface,
+                    timestamp: packet.timestamp,
+                    original_len: packet.orig_len,
+                    data: std::borrow::Cow::Borrowed(&packet.data),
+                    options: vec![],
+                })
+                .map(drop),
+        }
+    }
+
+    fn into_inner(self) -> W {
+        match self {
+            Output::Pcap(w) => w.into_writer(),
+            Output::PcapNg(w) => w.into_inner(),
+        }
+    }
+}
+
 /// Merges `inputs` into `out` (written to a temporary file beside it and
 /// renamed, so a failed merge leaves no partial file), keeping the packets
-/// whose time is within `window`. Ties keep the order of `inputs`, as
-/// mergecap does.
-pub fn merge(inputs: &[PathBuf], window: &Window, out: &Path) -> Result<Merged, MergeError> {
+/// whose time is within `window`. Of packets with the same time, the one
+/// from the later input goes first, as mergecap does (it takes the last of
+/// the earliest).
+pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merged, MergeError> {
     let mut readers = Vec::with_capacity(inputs.len());
-    for path in inputs {
+    for input in inputs {
+        let path = &input.path;
         let file = File::open(path).map_err(|source| MergeError::Open {
             path: path.clone(),
             source,
@@ -94,40 +221,16 @@ pub fn merge(inputs: &[PathBuf], window: &Window, out: &Path) -> Result<Merged, 
             path: path.clone(),
             reader,
             read: 0,
+            interface: 0,
         });
     }
-    let first = readers.first().ok_or(MergeError::Nothing)?;
-    let first_header = first.reader.header();
-    let first_link = u32::from(first_header.datalink);
-    for other in &readers[1..] {
-        let link = u32::from(other.reader.header().datalink);
-        if link != first_link {
-            return Err(MergeError::LinkTypes {
-                first: first.path.clone(),
-                first_link,
-                other: other.path.clone(),
-                other_link: link,
-            });
-        }
-    }
-    // Nanosecond output when any input has nanoseconds: never round away
-    // the precision a capture has.
-    let nanos = readers
+    let first = readers.first().ok_or(MergeError::Nothing)?.capturing();
+    let all_agree = readers.iter().all(|r| r.capturing() == first);
+    let snaplen = readers
         .iter()
-        .any(|r| r.reader.header().ts_resolution == TsResolution::NanoSecond);
-    let header = PcapHeader {
-        snaplen: readers
-            .iter()
-            .map(|r| r.reader.header().snaplen)
-            .max()
-            .unwrap_or(first_header.snaplen),
-        ts_resolution: if nanos {
-            TsResolution::NanoSecond
-        } else {
-            TsResolution::MicroSecond
-        },
-        ..first_header
-    };
+        .map(|r| r.reader.header().snaplen)
+        .max()
+        .unwrap_or(0);
 
     let dir = out
         .parent()
@@ -138,38 +241,70 @@ pub fn merge(inputs: &[PathBuf], window: &Window, out: &Path) -> Result<Merged, 
         detail,
     };
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| write_error(e.to_string()))?;
-    let mut writer = PcapWriter::with_header(BufWriter::new(tmp), header)
-        .map_err(|e| write_error(e.to_string()))?;
+    let buffered = BufWriter::new(tmp);
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut output = if all_agree {
+        let header = PcapHeader {
+            snaplen,
+            ..readers[0].reader.header()
+        };
+        Output::Pcap(
+            PcapWriter::with_header(buffered, header).map_err(|e| write_error(e.to_string()))?,
+        )
+    } else {
+        let mut writer = PcapNgWriter::new(buffered).map_err(|e| write_error(e.to_string()))?;
+        for (reader, input) in readers.iter_mut().zip(inputs) {
+            let interface = Interface {
+                node: input.node.clone(),
+                capturing: reader.capturing(),
+            };
+            reader.interface = match interfaces.iter().position(|i| *i == interface) {
+                Some(id) => u32::try_from(id).unwrap_or(u32::MAX),
+                None => {
+                    writer
+                        .write_pcapng_block(interface_block(
+                            &interface,
+                            reader.reader.header().snaplen,
+                        ))
+                        .map_err(|e| write_error(e.to_string()))?;
+                    interfaces.push(interface);
+                    u32::try_from(interfaces.len() - 1).unwrap_or(u32::MAX)
+                }
+            };
+        }
+        Output::PcapNg(writer)
+    };
 
     let from = since_epoch(window.from);
     let to = since_epoch(window.to);
     let mut heads: Vec<Option<PcapPacket<'static>>> = Vec::with_capacity(readers.len());
-    let mut queue: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
+    // Earliest time first; on a tie, the later input (mergecap's order).
+    let mut queue: BinaryHeap<Reverse<(Duration, Reverse<usize>)>> = BinaryHeap::new();
     for (i, input) in readers.iter_mut().enumerate() {
         let head = input.next()?;
         if let Some(p) = &head {
-            queue.push(Reverse((p.timestamp, i)));
+            queue.push(Reverse((p.timestamp, Reverse(i))));
         }
         heads.push(head);
     }
     let mut written = 0u64;
-    while let Some(Reverse((_, i))) = queue.pop() {
+    while let Some(Reverse((_, Reverse(i)))) = queue.pop() {
         if let Some(packet) = heads[i].take()
             && from <= packet.timestamp
             && packet.timestamp <= to
         {
-            writer
-                .write_packet(&packet)
+            output
+                .write(&packet, readers[i].interface)
                 .map_err(|e| write_error(e.to_string()))?;
             written += 1;
         }
         let next = readers[i].next()?;
         if let Some(p) = &next {
-            queue.push(Reverse((p.timestamp, i)));
+            queue.push(Reverse((p.timestamp, Reverse(i))));
         }
         heads[i] = next;
     }
-    let mut buffered = writer.into_writer();
+    let mut buffered = output.into_inner();
     buffered.flush().map_err(|e| write_error(e.to_string()))?;
     let tmp = buffered
         .into_inner()
@@ -177,8 +312,31 @@ pub fn merge(inputs: &[PathBuf], window: &Window, out: &Path) -> Result<Merged, 
     tmp.persist(out).map_err(|e| write_error(e.to_string()))?;
     Ok(Merged {
         packets: written,
-        link_type: first_link,
+        format: if all_agree {
+            Format::Pcap
+        } else {
+            Format::PcapNg
+        },
+        capturing: all_agree.then_some(first),
+        interfaces,
     })
+}
+
+/// The interface description of one (node, link type, precision): the node
+/// as its name, the source's precision in its description (the packets
+/// themselves are written in nanoseconds, which holds either).
+fn interface_block(interface: &Interface, snaplen: u32) -> InterfaceDescriptionBlock<'static> {
+    InterfaceDescriptionBlock {
+        linktype: DataLink::from(interface.capturing.link_type),
+        snaplen,
+        options: vec![
+            InterfaceDescriptionOption::IfName(interface.node.clone().into()),
+            InterfaceDescriptionOption::IfDescription(
+                format!("{}: {}", interface.node, interface.capturing).into(),
+            ),
+            InterfaceDescriptionOption::IfTsResol(PCAPNG_NANOSECONDS),
+        ],
+    }
 }
 
 fn since_epoch(t: chrono::DateTime<chrono::Utc>) -> Duration {
@@ -212,22 +370,127 @@ mod tests {
         .unwrap()
     }
 
+    fn inputs(paths: &[(&Path, &str)]) -> Vec<MergeInput> {
+        paths
+            .iter()
+            .map(|(path, node)| MergeInput {
+                path: path.to_path_buf(),
+                node: (*node).to_owned(),
+            })
+            .collect()
+    }
+
+    /// A pcapng file's interfaces (link type, name) and packets
+    /// (interface, seconds).
+    type Interfaces = Vec<(u32, String)>;
+    type Packets = Vec<(u32, u64)>;
+
+    fn read_pcapng(path: &Path) -> (Interfaces, Packets) {
+        use pcap_file::pcapng::{Block, PcapNgReader};
+        let mut reader = PcapNgReader::new(File::open(path).unwrap()).unwrap();
+        let (mut interfaces, mut packets) = (Vec::new(), Vec::new());
+        while let Some(block) = reader.next_block() {
+            match block.unwrap() {
+                Block::InterfaceDescription(i) => {
+                    let name = i
+                        .options
+                        .iter()
+                        .find_map(|o| match o {
+                            InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                            _ => None,
+                        })
+                        .unwrap();
+                    interfaces.push((u32::from(i.linktype), name));
+                }
+                Block::EnhancedPacket(p) => packets.push((p.interface_id, p.timestamp.as_secs())),
+                _ => {}
+            }
+        }
+        (interfaces, packets)
+    }
+
     #[test]
-    fn different_link_types_are_refused_naming_both_files_and_nothing_is_written() {
+    fn different_link_types_give_pcapng_with_one_interface_per_node_and_link_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a.pcap"),
+            dir.path().join("b.pcap"),
+            dir.path().join("c.pcap"),
+        );
+        write(&a, DataLink::ETHERNET, &[1, 4]);
+        write(&b, DataLink::LINUX_SLL2, &[2, 3]);
+        write(&c, DataLink::ETHERNET, &[5]);
+        let out = dir.path().join("m.pcap");
+        let merged = merge(
+            &inputs(&[(&a, "node-a"), (&b, "node-b"), (&c, "node-a")]),
+            &window(0, 10),
+            &out,
+        )
+        .unwrap();
+        assert_eq!(merged.format, Format::PcapNg);
+        assert_eq!(merged.packets, 5);
+        assert_eq!(merged.capturing, None);
+        let (interfaces, packets) = read_pcapng(&out);
+        // node-a's two Ethernet captures share one interface.
+        assert_eq!(
+            interfaces,
+            [(1, "node-a".to_owned()), (276, "node-b".to_owned())]
+        );
+        assert_eq!(packets, [(0, 1), (1, 2), (1, 3), (0, 4), (0, 5)]);
+        assert!(
+            merged.to_string().contains("#1 node-b (link type 276"),
+            "{merged}"
+        );
+    }
+
+    #[test]
+    fn different_timestamp_precisions_give_pcapng_never_a_rounded_pcap() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
         write(&a, DataLink::ETHERNET, &[1]);
+        let header = PcapHeader {
+            ts_resolution: TsResolution::NanoSecond,
+            ..PcapHeader::default()
+        };
+        let mut w = PcapWriter::with_header(File::create(&b).unwrap(), header).unwrap();
+        w.write_packet(&PcapPacket::new(Duration::new(2, 123_456_789), 4, &[0; 4]))
+            .unwrap();
+        drop(w);
+        let out = dir.path().join("m.pcapng");
+        let merged = merge(
+            &inputs(&[(&a, "node-a"), (&b, "node-a")]),
+            &window(0, 10),
+            &out,
+        )
+        .unwrap();
+        assert_eq!(merged.format, Format::PcapNg);
+        assert_eq!(
+            merged
+                .interfaces
+                .iter()
+                .map(|i| i.capturing.nanoseconds)
+                .collect::<Vec<_>>(),
+            [false, true]
+        );
+    }
+
+    #[test]
+    fn inputs_that_agree_give_a_pcap_of_their_link_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+        write(&a, DataLink::LINUX_SLL2, &[1, 3]);
         write(&b, DataLink::LINUX_SLL2, &[2]);
         let out = dir.path().join("m.pcap");
-        let e = merge(&[a, b], &window(0, 10), &out)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("a.pcap has link type 1") && e.contains("b.pcap has 276"),
-            "{e}"
-        );
-        assert!(!out.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        let merged = merge(
+            &inputs(&[(&a, "node-a"), (&b, "node-b")]),
+            &window(0, 2),
+            &out,
+        )
+        .unwrap();
+        assert_eq!(merged.format, Format::Pcap);
+        assert_eq!(merged.packets, 2, "the packet at 3 s is after the window");
+        let reader = PcapReader::new(File::open(&out).unwrap()).unwrap();
+        assert_eq!(reader.header().datalink, DataLink::LINUX_SLL2);
     }
 
     #[test]
@@ -238,7 +501,9 @@ mod tests {
         let bytes = std::fs::read(&a).unwrap();
         std::fs::write(&a, &bytes[..bytes.len() - 2]).unwrap();
         let out = dir.path().join("m.pcap");
-        let e = merge(&[a], &window(0, 10), &out).unwrap_err().to_string();
+        let e = merge(&inputs(&[(&a, "n")]), &window(0, 10), &out)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a.pcap stops after 2 whole packets"), "{e}");
         assert!(!out.exists());
     }
@@ -248,9 +513,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("notes.txt");
         std::fs::write(&a, "hello, this is text").unwrap();
-        let e = merge(&[a], &window(0, 10), &dir.path().join("m.pcap"))
-            .unwrap_err()
-            .to_string();
+        let e = merge(
+            &inputs(&[(&a, "n")]),
+            &window(0, 10),
+            &dir.path().join("m.pcap"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("notes.txt is not a pcap file"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! same `flows` code the uploader runs), then read back by the CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use test_support::{Garage, prerequisites};
+use test_support::{Garage, prerequisites, traffic};
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
@@ -577,4 +577,322 @@ fn an_unknown_bucket_and_an_empty_window_are_named() {
         .failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("the window is empty"), "{stderr}");
+}
+
+/// One tcpdump at a time in this binary: two closing at once can stall in
+/// the kernel.
+static TCPDUMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The first packet's time of a pcap file.
+fn first_packet_time(path: &Path) -> DateTime<Utc> {
+    let (_, packets) = read_packets(path);
+    let first = packets.first().expect("the capture holds packets").0;
+    DateTime::from_timestamp(
+        i64::try_from(first.as_secs()).unwrap(),
+        first.subsec_nanos(),
+    )
+    .unwrap()
+}
+
+/// Each packet of a capture as tshark reads it: time (seconds, nanoseconds),
+/// its first protocol (the link layer) and the MD5 of its bytes.
+fn tshark_packets(path: &Path) -> Vec<((u64, u32), String, String)> {
+    let out = StdCommand::new("tshark")
+        .args(["-n", "-o", "frame.generate_md5_hash:TRUE", "-r"])
+        .arg(path)
+        .args(["-T", "fields", "-E", "separator=/t"])
+        .args(["-e", "frame.time_epoch", "-e", "frame.protocols"])
+        .args(["-e", "frame.md5_hash"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark -r {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let time = fields.next().unwrap();
+            let (secs, frac) = time.split_once('.').unwrap_or((time, "0"));
+            let nanos = format!("{frac:0<9}")[..9].parse().unwrap();
+            let link = fields.next().unwrap().split(':').next().unwrap().to_owned();
+            let md5 = fields.next().unwrap().to_owned();
+            ((secs.parse().unwrap(), nanos), link, md5)
+        })
+        .collect()
+}
+
+fn capinfos(path: &Path) -> String {
+    let out = StdCommand::new("capinfos").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "capinfos {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn merging_an_any_capture_with_an_ethernet_one_gives_pcapng_that_tshark_reads_as_mergecap_cut_to_the_window()
+ {
+    let test = "merging_an_any_capture_with_an_ethernet_one_gives_pcapng_that_tshark_reads_as_mergecap_cut_to_the_window";
+    let missing = ["/usr/bin/mergecap", "/usr/bin/capinfos", "/usr/bin/tshark"]
+        .into_iter()
+        .find(|p| !Path::new(p).is_file())
+        .map(|p| format!("{p} is missing (apt-get install tshark)"));
+    if !prerequisites::can_capture(test) || !prerequisites::present_or_skip(test, missing) {
+        return;
+    }
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (on_lo, on_any) = (dir.path().join("lo.pcap"), dir.path().join("any.pcap"));
+    {
+        // Both at once, so their packets interleave; stopped one after the
+        // other.
+        let _one = TCPDUMP
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lo = traffic::start_tcpdump(&on_lo, &["-i", "lo"], traffic::FILTER);
+        let any = traffic::start_tcpdump(&on_any, &["-i", "any"], traffic::FILTER);
+        traffic::inject();
+        std::thread::sleep(Duration::from_millis(200));
+        traffic::stop_tcpdump(lo);
+        traffic::stop_tcpdump(any);
+    }
+    assert_eq!(read_packets(&on_lo).0, 1, "lo is Ethernet");
+    assert_eq!(read_packets(&on_any).0, 276, "any is Linux cooked v2");
+    let start = |path: &Path| first_packet_time(path).trunc_subsecs(0);
+    runtime().block_on(async {
+        put_capture(
+            &garage,
+            "node-a",
+            start(&on_lo),
+            std::fs::read(&on_lo).unwrap(),
+            None,
+        )
+        .await;
+        put_capture(
+            &garage,
+            "node-b",
+            start(&on_any),
+            std::fs::read(&on_any).unwrap(),
+            None,
+        )
+        .await;
+    });
+
+    // The reference: mergecap over the same two files, node-a's first (the
+    // order fetch downloads them in), then cut at the window's end.
+    let reference = dir.path().join("mergecap.pcapng");
+    let status = StdCommand::new("mergecap")
+        .arg("-w")
+        .arg(&reference)
+        .args([&on_lo, &on_any])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let all = tshark_packets(&reference);
+    // A window that ends halfway through the packets.
+    let cut_at = all[all.len() / 2].0;
+    let to = DateTime::from_timestamp(i64::try_from(cut_at.0).unwrap(), cut_at.1).unwrap();
+    let from = start(&on_lo).min(start(&on_any)) - TimeDelta::seconds(30);
+    let expected: Vec<_> = all.iter().filter(|p| p.0 <= cut_at).cloned().collect();
+
+    let merged = dir.path().join("merged.pcapng");
+    let out = garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &rfc(from),
+            "--to",
+            &rfc(to),
+            "--merge",
+            merged.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let said = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        said.contains("pcapng") && said.contains("node-a") && said.contains("node-b"),
+        "{said}"
+    );
+
+    let ours = tshark_packets(&merged);
+    assert_eq!(ours.len(), expected.len());
+    assert_eq!(ours, expected, "the merge differs from mergecap's, cut");
+    assert!(
+        ours.iter().any(|p| p.1 == "eth") && ours.iter().any(|p| p.1 == "sll"),
+        "each packet keeps its own link type: {ours:?}"
+    );
+
+    let info = capinfos(&merged);
+    for needed in [
+        "pcapng",
+        &format!("Number of packets:   {}", expected.len()),
+        "Number of interfaces in file: 2",
+        "Encapsulation = Ethernet",
+        "Encapsulation = Linux cooked-mode capture v2",
+    ] {
+        assert!(info.contains(needed), "{needed:?} missing from:\n{info}");
+    }
+    // libpcap reads one link type per file ("an interface has a type 276
+    // different from the type of the first interface"), so tcpdump reads
+    // one node's merge, which is a plain pcap.
+    let one_node = dir.path().join("node-b.pcap");
+    let out = garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &rfc(from),
+            "--to",
+            &rfc(to),
+            "--node",
+            "node-b",
+            "--merge",
+            one_node.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let said = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(said.contains("pcap (link type 276"), "{said}");
+    test_support::assert_tcpdump_reads(&one_node);
+}
+
+#[test]
+fn explain_on_a_selection_streams_the_captures_and_reports_what_explain_on_the_fetched_files_does()
+{
+    let test = "explain_on_a_selection_streams_the_captures_and_reports_what_explain_on_the_fetched_files_does";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(scene(&garage));
+    let [from, to] = window(&scene);
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    garage
+        .captures(&[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--out",
+            downloads.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let files: Vec<PathBuf> = walk(&downloads)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    let mut local = Command::cargo_bin("captures").unwrap();
+    local.arg("explain").args(&files).arg("--json");
+    let local = json(&local.assert().success());
+
+    // From the bucket, in a folder of its own: nothing is written there.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let remote = garage
+        .captures(&["explain", "--from", &from, "--to", &to, "--json"])
+        .current_dir(&cwd)
+        .assert()
+        .success();
+    let remote = json(&remote);
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
+    let keys: Vec<&str> = remote["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [&scene.a1.key, &scene.a2.key, &scene.b1.key]);
+    assert_eq!(remote["totals"], local["totals"]);
+    let endpoints = |report: &Value| -> Vec<(String, String, u64)> {
+        report["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["src"].as_str().unwrap().to_owned(),
+                    f["dst"].as_str().unwrap().to_owned(),
+                    f["dport"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(endpoints(&remote), endpoints(&local));
+    assert_eq!(
+        endpoints(&remote),
+        [("10.0.0.1".to_owned(), "10.0.0.2".to_owned(), 8080)]
+    );
+    assert_eq!(remote["flows"][0]["capture"], scene.a1.key.as_str());
+
+    // --host keeps the captures (and flows) of that host only: none failing.
+    let out = garage
+        .captures(&[
+            "explain", "--from", &from, "--to", &to, "--host", "10.0.1.1",
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&scene.b1.key) && !text.contains(&scene.a1.key),
+        "{text}"
+    );
+    assert!(text.contains("no symptoms found"), "{text}");
+}
+
+#[test]
+fn explain_on_a_selection_refuses_a_capture_whose_sha256_does_not_match_naming_the_key() {
+    let test =
+        "explain_on_a_selection_refuses_a_capture_whose_sha256_does_not_match_naming_the_key";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let base = (Utc::now() - TimeDelta::minutes(10)).trunc_subsecs(0);
+    let bytes = pcap(&[Pkt {
+        at: base + TimeDelta::seconds(1),
+        src: ([10, 0, 0, 1], 1),
+        dst: ([10, 0, 0, 2], 2),
+        tcp: None,
+    }]);
+    let bad = runtime().block_on(put_capture(
+        &garage,
+        "node-a",
+        base,
+        bytes,
+        Some(&"0".repeat(64)),
+    ));
+    let out = garage
+        .captures(&[
+            "explain",
+            "--from",
+            &rfc(base - TimeDelta::seconds(5)),
+            "--to",
+            &rfc(base + TimeDelta::seconds(30)),
+        ])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&bad.key) && stderr.contains("SHA-256"),
+        "{stderr}"
+    );
+    assert!(out.get_output().stdout.is_empty(), "no report printed");
+
+    // Files and a selection are one or the other.
+    let out = garage
+        .captures(&["explain", "x.pcap", "--from", "-1h"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }

@@ -87,28 +87,65 @@ fn explain_names_each_injected_failure_with_its_flow_and_time_and_agrees_with_ts
 
     // Totals agree with tshark.
     let totals = &report["totals"];
-    assert_eq!(
-        totals["resets"],
-        traffic::tshark_count(&path, "tcp.flags.reset==1")
+    for (field, filter) in [
+        ("resets", "tcp.flags.reset==1"),
+        ("retransmissions", "tcp.analysis.retransmission"),
+        ("dup_acks", "tcp.analysis.duplicate_ack"),
+        ("zero_windows", "tcp.analysis.zero_window"),
+        ("icmp_unreachable", "icmp.type==3"),
+        ("dns_nxdomain", "dns.flags.rcode==3"),
+    ] {
+        assert_eq!(
+            totals[field],
+            traffic::tshark_count(&path, filter),
+            "{field} against tshark -Y {filter}"
+        );
+    }
+    assert!(
+        totals["retransmissions"].as_u64().unwrap() > 0,
+        "{totals:#}"
     );
+    assert!(totals["zero_windows"].as_u64().unwrap() > 0, "{totals:#}");
     assert_eq!(
-        totals["retransmissions"],
-        traffic::tshark_count(&path, "tcp.analysis.retransmission")
+        report["handshakes"]["count"],
+        traffic::tshark_count(
+            &path,
+            "tcp.flags.syn==1 && tcp.flags.ack==1 && !tcp.analysis.retransmission"
+        )
     );
-    assert_eq!(
-        totals["icmp_unreachable"],
-        traffic::tshark_count(&path, "icmp.type==3")
-    );
-    assert_eq!(report["handshakes"]["connections"], 1);
 
-    // Worst first: the unanswered and unreachable before the NXDOMAIN.
-    let order: Vec<u64> = report["flows"]
-        .as_array()
+    // The late DNS answer is slow; every answer is in the percentiles.
+    let slow = flow_to(&report, injected.slow_dns);
+    assert_eq!(slow["dns_slow"], 1, "{slow:#}");
+    let answers = &report["dns_answers"];
+    assert_eq!(answers["slow"], 1, "{answers:#}");
+    assert_eq!(
+        answers["count"],
+        injected.nxdomain_answers + 1,
+        "{answers:#}"
+    );
+    assert!(
+        answers["max_us"].as_u64().unwrap() >= traffic::SLOW_DNS_ANSWER.as_micros() as u64,
+        "{answers:#}"
+    );
+    // The NXDOMAIN answers came together: one burst from their server.
+    let bursts = report["dns_error_bursts"].as_array().unwrap();
+    assert_eq!(bursts.len(), 1, "{bursts:#?}");
+    assert_eq!(bursts[0]["server"], injected.nxdomain_dns.ip().to_string());
+    assert_eq!(bursts[0]["rcode"], "NXDOMAIN");
+    assert_eq!(bursts[0]["answers"], injected.nxdomain_answers);
+    let burst_from = chrono::DateTime::parse_from_rfc3339(bursts[0]["from"].as_str().unwrap())
         .unwrap()
-        .iter()
-        .map(|f| f["dns_nxdomain"].as_u64().unwrap())
-        .collect();
-    assert_eq!(order.last(), Some(&1), "{report:#}");
+        .timestamp_micros() as f64
+        / 1e6;
+    assert!(close(burst_from, tshark_time("dns.flags.rcode==3")));
+
+    // Worst first: the unanswered query before any NXDOMAIN.
+    let flows = report["flows"].as_array().unwrap();
+    let position = |pred: &dyn Fn(&Value) -> bool| flows.iter().position(pred).unwrap();
+    let silent_at = position(&|f| f["dns_unanswered"] == 1);
+    let first_nx = position(&|f| f["dns_nxdomain"] == 1);
+    assert!(silent_at < first_nx, "{report:#}");
 
     // The text form names the same failures.
     let text = explain(&[path.as_os_str()]).success();
@@ -118,6 +155,11 @@ fn explain_names_each_injected_failure_with_its_flow_and_time_and_agrees_with_ts
         "ICMP destination unreachable",
         "DNS query never answered",
         "DNS NXDOMAIN",
+        "slow DNS answer",
+        "zero window",
+        "connection attempt never answered",
+        "DNS error bursts",
+        "DNS answers: 7 answered",
         &injected.refused.to_string(),
     ] {
         assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
@@ -136,6 +178,25 @@ fn a_file_that_is_not_a_pcap_is_refused_naming_it() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Empty, and pcapng: named too, never a panic.
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let pcapng = dir.path().join("capture.pcapng");
+    std::fs::write(
+        &pcapng,
+        [0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a],
+    )
+    .unwrap();
+    for path in [&empty, &pcapng] {
+        let out = explain(&[path.as_os_str()]).failure();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&*path.to_string_lossy()) && stderr.contains("not a pcap"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 
     let missing = dir.path().join("missing.pcap");
     let out = explain(&[missing.as_os_str()]).failure();

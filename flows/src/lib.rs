@@ -19,4 +19,4 @@ pub mod table;
 
 pub use index::{IndexError, IndexWriter, IndexingCheck, read_index};
 pub use schema::{FlowRecord, Symptom, index_key};
-pub use table::{FlowTable, TableStats};
+pub use table::{DnsAnswer, FlowTable, TableStats};

@@ -33,15 +33,20 @@
 //! | `resets_src`, `resets_dst` | u64 | TCP RST segments sent by each side |
 //! | `resets_in_handshake` | u64 | of those, sent before the handshake completed (a refused connection) |
 //! | `syn_unanswered` | u64 | SYNs from `src` with neither SYN/ACK nor RST from `dst` by the end of the capture |
-//! | `retransmissions` | u64 | TCP segments carrying data, SYN or FIN whose sequence space was already sent (keep-alives excepted) |
+//! | `retransmissions` | u64 | TCP segments carrying data, SYN or FIN whose sequence space was already sent (keep-alives and zero-window probes excepted) |
+//! | `dup_acks` | u64 | TCP duplicate ACKs: no data, the same ACK number and window as the sender's previous segment, not SYN/FIN/RST, not answering a keep-alive (Wireshark's `tcp.analysis.duplicate_ack`) |
 //! | `zero_windows` | u64 | TCP segments advertising a zero window (not SYN, FIN or RST) |
 //! | `dns_unanswered` | u64 | DNS queries (UDP port 53) whose id never got an answer in this capture |
 //! | `dns_nxdomain`, `dns_servfail` | u64 | DNS answers with RCODE 3 and 2 |
+//! | `dns_slow` | u64 | DNS answers that came more than [`SLOW_DNS_MS`] after their query |
 //! | `icmp_unreachable` | u64 | ICMP/ICMPv6 destination unreachable that quote a packet of this flow |
 //! | `icmp_frag_needed` | u64 | ICMP fragmentation needed / ICMPv6 packet too big quoting this flow |
 //! | `handshake_us` | Option u64 | SYN to SYN/ACK, microseconds |
 //! | `dns_slowest_us` | Option u64 | slowest DNS query to answer, microseconds |
 //! | `first_symptom` | Option RFC 3339 | time of the first packet that counted as a symptom |
+//!
+//! Fields added after the first release (`dup_acks`, `dns_slow`) read as 0
+//! from older index objects.
 //!
 //! A flow that spans captures has one record in each. Records are written
 //! when a flow has been idle for [`IDLE_SECS`] of capture time or at the end
@@ -55,6 +60,12 @@ use serde::{Deserialize, Serialize};
 /// A flow with no packet for this long (capture time) is written out and
 /// forgotten: memory is bounded by the flows live in that window.
 pub const IDLE_SECS: u64 = 120;
+
+/// A DNS answer later than this after its query counts as slow
+/// (`dns_slow`): well above a cluster resolver's usual answer time (a few
+/// milliseconds from cache, tens to a hundred or so when it recurses), well
+/// below the 5 s after which a client's resolver retries.
+pub const SLOW_DNS_MS: u64 = 200;
 
 /// The folder under the key template's static prefix that holds the index.
 pub const INDEX_DIR: &str = "index/";
@@ -85,10 +96,14 @@ pub struct FlowRecord {
     pub resets_in_handshake: u64,
     pub syn_unanswered: u64,
     pub retransmissions: u64,
+    #[serde(default)]
+    pub dup_acks: u64,
     pub zero_windows: u64,
     pub dns_unanswered: u64,
     pub dns_nxdomain: u64,
     pub dns_servfail: u64,
+    #[serde(default)]
+    pub dns_slow: u64,
     pub icmp_unreachable: u64,
     pub icmp_frag_needed: u64,
     pub handshake_us: Option<u64>,
@@ -103,9 +118,10 @@ pub enum Symptom {
     Reset,
     /// Connection attempts or DNS queries never answered.
     Timeout,
+    /// Retransmissions and duplicate ACKs (signs of loss).
     Retransmission,
     ZeroWindow,
-    /// DNS unanswered, NXDOMAIN or SERVFAIL.
+    /// DNS unanswered, NXDOMAIN, SERVFAIL or slow.
     Dns,
     /// ICMP unreachable or fragmentation needed.
     Icmp,
@@ -143,9 +159,11 @@ impl FlowRecord {
         match symptom {
             Symptom::Reset => self.resets_src + self.resets_dst,
             Symptom::Timeout => self.syn_unanswered + self.dns_unanswered,
-            Symptom::Retransmission => self.retransmissions,
+            Symptom::Retransmission => self.retransmissions + self.dup_acks,
             Symptom::ZeroWindow => self.zero_windows,
-            Symptom::Dns => self.dns_unanswered + self.dns_nxdomain + self.dns_servfail,
+            Symptom::Dns => {
+                self.dns_unanswered + self.dns_nxdomain + self.dns_servfail + self.dns_slow
+            }
             Symptom::Icmp => self.icmp_unreachable + self.icmp_frag_needed,
         }
     }
@@ -160,9 +178,10 @@ impl FlowRecord {
                 - self
                     .resets_in_handshake
                     .min(self.resets_src + self.resets_dst))
-            + 3 * self.dns_nxdomain
+            + 3 * (self.dns_nxdomain + self.dns_slow)
             + 2 * self.zero_windows
             + self.retransmissions
+            + self.dup_acks
     }
 
     /// Whether `addr` is either end of the flow.

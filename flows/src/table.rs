@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use spool::pcap::Record;
 
 use crate::decode::{self, Detail, Packet, Quoted, Tcp};
-use crate::schema::{FlowRecord, IDLE_SECS};
+use crate::schema::{FlowRecord, IDLE_SECS, SLOW_DNS_MS};
 
 /// DNS ids remembered per flow while waiting for answers: a flow that
 /// sends more unanswered queries than this counts the rest as unanswered
@@ -18,6 +18,21 @@ use crate::schema::{FlowRecord, IDLE_SECS};
 const MAX_PENDING_DNS: usize = 256;
 /// How often (capture time) idle flows are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// One DNS answer, for readers that want every answer time and every error
+/// answer (percentiles, bursts), not only the per-flow counts: collected
+/// only when asked for ([`FlowTable::collect_dns_answers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// Time of the answer since the Unix epoch.
+    pub at: Duration,
+    /// Query to answer; `None` when the query was not seen.
+    pub took: Option<Duration>,
+    pub rcode: u8,
+    /// The side that answered.
+    pub server: IpAddr,
+    pub client: IpAddr,
+}
 
 /// What was read, beyond the flows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +66,20 @@ struct Side {
     /// Highest sequence number sent plus one (TCP).
     next_seq: Option<u32>,
     resets: u64,
+    /// Window and ACK number of the last segment sent (duplicate ACKs).
+    window: Option<u16>,
+    last_ack: Option<u32>,
+    /// The last segment sent was a keep-alive (its answer is no dup ACK).
+    sent_keep_alive: bool,
+}
+
+impl Side {
+    /// What the next segment from this side is compared with.
+    fn remember(&mut self, tcp: &Tcp, keep_alive: bool) {
+        self.window = Some(tcp.window);
+        self.last_ack = Some(tcp.ack);
+        self.sent_keep_alive = keep_alive;
+    }
 }
 
 #[derive(Debug)]
@@ -68,11 +97,13 @@ struct Flow {
     handshake: Option<Duration>,
     resets_in_handshake: u64,
     retransmissions: u64,
+    dup_acks: u64,
     zero_windows: u64,
     dns_pending: HashMap<u16, Duration>,
     dns_overflow: u64,
     dns_nxdomain: u64,
     dns_servfail: u64,
+    dns_slow: u64,
     dns_slowest: Option<Duration>,
     icmp_unreachable: u64,
     icmp_frag_needed: u64,
@@ -95,11 +126,13 @@ impl Flow {
             handshake: None,
             resets_in_handshake: 0,
             retransmissions: 0,
+            dup_acks: 0,
             zero_windows: 0,
             dns_pending: HashMap::new(),
             dns_overflow: 0,
             dns_nxdomain: 0,
             dns_servfail: 0,
+            dns_slow: 0,
             dns_slowest: None,
             icmp_unreachable: 0,
             icmp_frag_needed: 0,
@@ -111,6 +144,10 @@ impl Flow {
         self.first_symptom = Some(self.first_symptom.map_or(at, |t| t.min(at)));
     }
 
+    /// Counts one TCP segment. The rules for retransmissions, keep-alives,
+    /// zero-window probes and duplicate ACKs are Wireshark's
+    /// (`tcp_analyze_sequence_number` in packet-tcp.c), so that the counts
+    /// agree with its `tcp.analysis` fields.
     fn tcp(&mut self, from_src: bool, tcp: &Tcp, at: Duration) {
         if tcp.syn && !tcp.ack_flag && from_src {
             self.syns += 1;
@@ -120,13 +157,10 @@ impl Flow {
             self.answered = true;
             self.handshake = self.syn_at.map(|s| at.saturating_sub(s));
         }
-        let side = if from_src {
-            &mut self.from_src
-        } else {
-            &mut self.from_dst
-        };
         if tcp.rst {
+            let side = self.side(from_src);
             side.resets += 1;
+            side.remember(tcp, false);
             // Before the SYN/ACK: the connection was refused or aborted
             // while opening.
             if self.syns > 0 && !self.answered {
@@ -141,49 +175,83 @@ impl Flow {
             self.zero_windows += 1;
             self.symptom(at);
         }
-        let side = if from_src {
-            &mut self.from_src
+        let (side, peer) = if from_src {
+            (&mut self.from_src, &self.from_dst)
         } else {
-            &mut self.from_dst
+            (&mut self.from_dst, &self.from_src)
         };
+        let control = tcp.syn || tcp.fin;
+        let keep_alive = tcp.len <= 1
+            && !control
+            && side
+                .next_seq
+                .is_some_and(|next| tcp.seq == next.wrapping_sub(1));
+        // One byte at the next sequence number into a closed window.
+        let zero_window_probe =
+            tcp.len == 1 && !control && side.next_seq == Some(tcp.seq) && peer.window == Some(0);
+        let repeats_last_ack = tcp.len == 0
+            && !control
+            && tcp.window != 0
+            && side.window == Some(tcp.window)
+            && side.next_seq == Some(tcp.seq)
+            && side.last_ack == Some(tcp.ack);
+        let dup_ack = repeats_last_ack && !peer.sent_keep_alive;
         let occupies = tcp.len + u32::from(tcp.syn) + u32::from(tcp.fin);
-        if occupies == 0 {
-            return;
-        }
         let end = tcp.seq.wrapping_add(occupies);
-        let retransmitted = match side.next_seq {
-            Some(next) => {
-                // A keep-alive re-sends the last byte on purpose.
-                let keep_alive =
-                    tcp.len <= 1 && !tcp.syn && !tcp.fin && tcp.seq == next.wrapping_sub(1);
-                if seq_before(next, end) {
-                    side.next_seq = Some(end);
-                }
-                seq_before(tcp.seq, next) && !keep_alive
-            }
-            None => {
-                side.next_seq = Some(end);
-                false
-            }
-        };
+        let retransmitted = occupies > 0
+            && !keep_alive
+            && side.next_seq.is_some_and(|next| seq_before(tcp.seq, next));
+        // The highest sequence number sent; the first segment seen from a
+        // side sets it, a zero-window probe does not move it.
+        if !zero_window_probe && side.next_seq.is_none_or(|next| seq_before(next, end)) {
+            side.next_seq = Some(end);
+        }
+        side.remember(tcp, keep_alive);
+        if dup_ack {
+            self.dup_acks += 1;
+            self.symptom(at);
+        }
         if retransmitted {
             self.retransmissions += 1;
             self.symptom(at);
         }
     }
 
-    fn dns(&mut self, id: u16, response: bool, rcode: u8, at: Duration) {
+    fn side(&mut self, from_src: bool) -> &mut Side {
+        if from_src {
+            &mut self.from_src
+        } else {
+            &mut self.from_dst
+        }
+    }
+
+    /// Counts one DNS message; for an answer, returns how long its query
+    /// waited (`Some(None)` when the query was not seen).
+    fn dns(
+        &mut self,
+        id: u16,
+        response: bool,
+        rcode: u8,
+        at: Duration,
+    ) -> Option<Option<Duration>> {
         if !response {
             if self.dns_pending.len() < MAX_PENDING_DNS {
                 self.dns_pending.entry(id).or_insert(at);
             } else {
                 self.dns_overflow += 1;
             }
-            return;
+            return None;
         }
-        if let Some(asked) = self.dns_pending.remove(&id) {
-            let took = at.saturating_sub(asked);
+        let took = self
+            .dns_pending
+            .remove(&id)
+            .map(|asked| at.saturating_sub(asked));
+        if let Some(took) = took {
             self.dns_slowest = Some(self.dns_slowest.map_or(took, |s| s.max(took)));
+            if took > Duration::from_millis(SLOW_DNS_MS) {
+                self.dns_slow += 1;
+                self.symptom(at);
+            }
         }
         match rcode {
             2 => {
@@ -196,6 +264,7 @@ impl Flow {
             }
             _ => {}
         }
+        Some(took)
     }
 
     fn record(mut self, capture: &str) -> FlowRecord {
@@ -227,10 +296,12 @@ impl Flow {
             resets_in_handshake: self.resets_in_handshake,
             syn_unanswered,
             retransmissions: self.retransmissions,
+            dup_acks: self.dup_acks,
             zero_windows: self.zero_windows,
             dns_unanswered: unanswered_dns,
             dns_nxdomain: self.dns_nxdomain,
             dns_servfail: self.dns_servfail,
+            dns_slow: self.dns_slow,
             icmp_unreachable: self.icmp_unreachable,
             icmp_frag_needed: self.icmp_frag_needed,
             handshake_us: self.handshake.map(micros),
@@ -265,6 +336,8 @@ pub struct FlowTable {
     done: Vec<FlowRecord>,
     last_sweep: Option<Duration>,
     stats: TableStats,
+    /// Every DNS answer since the last drain, when asked for.
+    dns_answers: Option<Vec<DnsAnswer>>,
 }
 
 impl FlowTable {
@@ -277,7 +350,23 @@ impl FlowTable {
             done: Vec::new(),
             last_sweep: None,
             stats: TableStats::default(),
+            dns_answers: None,
         }
+    }
+
+    /// Also keeps every DNS answer (its time, how long it took, its RCODE)
+    /// until [`Self::drain_dns_answers`]: for percentiles and bursts across
+    /// flows. The uploader does not ask; `captures explain` does.
+    pub fn collect_dns_answers(mut self) -> Self {
+        self.dns_answers = Some(Vec::new());
+        self
+    }
+
+    /// The DNS answers seen since the last call (none unless collected).
+    pub fn drain_dns_answers(&mut self) -> impl Iterator<Item = DnsAnswer> + '_ {
+        self.dns_answers
+            .iter_mut()
+            .flat_map(|answers| answers.drain(..))
     }
 
     pub fn stats(&self) -> TableStats {
@@ -338,7 +427,19 @@ impl FlowTable {
                 id,
                 response,
                 rcode,
-            } => flow.dns(id, response, rcode, at),
+            } => {
+                if let (Some(took), Some(answers)) =
+                    (flow.dns(id, response, rcode, at), self.dns_answers.as_mut())
+                {
+                    answers.push(DnsAnswer {
+                        at,
+                        took,
+                        rcode,
+                        server: packet.src,
+                        client: packet.dst,
+                    });
+                }
+            }
             Detail::IcmpError {
                 frag_needed,
                 quoted,
@@ -427,6 +528,48 @@ mod tests {
         out
     }
 
+    /// An Ethernet frame of a TCP segment with the ACK flag and `ack`.
+    fn ack(
+        from: [u8; 4],
+        to: [u8; 4],
+        ports: (u16, u16),
+        seq: u32,
+        ack: u32,
+        window: u16,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4(from, to, 64)
+            .tcp(ports.0, ports.1, seq, window)
+            .ack(ack)
+            .write(&mut out, &[])
+            .unwrap();
+        out
+    }
+
+    /// An Ethernet frame of a DNS message (only its header).
+    fn dns(
+        from: [u8; 4],
+        to: [u8; 4],
+        ports: (u16, u16),
+        id: u16,
+        answer_rcode: Option<u8>,
+    ) -> Vec<u8> {
+        let mut header = [0u8; 12];
+        header[..2].copy_from_slice(&id.to_be_bytes());
+        if let Some(rcode) = answer_rcode {
+            header[2] = 0x80;
+            header[3] = rcode;
+        }
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4(from, to, 64)
+            .udp(ports.0, ports.1)
+            .write(&mut out, &header)
+            .unwrap();
+        out
+    }
+
     fn add(table: &mut FlowTable, at_ms: u64, frame: &[u8]) {
         table.add(Record {
             link_type: decode::ETHERNET,
@@ -494,5 +637,70 @@ mod tests {
         let (rest, stats) = t.finish();
         assert_eq!(stats.flows, 1000);
         assert_eq!(rest.len() + handed_out, 1000);
+    }
+
+    #[test]
+    fn an_ack_repeating_the_last_ack_and_window_is_a_duplicate_ack_and_a_window_update_is_not() {
+        let mut t = FlowTable::new("k");
+        let ports = (40000, 80);
+        add(&mut t, 0, &ack(A, B, ports, 101, 901, 500));
+        add(&mut t, 1, &ack(A, B, ports, 101, 901, 500));
+        add(&mut t, 2, &ack(A, B, ports, 101, 901, 500));
+        // The window changed: a window update.
+        add(&mut t, 3, &ack(A, B, ports, 101, 901, 600));
+        add(&mut t, 4, &ack(A, B, ports, 101, 901, 600));
+        // A new ACK number: not a duplicate.
+        add(&mut t, 5, &ack(A, B, ports, 101, 950, 600));
+        let (flows, _) = t.finish();
+        assert_eq!(flows[0].dup_acks, 3);
+        assert_eq!(flows[0].retransmissions, 0);
+        assert_eq!(flows[0].count(crate::Symptom::Retransmission), 3);
+    }
+
+    #[test]
+    fn the_answer_to_a_keep_alive_is_not_a_duplicate_ack_nor_the_keep_alive_a_retransmission() {
+        let mut t = FlowTable::new("k");
+        add(&mut t, 0, &tcp(A, B, (40000, 80), 100, "A", 500, b"hello"));
+        add(&mut t, 1, &ack(B, A, (80, 40000), 900, 105, 500));
+        // Keep-alive: no data, one byte before the next sequence number.
+        add(&mut t, 2, &ack(A, B, (40000, 80), 104, 900, 500));
+        add(&mut t, 3, &ack(B, A, (80, 40000), 900, 105, 500));
+        let (flows, _) = t.finish();
+        assert_eq!((flows[0].dup_acks, flows[0].retransmissions), (0, 0));
+    }
+
+    #[test]
+    fn dns_answers_later_than_the_threshold_are_slow_and_every_answer_is_collected() {
+        let mut t = FlowTable::new("k").collect_dns_answers();
+        let slow_ms = SLOW_DNS_MS + 100;
+        add(&mut t, 0, &dns(A, B, (5000, 53), 7, None));
+        add(&mut t, slow_ms, &dns(B, A, (53, 5000), 7, Some(0)));
+        add(&mut t, 0, &dns(A, B, (5001, 53), 8, None));
+        add(&mut t, 4, &dns(B, A, (53, 5001), 8, Some(3)));
+        let answers: Vec<DnsAnswer> = t.drain_dns_answers().collect();
+        assert_eq!(
+            answers
+                .iter()
+                .map(|a| (a.took, a.rcode, a.server))
+                .collect::<Vec<_>>(),
+            [
+                (Some(Duration::from_millis(slow_ms)), 0, IpAddr::from(B)),
+                (Some(Duration::from_millis(4)), 3, IpAddr::from(B)),
+            ]
+        );
+        assert_eq!(t.drain_dns_answers().count(), 0, "each handed out once");
+        let (flows, _) = t.finish();
+        let from_port = |port: u16| flows.iter().find(|f| f.sport == port).unwrap();
+        assert_eq!((from_port(5000).dns_slow, from_port(5001).dns_slow), (1, 0));
+        assert_eq!(from_port(5000).dns_slowest_us, Some(slow_ms * 1000));
+        assert_eq!(from_port(5001).dns_nxdomain, 1);
+    }
+
+    #[test]
+    fn dns_answers_are_not_kept_unless_asked_for() {
+        let mut t = FlowTable::new("k");
+        add(&mut t, 0, &dns(A, B, (5000, 53), 7, None));
+        add(&mut t, 1, &dns(B, A, (53, 5000), 7, Some(0)));
+        assert_eq!(t.drain_dns_answers().count(), 0);
     }
 }

@@ -63,6 +63,37 @@ fn check_injected(link: &str, path: &std::path::Path, injected: &Injected) {
     assert_eq!(nx.dns_unanswered, 0, "{link}");
     assert_eq!((nx.packets_src, nx.packets_dst), (1, 1), "{link}");
 
+    let slow = flow(&flows, "udp", injected.slow_dns.ip(), 53);
+    assert_eq!(
+        (slow.dns_slow, slow.dns_unanswered),
+        (1, 0),
+        "{link}: {slow:?}"
+    );
+    assert!(
+        slow.dns_slowest_us.unwrap() >= traffic::SLOW_DNS_ANSWER.as_micros() as u64,
+        "{link}: {slow:?}"
+    );
+
+    // The stalled server: the connection it accepted saw its window close
+    // and was reset by it; later attempts were never answered and their
+    // SYNs retransmitted.
+    let to_stalled: Vec<&FlowRecord> = flows
+        .iter()
+        .filter(|f| f.proto == "tcp" && f.dst == injected.stalled.ip())
+        .collect();
+    assert!(
+        to_stalled
+            .iter()
+            .any(|f| f.zero_windows > 0 && f.resets_dst > 0 && f.handshake_us.is_some()),
+        "{link}: {to_stalled:#?}"
+    );
+    assert!(
+        to_stalled
+            .iter()
+            .any(|f| f.syn_unanswered > 1 && f.retransmissions > 0),
+        "{link}: {to_stalled:#?}"
+    );
+
     let fine = flow(&flows, "tcp", injected.served.ip(), injected.served.port());
     assert!(fine.handshake_us.is_some(), "{link}: {fine:?}");
     assert_eq!(fine.count(flows::Symptom::Reset), 0, "{link}: {fine:?}");
@@ -81,6 +112,17 @@ fn check_injected(link: &str, path: &std::path::Path, injected: &Injected) {
         "{link}: retransmissions"
     );
     assert_eq!(
+        total(|f| f.dup_acks),
+        tshark_count(path, "tcp.analysis.duplicate_ack"),
+        "{link}: duplicate ACKs"
+    );
+    assert_eq!(
+        total(|f| f.zero_windows),
+        tshark_count(path, "tcp.analysis.zero_window"),
+        "{link}: zero windows"
+    );
+    assert!(total(|f| f.retransmissions) > 0, "{link}: none to compare");
+    assert_eq!(
         total(|f| f.icmp_unreachable),
         tshark_count(path, "icmp.type==3 && icmp.code!=4"),
         "{link}: icmp unreachable"
@@ -88,6 +130,11 @@ fn check_injected(link: &str, path: &std::path::Path, injected: &Injected) {
     assert_eq!(
         total(|f| f.dns_nxdomain),
         tshark_count(path, "dns.flags.rcode==3"),
+        "{link}: nxdomain"
+    );
+    assert_eq!(
+        total(|f| f.dns_nxdomain),
+        injected.nxdomain_answers as u64,
         "{link}: nxdomain"
     );
     let packets = total(|f| f.packets_src + f.packets_dst);

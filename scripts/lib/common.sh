@@ -12,6 +12,9 @@ VENV=$CACHE/venv
 # checkov both pin botocore) each get a virtualenv of their own.
 TOOLS_VENV=$CACHE/venv-tools
 GARAGE_VERSION=2.5.0
+# The flow index's DuckDB test (uploader/tests/flow_index_duckdb.rs) uses it
+# from $TOOLS_VENV.
+DUCKDB_VERSION=2.0.0
 GARAGE_BIN=${GARAGE_BIN:-$CACHE/garage/bin/garage}
 CARGO_DENY_VERSION=0.20.2
 CARGO_DENY=$CACHE/cargo-deny/bin/cargo-deny

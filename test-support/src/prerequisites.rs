@@ -28,3 +28,22 @@ pub fn can_capture(test: &str) -> bool {
     };
     present_or_skip(test, missing)
 }
+
+/// The Python of the project's tools virtualenv (`$TOOLS_VENV` in
+/// scripts/lib/common.sh) when it has DuckDB; otherwise prints the skip (or
+/// panics in CI).
+pub fn duckdb_python(test: &str) -> Option<std::path::PathBuf> {
+    let cache = std::env::var("S3TD_CACHE").unwrap_or_else(|_| "/root/.cache/s3-tcpdump".into());
+    let python = Path::new(&cache).join("venv-tools/bin/python");
+    let has_duckdb = std::process::Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    let missing = (!has_duckdb).then(|| {
+        format!(
+            "DuckDB is not installed in {} (scripts/test installs it from PyPI: DUCKDB_VERSION in scripts/lib/common.sh)",
+            python.display()
+        )
+    });
+    present_or_skip(test, missing).then_some(python)
+}

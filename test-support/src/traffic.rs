@@ -1,8 +1,11 @@
 //! Real failures on loopback, captured by the real tcpdump: a TCP connect to
 //! a port with no listener (reset), a UDP packet to a closed port (ICMP
-//! unreachable), a DNS query to a server that never answers, one answered
-//! NXDOMAIN, and one healthy TCP exchange. Shared by the flow index's and
-//! the `captures` CLI's tests.
+//! unreachable), a DNS query to a server that never answers, a burst of
+//! queries answered NXDOMAIN, one answered late, a server that accepts one
+//! connection and then stalls (zero window, then a reset; the next
+//! connection attempts wait in a full backlog and are retransmitted), and
+//! one healthy TCP exchange. Shared by the flow index's and the `captures`
+//! CLI's tests.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -23,8 +26,24 @@ pub struct Injected {
     pub closed_udp: SocketAddr,
     pub silent_dns: SocketAddr,
     pub nxdomain_dns: SocketAddr,
+    /// How many queries `nxdomain_dns` answered NXDOMAIN, each from its own
+    /// port, within a few milliseconds: a burst.
+    pub nxdomain_answers: usize,
+    /// Answers after [`SLOW_DNS_ANSWER`].
+    pub slow_dns: SocketAddr,
+    /// Accepts one connection, never reads it (zero window), then resets
+    /// it; its backlog is full, so later connection attempts are never
+    /// answered and their SYNs retransmitted.
+    pub stalled: SocketAddr,
     pub served: SocketAddr,
 }
+
+/// How late `slow_dns` answers.
+pub const SLOW_DNS_ANSWER: Duration = Duration::from_millis(300);
+/// How long the stalled server is watched: past the first SYN
+/// retransmission (Linux waits 1 s).
+const STALL: Duration = Duration::from_millis(1300);
+const NXDOMAIN_BURST: usize = 6;
 
 /// tshark, to compare with; prints the skip reason when it is missing.
 pub fn has_tshark(test: &str) -> bool {
@@ -105,9 +124,13 @@ pub fn dns_query(id: u16) -> Vec<u8> {
 pub fn inject() -> Injected {
     let refused = SocketAddr::from(([127, 0, 0, 51], closed_port([127, 0, 0, 51])));
     let closed_udp = SocketAddr::from(([127, 0, 0, 52], closed_port([127, 0, 0, 52])));
-    // Own loopback addresses for the two DNS servers, so port 53 is free.
+    // Own loopback addresses for the DNS servers, so port 53 is free.
     let silent_dns = SocketAddr::from(([127, 0, 0, 53], 53));
     let nxdomain_dns = SocketAddr::from(([127, 0, 0, 54], 53));
+    let slow_dns = SocketAddr::from(([127, 0, 0, 57], 53));
+
+    // First the stalled server, whose symptoms take a second to show.
+    let stall = stall_server();
 
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.bind(&SocketAddr::from((CLIENT, 0)).into()).unwrap();
@@ -119,22 +142,32 @@ pub fn inject() -> Injected {
     client.send_to(b"probe", closed_udp).unwrap();
 
     let silent = UdpSocket::bind(silent_dns).expect("bind 127.0.0.53:53 (root)");
-    let nx = UdpSocket::bind(nxdomain_dns).expect("bind 127.0.0.54:53 (root)");
     let asker = UdpSocket::bind(SocketAddr::from((CLIENT, 0))).unwrap();
     asker.send_to(&dns_query(0x1234), silent_dns).unwrap();
-    let asker2 = UdpSocket::bind(SocketAddr::from((CLIENT, 0))).unwrap();
-    asker2.send_to(&dns_query(0x4321), nxdomain_dns).unwrap();
     let mut buf = [0u8; 512];
-    let (n, from) = nx.recv_from(&mut buf).unwrap();
-    let mut answer = buf[..n].to_vec();
-    answer[2] |= 0x80; // QR: a response
-    answer[3] = (answer[3] & 0xf0) | 3; // RCODE 3: NXDOMAIN
-    nx.send_to(&answer, from).unwrap();
-    asker2
+    let _ = silent.recv_from(&mut buf).unwrap();
+
+    let nx = UdpSocket::bind(nxdomain_dns).expect("bind 127.0.0.54:53 (root)");
+    for i in 0..NXDOMAIN_BURST {
+        let asker = UdpSocket::bind(SocketAddr::from((CLIENT, 0))).unwrap();
+        asker
+            .send_to(&dns_query(0x4321 + u16::try_from(i).unwrap()), nxdomain_dns)
+            .unwrap();
+        answer(&nx, 3, Duration::ZERO);
+        asker
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = asker.recv_from(&mut buf).unwrap();
+    }
+
+    let slow = UdpSocket::bind(slow_dns).expect("bind 127.0.0.57:53 (root)");
+    let asker = UdpSocket::bind(SocketAddr::from((CLIENT, 0))).unwrap();
+    asker.send_to(&dns_query(0x5555), slow_dns).unwrap();
+    answer(&slow, 0, SLOW_DNS_ANSWER);
+    asker
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let _ = asker2.recv_from(&mut buf).unwrap();
-    let _ = silent.recv_from(&mut buf).unwrap();
+    let _ = asker.recv_from(&mut buf).unwrap();
 
     let listener = TcpListener::bind("127.0.0.55:0").unwrap();
     let served = listener.local_addr().unwrap();
@@ -151,15 +184,119 @@ pub fn inject() -> Injected {
     drop(c);
     server.join().unwrap();
 
+    let stalled = stall.finish();
     Injected {
         refused,
         closed_udp,
         silent_dns,
         nxdomain_dns,
+        nxdomain_answers: NXDOMAIN_BURST,
+        slow_dns,
+        stalled,
         served,
     }
 }
 
+/// Answers the next query on `server` with `rcode`, `after` it came.
+fn answer(server: &UdpSocket, rcode: u8, after: Duration) {
+    let mut buf = [0u8; 512];
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    std::thread::sleep(after);
+    let mut answer = buf[..n].to_vec();
+    answer[2] |= 0x80; // QR: a response
+    answer[3] = (answer[3] & 0xf0) | rcode;
+    server.send_to(&answer, from).unwrap();
+}
+
+/// A server that accepted one connection and stopped: it never reads, and
+/// accepts no more.
+struct Stall {
+    at: SocketAddr,
+    since: std::time::Instant,
+    /// The accepted connection, never read.
+    accepted: TcpStream,
+    /// Its client, which wrote until the window closed.
+    writer: TcpStream,
+    /// Connection attempts waiting on the full backlog.
+    waiting: Vec<socket2::Socket>,
+    listener: socket2::Socket,
+}
+
+impl Stall {
+    /// Waits until the symptoms have shown, then the server goes away with
+    /// unread data (it resets the connection).
+    fn finish(self) -> SocketAddr {
+        let Stall {
+            at,
+            since,
+            accepted,
+            writer,
+            waiting,
+            listener,
+        } = self;
+        if let Some(rest) = STALL.checked_sub(since.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        drop(accepted);
+        drop(listener);
+        drop(waiting);
+        drop(writer);
+        at
+    }
+}
+
+fn stall_server() -> Stall {
+    let at = SocketAddr::from(([127, 0, 0, 56], closed_port([127, 0, 0, 56])));
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_reuse_address(true).unwrap();
+    // A small receive buffer closes the window after a few kilobytes.
+    listener.set_recv_buffer_size(4096).unwrap();
+    listener.bind(&at.into()).unwrap();
+    // Backlog 0: one connection waits to be accepted, the next is dropped.
+    listener.listen(0).unwrap();
+    let client = |nonblocking: bool| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((CLIENT, 0)).into()).unwrap();
+        s.set_send_buffer_size(4096).unwrap();
+        s.set_nonblocking(nonblocking).unwrap();
+        s
+    };
+    let writer = client(false);
+    writer.connect(&at.into()).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let mut writer: TcpStream = writer.into();
+    writer.set_nonblocking(true).unwrap();
+    // Write until the server's window is closed and our buffer full.
+    let chunk = [0x5au8; 1024];
+    let mut stuck_since = None;
+    while stuck_since.is_none_or(|t: std::time::Instant| t.elapsed() < Duration::from_millis(50)) {
+        match writer.write(&chunk) {
+            Ok(_) => stuck_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stuck_since.get_or_insert_with(std::time::Instant::now);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("writing to the stalled server: {e}"),
+        }
+    }
+    // One attempt fills the backlog; the next ones find it full.
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let s = client(true);
+        let _ = s.connect(&at.into());
+        waiting.push(s);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Stall {
+        at,
+        since: std::time::Instant::now(),
+        accepted: accepted.into(),
+        writer,
+        waiting,
+        listener,
+    }
+}
 /// Captures the injected failures into `path` with tcpdump `args`.
 pub fn capture(path: &Path, args: &[&str]) -> Injected {
     // Only this test's traffic: loopback addresses it uses, never others'.
