@@ -67,7 +67,7 @@ enum Command {
         #[arg(required_unless_present = "from", conflicts_with = "from")]
         files: Vec<PathBuf>,
         #[command(flatten)]
-        bucket: Option<BucketArgs>,
+        bucket: BucketArgs,
         #[command(flatten)]
         flows: FlowArgs,
         /// Print JSON for scripts instead of text.
@@ -76,16 +76,20 @@ enum Command {
     },
 }
 
+/// The bucket and window. `--bucket` and `--from` are checked when a
+/// command reads the bucket (not by clap: `explain FILE…` shares these
+/// arguments without needing them).
 #[derive(Debug, Args)]
 struct BucketArgs {
+    /// The bucket the uploader writes to (required).
     #[arg(long, env = "S3_BUCKET")]
-    bucket: String,
+    bucket: Option<String>,
     /// The fixed start of the key layout `<prefix>{node}/{yyyy}/{mm}/{dd}/{hh}/{file}`.
     #[arg(long, default_value = "tcp-dumps/")]
     prefix: String,
-    /// Start of the window: RFC 3339 or relative (-30m, -2h, now).
+    /// Start of the window: RFC 3339 or relative (-30m, -2h, now) (required).
     #[arg(long, allow_hyphen_values = true)]
-    from: String,
+    from: Option<String>,
     /// End of the window: RFC 3339 or relative.
     #[arg(long, allow_hyphen_values = true, default_value = "now")]
     to: String,
@@ -156,17 +160,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             flows,
             json,
         } => {
-            let report = match bucket {
-                Some(bucket) if files.is_empty() => {
-                    runtime()?.block_on(explain_selection(bucket, &flows.filter()))?
-                }
-                _ => {
-                    anyhow::ensure!(
-                        flows.filter().is_empty(),
-                        "--host, --port and --symptom select from the bucket; with files, explain reports every flow"
-                    );
-                    captures::explain(&files).context("explain")?
-                }
+            let report = if files.is_empty() {
+                runtime()?.block_on(explain_selection(bucket, &flows.filter()))?
+            } else {
+                anyhow::ensure!(
+                    flows.filter().is_empty(),
+                    "--host, --port and --symptom select from the bucket; with files, explain reports every flow"
+                );
+                captures::explain(&files).context("explain")?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -198,7 +199,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
-    let window = Window::parse(&args.from, &args.to)?;
+    let from = args.from.context(
+        "--from is missing: the start of the window, RFC 3339 or relative (e.g. --from -30m)",
+    )?;
+    let bucket = args
+        .bucket
+        .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
+    let window = Window::parse(&from, &args.to)?;
     let endpoint = Endpoint {
         url: args.endpoint_url,
         force_path_style: args.force_path_style,
@@ -207,7 +214,7 @@ async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
     Ok(Archive::new(
         client,
         Selection {
-            bucket: args.bucket,
+            bucket,
             prefix: args.prefix,
             nodes: args.nodes,
             window,

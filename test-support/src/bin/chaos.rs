@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     }
     let interrupted = Arc::new(AtomicBool::new(false));
     watch_signals(&interrupted);
-    match ledger::run(scenario, &interrupted) {
+    match ledger::run(&scenario, &interrupted) {
         Ok(report) => {
             print!("{report}");
             if report.passed() {

@@ -15,7 +15,7 @@ use super::{pipeline, summary};
 
 /// Runs the scenario; the report says whether every invariant held.
 /// `interrupted` ends the fault phase early (the run is then a failure).
-pub fn run(scenario: Scenario, interrupted: &Arc<AtomicBool>) -> anyhow::Result<Report> {
+pub fn run(scenario: &Scenario, interrupted: &Arc<AtomicBool>) -> anyhow::Result<Report> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -216,6 +216,6 @@ fn finish(
         &rig.faults,
         rig.proxy.counts(),
         rig.uploader.starts,
-        outcome,
+        &outcome,
     ))
 }

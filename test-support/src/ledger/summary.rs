@@ -84,7 +84,7 @@ impl Report {
         faults: &FaultLog,
         proxy: &Counts,
         uploader_starts: u32,
-        outcome: Outcome,
+        outcome: &Outcome,
     ) -> Report {
         let mut failures = outcome.problems.clone();
         let census = &outcome.census;
