@@ -12,6 +12,13 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// Touched by the launcher whenever tcpdump is seen writing; its age is
 /// what the capture container's liveness probe checks.
 pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
+/// The name of the last capture handed over to `ready/`. Capture names are
+/// start seconds: a tcpdump restarted in the second its last file started
+/// would name its first file the same, and once the first was uploaded and
+/// deleted from `ready/` nothing else would stop the second from getting
+/// the same object key and replacing it. Kept in the spool, so a restarted
+/// launcher container knows it too.
+pub const LAST_HANDED_OVER_FILE: &str = "last-handed-over";
 
 /// The folders under one spool root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +53,10 @@ impl SpoolLayout {
 
     pub fn heartbeat(&self) -> PathBuf {
         self.root.join(HEARTBEAT_FILE)
+    }
+
+    pub fn last_handed_over(&self) -> PathBuf {
+        self.root.join(LAST_HANDED_OVER_FILE)
     }
 
     /// The folders, in the order they are created.
@@ -124,6 +135,9 @@ impl SpoolLayout {
     /// Moves a closed capture from `active/` into `ready/` under its
     /// canonical name, atomically and without ever replacing a file already
     /// there: if the name is taken, the next free sequence number is used.
+    /// Nor is a name reused that was handed over before (and may be
+    /// uploaded and gone from `ready/` by now): a capture of the same start
+    /// second as the last one handed over comes after it in sequence.
     /// Returns the path in `ready/`.
     pub fn hand_over(
         &self,
@@ -132,7 +146,12 @@ impl SpoolLayout {
     ) -> std::io::Result<PathBuf> {
         use nix::fcntl::{RenameFlags, renameat2};
         let ready = self.ready();
-        let mut candidate = name;
+        let mut candidate = match self.read_last_handed_over() {
+            Some(last) if last.start() == name.start() && last.sequence() >= name.sequence() => {
+                name.with_sequence(last.sequence() + 1)
+            }
+            _ => name,
+        };
         loop {
             let target = ready.join(candidate.ready_file_name());
             match renameat2(
@@ -142,7 +161,10 @@ impl SpoolLayout {
                 &target,
                 RenameFlags::RENAME_NOREPLACE,
             ) {
-                Ok(()) => return Ok(target),
+                Ok(()) => {
+                    self.remember_handed_over(candidate)?;
+                    return Ok(target);
+                }
                 Err(nix::errno::Errno::EEXIST) => {
                     candidate = candidate.with_sequence(candidate.sequence() + 1);
                 }
@@ -150,12 +172,64 @@ impl SpoolLayout {
             }
         }
     }
+
+    fn read_last_handed_over(&self) -> Option<crate::CaptureName> {
+        use std::io::Read as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut text = String::new();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(self.last_handed_over())
+            .ok()?
+            .take(64)
+            .read_to_string(&mut text)
+            .ok()?;
+        crate::CaptureName::parse_ready(text.trim()).ok()
+    }
+
+    /// Written to a temporary file and renamed over the last one, so a
+    /// crash leaves the old name or the new one, never half of one.
+    fn remember_handed_over(&self, name: crate::CaptureName) -> std::io::Result<()> {
+        let path = self.last_handed_over();
+        let temporary = self.root.join(format!(".{LAST_HANDED_OVER_FILE}.tmp"));
+        std::fs::write(&temporary, format!("{name}\n"))?;
+        std::fs::rename(&temporary, &path)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::CaptureName;
+
+    #[test]
+    fn a_capture_of_the_same_second_as_one_already_uploaded_gets_a_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        let name = CaptureName::parse_active("20261127T142503Z.pcap").unwrap();
+        let first = spool.active().join("20261127T142503Z.pcap");
+        std::fs::write(&first, b"before tcpdump was restarted").unwrap();
+        let landed = spool.hand_over(&first, name).unwrap();
+        // The uploader shipped it and deleted it from ready/.
+        std::fs::remove_file(&landed).unwrap();
+        // tcpdump, restarted in the same second, names its file the same.
+        let second = spool.active().join("20261127T142503Z.pcap");
+        std::fs::write(&second, b"after the restart").unwrap();
+        let again = spool.hand_over(&second, name).unwrap();
+        assert_ne!(
+            again, landed,
+            "the second capture would replace the first's object"
+        );
+        assert_eq!(again.file_name().unwrap(), "20261127T142503Z-0001.pcap");
+        // A later second starts from its own name again.
+        let later = spool.active().join("20261127T142504Z.pcap");
+        std::fs::write(&later, b"next").unwrap();
+        let next = CaptureName::parse_active("20261127T142504Z.pcap").unwrap();
+        let landed_later = spool.hand_over(&later, next).unwrap();
+        assert_eq!(landed_later.file_name().unwrap(), "20261127T142504Z.pcap");
+    }
 
     #[test]
     fn hand_over_never_replaces_a_ready_file() {

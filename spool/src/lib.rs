@@ -38,8 +38,8 @@ pub mod tick;
 
 pub use files::{CaptureFile, Usage};
 pub use layout::{
-    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, QUARANTINE_DIR, READY_DIR, STATE_DIR,
-    SpoolLayout,
+    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, LAST_HANDED_OVER_FILE, QUARANTINE_DIR,
+    READY_DIR, STATE_DIR, SpoolLayout,
 };
 pub use mark::{UPLOAD_DSCP, UPLOAD_TOS, upload_mark_filter};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};
