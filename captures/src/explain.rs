@@ -8,6 +8,7 @@
 //! error runs are kept, so memory follows the live and the failing flows,
 //! not the file size.
 
+use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -165,8 +166,10 @@ pub struct Explainer {
     scope: Scope,
     files: Vec<FileReport>,
     failing: Vec<FlowRecord>,
-    handshakes: Vec<u64>,
-    dns_times: Vec<u64>,
+    handshakes: Times,
+    dns_times: Times,
+    /// DNS answers slower than `SLOW_DNS_MS`, counted exactly.
+    dns_slow: u64,
     dns_runs: HashMap<(IpAddr, u8), Run>,
     bursts: Vec<DnsBurst>,
 }
@@ -218,7 +221,7 @@ impl Explainer {
             return;
         }
         if let Some(us) = record.handshake_us {
-            self.handshakes.push(us);
+            self.handshakes.record(us);
         }
         if record.severity() > 0 {
             self.failing.push(record);
@@ -230,8 +233,11 @@ impl Explainer {
             return;
         }
         if let Some(took) = answer.took {
-            self.dns_times
-                .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            self.dns_times.record(us);
+            if us > SLOW_DNS_MS * 1000 {
+                self.dns_slow += 1;
+            }
         }
         if !matches!(answer.rcode, 2 | 3) {
             return;
@@ -297,13 +303,12 @@ impl Explainer {
                 .cmp(&a.severity())
                 .then(a.first_symptom.cmp(&b.first_symptom))
         });
-        let slow_us = SLOW_DNS_MS * 1000;
-        let slow = self.dns_times.iter().filter(|t| **t > slow_us).count() as u64;
+        let slow = self.dns_slow;
         Report {
             files: self.files,
             totals,
-            handshakes: percentiles(&mut self.handshakes),
-            dns_answers: percentiles(&mut self.dns_times).map(|times| DnsTimes {
+            handshakes: self.handshakes.percentiles(),
+            dns_answers: self.dns_times.percentiles().map(|times| DnsTimes {
                 times,
                 slow,
                 slow_ms: SLOW_DNS_MS,
@@ -387,19 +392,35 @@ pub fn explain(paths: &[PathBuf]) -> Result<Report, ExplainError> {
     Ok(explainer.finish())
 }
 
-fn percentiles(values: &mut [u64]) -> Option<Percentiles> {
-    if values.is_empty() {
-        return None;
+/// Durations in µs for percentiles, in fixed memory whatever their number
+/// (an HDR histogram, 3 significant digits): memory follows the live flows,
+/// not how many connections or DNS answers a capture holds.
+#[derive(Debug, Default)]
+struct Times(Option<Histogram<u64>>);
+
+impl Times {
+    fn record(&mut self, us: u64) {
+        if self.0.is_none() {
+            self.0 = Histogram::new(3).ok();
+        }
+        if let Some(histogram) = self.0.as_mut() {
+            // It grows to the range recorded; past its limit, the largest.
+            if histogram.record(us).is_err() {
+                histogram.saturating_record(us);
+            }
+        }
     }
-    values.sort_unstable();
-    let at = |q: usize| values[((values.len() - 1) * q) / 100];
-    Some(Percentiles {
-        count: values.len(),
-        p50_us: at(50),
-        p90_us: at(90),
-        p99_us: at(99),
-        max_us: values[values.len() - 1],
-    })
+
+    fn percentiles(&self) -> Option<Percentiles> {
+        let h = self.0.as_ref().filter(|h| !h.is_empty())?;
+        Some(Percentiles {
+            count: usize::try_from(h.len()).unwrap_or(usize::MAX),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        })
+    }
 }
 
 /// What went wrong in one flow, in words, each with its count.
@@ -557,4 +578,42 @@ pub fn render_text(report: &Report) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_million_handshakes_are_within_a_thousandth_in_fixed_memory() {
+        let mut times = Times::default();
+        for us in 1..=1_000_000u64 {
+            times.record(us);
+        }
+        let p = times.percentiles().unwrap();
+        assert_eq!(p.count, 1_000_000);
+        for (got, want) in [
+            (p.p50_us, 500_000),
+            (p.p90_us, 900_000),
+            (p.p99_us, 990_000),
+        ] {
+            assert!(got.abs_diff(want) <= want / 1000, "{got} vs {want}");
+        }
+        assert!(
+            p.max_us >= 1_000_000 && p.max_us <= 1_001_000,
+            "{}",
+            p.max_us
+        );
+        // The histogram's size depends on the range recorded, not the count.
+        let mut more = Times::default();
+        for us in (1..=1_000_000u64).cycle().take(3_000_000) {
+            more.record(us);
+        }
+        assert_eq!(
+            more.0.as_ref().unwrap().distinct_values(),
+            times.0.as_ref().unwrap().distinct_values()
+        );
+        assert!(Times::default().percentiles().is_none());
+    }
 }

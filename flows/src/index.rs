@@ -20,6 +20,10 @@ pub enum IndexError {
     Encode(#[from] serde_json::Error),
 }
 
+/// gzip's fastest level: an index is a few hundred bytes a flow and read
+/// rarely, so the uploader's CPU matters more than its last kilobytes.
+const INDEX_COMPRESSION: Compression = Compression::fast();
+
 /// Bytes of JSON gathered before they go to the compressor. flate2 zeroes
 /// its output buffer's spare room (32 KiB) on every write it is given, and
 /// a record is written in dozens of small pieces: unbuffered, that zeroing
@@ -40,7 +44,7 @@ impl<W: Write> IndexWriter<W> {
     pub fn new(capture: impl Into<String>, out: W) -> Self {
         Self {
             table: FlowTable::new(capture),
-            out: BufWriter::with_capacity(JSON_BUFFER, GzEncoder::new(out, Compression::default())),
+            out: BufWriter::with_capacity(JSON_BUFFER, GzEncoder::new(out, INDEX_COMPRESSION)),
             failed: None,
         }
     }
