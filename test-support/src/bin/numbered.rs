@@ -49,6 +49,9 @@ enum Command {
         total: u64,
         #[arg(long, default_value_t = 0)]
         first: u64,
+        /// Also list the missing numbers, as ranges (`first-last`).
+        #[arg(long)]
+        missing: bool,
         files: Vec<PathBuf>,
     },
     /// Write COUNT valid pcaps of TCP segments with random payloads into
@@ -106,9 +109,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Count {
             total,
             first,
+            missing,
             files,
         } => {
-            count(total, first, &files);
+            count(total, first, missing, &files);
             Ok(())
         }
         Command::Synthetic {
@@ -122,7 +126,7 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn count(total: u64, first: u64, files: &[PathBuf]) {
+fn count(total: u64, first: u64, list_missing: bool, files: &[PathBuf]) {
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
     let mut damaged = Vec::new();
     for file in files {
@@ -144,18 +148,34 @@ fn count(total: u64, first: u64, files: &[PathBuf]) {
     } else {
         (10_000.0 * lost as f64 / total as f64).round() / 100.0
     };
-    println!(
-        "{}",
-        serde_json::json!({
-            "sent": total,
-            "captured": captured,
-            "lost": lost,
-            "loss_pct": loss_pct,
-            "duplicates": duplicates,
-            "files": files.len(),
-            "damaged": damaged,
-        })
-    );
+    let mut report = serde_json::json!({
+        "sent": total,
+        "captured": captured,
+        "lost": lost,
+        "loss_pct": loss_pct,
+        "duplicates": duplicates,
+        "files": files.len(),
+        "damaged": damaged,
+    });
+    if list_missing {
+        report["missing"] = missing_ranges(wanted.filter(|n| !seen.contains_key(n))).into();
+    }
+    println!("{report}");
+}
+
+/// `first-last` for each run of consecutive numbers.
+fn missing_ranges(numbers: impl Iterator<Item = u64>) -> Vec<String> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for n in numbers {
+        match ranges.last_mut() {
+            Some((_, last)) if *last + 1 == n => *last = n,
+            _ => ranges.push((n, n)),
+        }
+    }
+    ranges
+        .into_iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect()
 }
 
 fn synthetic(

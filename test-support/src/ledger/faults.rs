@@ -176,9 +176,14 @@ impl Rig {
             self.launcher.log_count("capture is stalled"),
             self.launcher.log_count("tcpdump is writing again"),
         );
+        let stopped_at = std::time::SystemTime::now();
         self.launcher.signal_tcpdump(Signal::SIGSTOP)?;
         let stopped = settings::STALL_AFTER + Duration::from_millis(self.rng.u64(3_000..6_000));
         std::thread::sleep(stopped);
+        // Until its ring is read empty again: as long again at the most.
+        self.faults
+            .stopped
+            .push((stopped_at, std::time::SystemTime::now() + stopped));
         let reported = self.launcher.log_count("capture is stalled") > stalls;
         self.launcher
             .signal_tcpdump(Signal::SIGCONT)

@@ -193,6 +193,15 @@ impl Launcher {
 
     /// SIGKILLs tcpdump; the launcher hands over what is left and exits.
     pub fn kill_tcpdump(&mut self) -> anyhow::Result<()> {
+        // Its counts first: SIGUSR1 makes tcpdump print them and go on, so
+        // what the kernel dropped in this run (a stopped tcpdump's ring
+        // overflows) is known although the run ends by SIGKILL.
+        let printed = self.log_count("dropped by kernel");
+        self.signal_tcpdump(Signal::SIGUSR1)?;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.log_count("dropped by kernel") == printed && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.signal_tcpdump(Signal::SIGKILL)?;
         self.wait(RunEnd::TcpdumpKilled, Duration::from_secs(30))
     }
@@ -224,18 +233,24 @@ pub fn tcpdump_counts(log: &str) -> Option<TcpdumpCounts> {
         let Some(message) = event.get("message").and_then(|m| m.as_str()) else {
             continue;
         };
-        let number = |suffixes: [&str; 2]| {
-            suffixes
-                .iter()
-                .find_map(|s| message.strip_suffix(s))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        };
-        if let Some(n) = number([" packets captured", " packet captured"]) {
-            counts.captured = n;
-            seen = true;
-        }
-        if let Some(n) = number([" packets dropped by kernel", " packet dropped by kernel"]) {
-            counts.dropped_by_kernel = n;
+        // At exit tcpdump prints one count a line (the launcher may add
+        // advice after it); on SIGUSR1, all three on one line after
+        // `tcpdump: `, separated by commas.
+        for part in message.trim_start_matches("tcpdump: ").split(", ") {
+            let Some((number, what)) = part.trim().split_once(' ') else {
+                continue;
+            };
+            let Ok(n) = number.parse::<u64>() else {
+                continue;
+            };
+            if what.starts_with("packets captured") || what.starts_with("packet captured") {
+                counts.captured = n;
+                seen = true;
+            } else if what.starts_with("packets dropped by kernel")
+                || what.starts_with("packet dropped by kernel")
+            {
+                counts.dropped_by_kernel = n;
+            }
         }
     }
     seen.then_some(counts)
@@ -348,5 +363,22 @@ mod tests {
             })
         );
         assert_eq!(tcpdump_counts("{\"message\":\"killed\"}"), None);
+        let on_sigusr1 = r#"{"message":"tcpdump: 547383 packets captured, 1610150 packets received by filter, 515384 packets dropped by kernel","target":"tcpdump"}"#;
+        assert_eq!(
+            tcpdump_counts(on_sigusr1),
+            Some(TcpdumpCounts {
+                captured: 547_383,
+                dropped_by_kernel: 515_384
+            })
+        );
+        let with_advice = r#"{"message":"12 packets captured"}
+{"message":"224458 packets dropped by kernel (raise --buffer-kib, shorten --snaplen or narrow the filter)"}"#;
+        assert_eq!(
+            tcpdump_counts(with_advice),
+            Some(TcpdumpCounts {
+                captured: 12,
+                dropped_by_kernel: 224_458
+            })
+        );
     }
 }

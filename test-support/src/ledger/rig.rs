@@ -79,6 +79,10 @@ pub struct FaultLog {
     pub injected: BTreeMap<FaultKind, u32>,
     pub uploader_kills_mid_multipart: u32,
     pub stalls_reported: u32,
+    /// When tcpdump was stopped (SIGSTOP to SIGCONT, plus the time its
+    /// kernel ring takes to drain): what the kernel dropped then was never
+    /// seen by the capture.
+    pub stopped: Vec<(std::time::SystemTime, std::time::SystemTime)>,
     pub stalls_noticed_again: u32,
     /// Budget drops the uploader logged during disk-full (files, bytes).
     pub disk_full_phases: u32,

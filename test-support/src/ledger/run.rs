@@ -191,16 +191,23 @@ fn finish(
     let uploader_log = std::fs::read_to_string(rig.uploader.log()).unwrap_or_default();
     let mut drops = summary::budget_drops(&uploader_log, "uploader");
     let mut tcpdump = Vec::new();
+    let mut killed_kernel_drops = 0;
     for run in &rig.launcher.runs {
         let log = std::fs::read_to_string(&run.log).unwrap_or_default();
         drops.extend(summary::budget_drops(&log, "launcher"));
-        let counts = match run.end {
-            Some(pipeline::RunEnd::Stopped) => pipeline::tcpdump_counts(&log),
-            _ => None,
-        };
-        tcpdump.push(counts);
+        let counts = pipeline::tcpdump_counts(&log);
+        match run.end {
+            Some(pipeline::RunEnd::Stopped) => tcpdump.push(counts),
+            // Counts asked for just before the kill: its kernel drops only
+            // (packets it captured after them are not counted).
+            _ => {
+                killed_kernel_drops += counts.map_or(0, |c| c.dropped_by_kernel);
+                tcpdump.push(None);
+            }
+        }
     }
     let outcome = Outcome {
+        killed_kernel_drops,
         sent,
         send_errors: rig.traffic.send_errors(),
         slices: rig.traffic.slices(),

@@ -62,6 +62,9 @@ pub struct Outcome {
     pub census: Census,
     /// tcpdump's own counts per launcher run (`None`: killed, no counts).
     pub tcpdump: Vec<Option<TcpdumpCounts>>,
+    /// What the kernel dropped in runs ended by SIGKILL (their counts are
+    /// asked for just before the kill).
+    pub killed_kernel_drops: u64,
     pub drops: Vec<Drop>,
     pub leftovers: Vec<String>,
     pub problems: Vec<String>,
@@ -115,14 +118,29 @@ impl Report {
                     .is_some_and(|at| windows.iter().any(|(a, b)| (*a..=*b).contains(&at)))
             })
             .count() as u64;
+        // Of the rest, those sent while tcpdump was stopped by the fault:
+        // its kernel ring overflowed, the capture never saw them.
+        let while_stopped = missing
+            .iter()
+            .filter(|&&n| {
+                sent_at(&outcome.slices, n).is_some_and(|at| {
+                    !windows.iter().any(|(a, b)| (*a..=*b).contains(&at))
+                        && faults.stopped.iter().any(|(a, b)| (*a..=*b).contains(&at))
+                })
+            })
+            .count() as u64;
         let counted: Vec<(usize, TcpdumpCounts)> = outcome
             .tcpdump
             .iter()
             .enumerate()
             .filter_map(|(i, c)| c.map(|c| (i, c)))
             .collect();
-        let kernel_dropped: u64 = counted.iter().map(|(_, c)| c.dropped_by_kernel).sum();
-        let unexplained = missing.len() as u64 - by_budget;
+        let kernel_dropped: u64 = counted
+            .iter()
+            .map(|(_, c)| c.dropped_by_kernel)
+            .sum::<u64>()
+            + outcome.killed_kernel_drops;
+        let unexplained = missing.len() as u64 - by_budget - while_stopped;
         let lost = unexplained.saturating_sub(kernel_dropped + outcome.send_errors);
 
         let runs = outcome.tcpdump.len();
@@ -175,12 +193,13 @@ impl Report {
             faults.high_rate_seconds
         ));
         line(format!(
-            "datagrams: sent {}, in the bucket {} (once each: {}), missing {} = {} in captures the budget dropped + {} unexplained (tcpdump reported {} dropped by kernel; {} send errors)",
+            "datagrams: sent {}, in the bucket {} (once each: {}), missing {} = {} in captures the budget dropped + {} sent while tcpdump was stopped (its kernel ring full) + {} unexplained (tcpdump reported {} dropped by kernel; {} send errors)",
             outcome.sent,
             census.in_bucket(),
             census.in_bucket() - census.duplicated(),
             missing.len(),
             by_budget,
+            while_stopped,
             unexplained,
             kernel_dropped,
             outcome.send_errors
