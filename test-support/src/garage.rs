@@ -63,13 +63,7 @@ impl Garage {
             "garage-local start failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let env = std::fs::read_to_string(self.dir.path().join("env")).unwrap();
-        self.env = env
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        self.env = read_env_file(self.dir.path()).unwrap();
     }
 
     pub fn stop(&self) {
@@ -192,4 +186,16 @@ impl Drop for Garage {
             .arg(self.dir.path())
             .output();
     }
+}
+
+/// The variables `scripts/garage-local start DIR` writes to `DIR/env`
+/// (`export KEY=VALUE` lines) for its clients.
+pub fn read_env_file(dir: &Path) -> std::io::Result<HashMap<String, String>> {
+    let env = std::fs::read_to_string(dir.join("env"))?;
+    Ok(env
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
 }

@@ -108,13 +108,7 @@ impl GarageHost {
                 .env("GARAGE_BIN", &self.garage_bin),
         )?;
         self.running = true;
-        let env = std::fs::read_to_string(self.dir.join("env"))?;
-        self.env = env
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        self.env = crate::garage::read_env_file(&self.dir)?;
         Ok(())
     }
 
