@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use notify::{RecursiveMode, Watcher as _};
+use prometheus_client::metrics::counter::Counter;
 use spool::SpoolLayout;
 use tokio::sync::Notify;
 
@@ -25,15 +26,36 @@ pub fn scan(spool: &SpoolLayout) -> io::Result<Vec<Capture>> {
 }
 
 /// Watches `ready/` and wakes `wake` when a capture may have arrived: a file
-/// created or moved in, or a lost event (queue overflow, watch error).
+/// created or moved in, or a lost event (queue overflow, watch error). Lost
+/// events are counted in `lost` and logged: nothing is missed (the scan that
+/// follows reads the folder whole), but an operator should see a queue too
+/// small for the spool's arrival rate (`fs.inotify.max_queued_events`).
 ///
 /// Everything else is ignored, above all the scanner's own reads of
 /// `ready/` (open, read, close of the folder and its files), which would
 /// otherwise wake the scanner again and keep it spinning on an idle spool.
 /// Removals are ignored too: the uploader deletes what it shipped, and a
 /// wake-up per deletion would rescan the whole backlog once per file.
-pub fn watch(ready: &Path, wake: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch(
+    ready: &Path,
+    wake: Arc<Notify>,
+    lost: Counter,
+) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match &event {
+            Ok(event) if event.need_rescan() => {
+                let times = lost.inc() + 1;
+                tracing::warn!(
+                    times,
+                    "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full"
+                );
+            }
+            Err(error) => {
+                let times = lost.inc() + 1;
+                tracing::warn!(times, %error, "watching ready/ failed; scanning ready/ in full");
+            }
+            Ok(_) => {}
+        }
         if event.as_ref().map_or(true, may_add_a_capture) {
             wake.notify_one();
         }
@@ -112,5 +134,53 @@ mod tests {
         }
         let overflow = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
         assert!(may_add_a_capture(&overflow));
+    }
+
+    /// A watch whose queue holds one event, and 2,000 captures renamed into
+    /// `ready/` at once: the kernel drops events; the loss is counted and
+    /// still wakes the scanner, and the scan finds every capture.
+    #[tokio::test]
+    async fn an_overflowing_watch_queue_is_counted_and_still_wakes_the_scan() {
+        let test = "an_overflowing_watch_queue_is_counted_and_still_wakes_the_scan";
+        let root = nix::unistd::Uid::effective().is_root();
+        if !test_support::present_or_skip(
+            test,
+            (!root).then(|| "lowering fs.inotify.max_queued_events needs root".to_owned()),
+        ) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        let staging = dir.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        let names: Vec<String> = (0..2_000)
+            .map(|i| format!("20261127T1425{:02}Z-{i:04}.pcap", i % 60))
+            .collect();
+        for name in &names {
+            fs::write(staging.join(name), b"x").unwrap();
+        }
+        let wake = Arc::new(Notify::new());
+        let lost = Counter::default();
+        let watcher = {
+            let _small = test_support::inotify::SmallInotifyQueue::lower_to(1).unwrap();
+            watch(&spool.ready(), wake.clone(), lost.clone()).unwrap()
+        };
+        for name in &names {
+            fs::rename(staging.join(name), spool.ready().join(name)).unwrap();
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), wake.notified())
+            .await
+            .expect("no wake-up after 2,000 arrivals");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lost.get() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        drop(watcher);
+        assert!(
+            lost.get() > 0,
+            "a one-event queue and 2,000 renames: the overflow must be counted"
+        );
+        assert_eq!(scan(&spool).unwrap().len(), names.len());
     }
 }

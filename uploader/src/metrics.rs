@@ -31,6 +31,7 @@ pub struct Metrics {
     pub scans: Counter,
     pub damaged_captures: Counter,
     pub unconfirmed_checksums: Counter,
+    pub lost_watch_events: Counter,
 }
 
 impl Metrics {
@@ -50,6 +51,12 @@ impl Metrics {
         let scans = Counter::default();
         let damaged_captures = Counter::default();
         let unconfirmed_checksums = Counter::default();
+        let lost_watch_events = Counter::default();
+        registry.register(
+            "lost_watch_events",
+            "Times the kernel dropped ready/'s change events (inotify queue overflow) or the watch failed; each is answered with a full scan",
+            lost_watch_events.clone(),
+        );
         registry.register(
             "unconfirmed_checksums",
             "Uploads the store accepted without returning the SHA-256 sent with them (not verified by the store)",
@@ -135,6 +142,7 @@ impl Metrics {
             scans,
             damaged_captures,
             unconfirmed_checksums,
+            lost_watch_events,
         }
     }
 

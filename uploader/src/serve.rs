@@ -43,7 +43,12 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
     let mut pipeline = Pipeline::start(shipper);
     let wake = Arc::new(Notify::new());
     let ready = config.spool.ready();
-    let _watcher = find::watch(&ready, wake.clone()).map_err(|source| RunError::Watch {
+    let _watcher = find::watch(
+        &ready,
+        wake.clone(),
+        shipper.metrics.lost_watch_events.clone(),
+    )
+    .map_err(|source| RunError::Watch {
         path: ready.clone(),
         source,
     })?;

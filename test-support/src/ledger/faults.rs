@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use super::fault_proxy::Mode;
 use super::rig::Rig;
 use super::scenario::{FaultKind, settings};
+use crate::inotify::{SmallInotifyQueue, wait_for_inotify_instance};
 
 /// Synthetic capture names, by fault: dates no real capture has.
 const BURST_BASE: &str = "20200101T000000";
@@ -55,11 +56,7 @@ impl Rig {
             FaultKind::Slowdown => self.proxy_fault(Mode::SlowDown, 3..8),
             FaultKind::Flip => self.proxy_fault(Mode::Flip, 4..10),
             FaultKind::DiskFull => self.disk_full(),
-            FaultKind::Burst => {
-                let count = self.scenario.burst_files;
-                self.place_synthetic(BURST_BASE, count, BURST_CAPTURE_BYTES)
-                    .map(drop)
-            }
+            FaultKind::Burst => self.burst(),
             FaultKind::TcpdumpKill => self.kill_tcpdump(),
             FaultKind::TcpdumpStop => self.stop_tcpdump(),
             FaultKind::SlowLink => self.slow_link(),
@@ -105,6 +102,29 @@ impl Rig {
         }
         std::thread::sleep(Duration::from_millis(self.rng.u64(0..1_500)));
         self.uploader.start(None)
+    }
+
+    /// N captures renamed into `ready/` at once, watched by an uploader
+    /// whose inotify queue holds far fewer events: the kernel drops events
+    /// (the uploader must say so) and every capture must still be shipped.
+    fn burst(&mut self) -> anyhow::Result<()> {
+        {
+            let _small = SmallInotifyQueue::lower_to(settings::BURST_QUEUE_EVENTS)
+                .context("cannot lower fs.inotify.max_queued_events for the burst")?;
+            if self.uploader.is_running() {
+                self.uploader.kill()?;
+            }
+            self.uploader.start(None)?;
+            let pid = self.uploader.pid().context("the uploader did not start")?;
+            if !wait_for_inotify_instance(pid, Duration::from_secs(30)) {
+                self.faults
+                    .problems
+                    .push("burst: the uploader made no inotify watch within 30 s".to_owned());
+            }
+        }
+        let count = self.scenario.burst_files;
+        self.place_synthetic(BURST_BASE, count, BURST_CAPTURE_BYTES)
+            .map(drop)
     }
 
     /// S3 down and a small spool: the uploader restarted with a tiny

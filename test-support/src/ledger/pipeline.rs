@@ -306,6 +306,11 @@ impl Uploader {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The running uploader's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn kill(&mut self) -> anyhow::Result<()> {
         let mut child = self.child.take().context("no uploader running")?;
         child.kill()?;

@@ -216,6 +216,10 @@ fn finish(
         drops,
         leftovers,
         problems,
+        watch_overflows: uploader_log
+            .lines()
+            .filter(|l| l.contains(summary::WATCH_OVERFLOW_LOG))
+            .count(),
     };
     Ok(Report::new(
         &rig.scenario,

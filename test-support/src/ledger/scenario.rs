@@ -147,6 +147,9 @@ pub mod settings {
     pub const RETRY_MAX_MS: u64 = 2_000;
     pub const PERMANENT_RETRY_MS: u64 = 2_000;
     pub const RESCAN_MS: u64 = 1_000;
+    /// The burst's uploader watches with a queue of this many events (the
+    /// kernel's default is 16,384): a burst of hundreds overflows it.
+    pub const BURST_QUEUE_EVENTS: u32 = 16;
     /// How long the uploader may drain after SIGTERM at the end.
     pub const DRAIN_TIMEOUT_SECONDS: u64 = 120;
     /// The launcher reports a stall after 10 s (launcher/src/stall.rs).

@@ -68,7 +68,12 @@ pub struct Outcome {
     pub drops: Vec<Drop>,
     pub leftovers: Vec<String>,
     pub problems: Vec<String>,
+    /// Times the uploader logged that the kernel dropped its watch events.
+    pub watch_overflows: usize,
 }
+
+/// What the uploader logs when the kernel drops its watch events.
+pub const WATCH_OVERFLOW_LOG: &str = "change events of ready/ were lost";
 
 #[derive(Debug)]
 pub struct Report {
@@ -219,7 +224,7 @@ impl Report {
             .map(|(k, n)| format!("{} {n}", k.name()))
             .collect();
         line(format!(
-            "faults: {} (uploader SIGKILLs mid-multipart: {}; uploader starts: {}; stalls reported {}/{})",
+            "faults: {} (uploader SIGKILLs mid-multipart: {}; uploader starts: {}; stalls reported {}/{}; inotify queue overflows reported {})",
             if injected.is_empty() {
                 "none".to_owned()
             } else {
@@ -233,6 +238,7 @@ impl Report {
                 .get(&FaultKind::TcpdumpStop)
                 .copied()
                 .unwrap_or(0),
+            outcome.watch_overflows,
         ));
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         line(format!(
@@ -308,6 +314,12 @@ impl Report {
         }
         for upload in &census.open_multipart_uploads {
             failures.push(format!("multipart upload never completed: {upload}"));
+        }
+        if faults.injected.contains_key(&FaultKind::Burst) && outcome.watch_overflows == 0 {
+            failures.push(
+                "burst: the uploader never reported an inotify queue overflow (the burst did not test it)"
+                    .to_owned(),
+            );
         }
         if dropped_files > 0 && faults.disk_full_phases == 0 {
             failures.push(format!(
