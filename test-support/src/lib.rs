@@ -6,8 +6,9 @@
 //! the skip rule ([`prerequisites`]), the README's flag tables
 //! ([`flag_table`]), two proxies ([`throttle`], [`s3_proxy`]) and real
 //! failures on loopback for the flow index's tests ([`traffic`]) and
-//! capture-like files for the benchmarks ([`synthetic`]), and a small
-//! inotify queue for one process ([`inotify`]). The `numbered`
+//! capture-like files for the benchmarks ([`synthetic`]), a small
+//! inotify queue for one process ([`inotify`]), and generated captures
+//! for the property tests of every pcap reader ([`generated`]). The `numbered`
 //! binary offers the traffic, its census and those files to scripts. The
 //! fault ledger ([`ledger`], feature `garage`, the `chaos` binary) runs the
 //! whole pipeline under injected faults and counts what reached S3.
@@ -21,6 +22,7 @@ pub mod fixtures;
 pub mod flag_table;
 #[cfg(feature = "garage")]
 pub mod garage;
+pub mod generated;
 pub mod inotify;
 #[cfg(feature = "garage")]
 pub mod ledger;
