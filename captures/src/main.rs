@@ -401,6 +401,10 @@ async fn fetch(
         })
         .await
         .context("merge task")??;
+        #[allow(clippy::print_stderr)]
+        for damaged in &result.damaged {
+            eprintln!("captures: warning: {damaged}");
+        }
         println!(
             "{}: {result} from {} captures",
             merged.display(),

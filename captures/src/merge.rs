@@ -8,11 +8,16 @@
 //! output is pcapng, with one interface per distinct (node, link type,
 //! precision), so that each packet keeps the link type it was captured with:
 //! never a pcap whose header lies about some of its packets.
+//!
+//! Each input is first read by the pcap check the uploader uses, and only
+//! its whole records are merged: a damaged capture (a torn tail, an
+//! impossible record) gives the packets before the damage, and the damage
+//! is reported in [`Merged::damaged`], never read as packets.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read as _, Take, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +29,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::{DataLink, TsResolution};
 use serde::Serialize;
+use spool::pcap::DamageKind;
 
 use crate::window::Window;
 
@@ -38,10 +44,10 @@ pub enum MergeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a pcap file ({detail})")]
+    #[error("{path} is not a pcap file ({detail}); give files written by tcpdump -w")]
     NotPcap { path: PathBuf, detail: String },
-    #[error("{path} stops after {packets} whole packets: {detail}")]
-    Damaged {
+    #[error("{path} could not be read after {packets} of its whole packets: {detail}")]
+    Unreadable {
         path: PathBuf,
         packets: u64,
         detail: String,
@@ -102,6 +108,28 @@ pub struct Interface {
     pub capturing: Capturing,
 }
 
+/// An input whose whole records were merged up to its damage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DamagedInput {
+    pub path: PathBuf,
+    /// Whole packets before the damage (all of them were merged, those in
+    /// the window written).
+    pub packets: u64,
+    pub damage: String,
+}
+
+impl std::fmt::Display for DamagedInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is damaged ({}); merged its {} whole packets before it",
+            self.path.display(),
+            self.damage,
+            self.packets
+        )
+    }
+}
+
 /// What the merge wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Merged {
@@ -111,6 +139,8 @@ pub struct Merged {
     pub capturing: Option<Capturing>,
     /// The pcapng interfaces, in interface-id order (empty for pcap).
     pub interfaces: Vec<Interface>,
+    /// Inputs merged only up to their damage.
+    pub damaged: Vec<DamagedInput>,
 }
 
 impl std::fmt::Display for Merged {
@@ -135,9 +165,13 @@ impl std::fmt::Display for Merged {
     }
 }
 
+/// A reader of an input's whole records only (up to the pcap check's
+/// `whole_bytes`).
+type WholeRecords = PcapReader<BufReader<Take<File>>>;
+
 struct Input {
     path: PathBuf,
-    reader: PcapReader<BufReader<File>>,
+    reader: WholeRecords,
     read: u64,
     /// The pcapng interface its packets go to.
     interface: u32,
@@ -153,14 +187,32 @@ impl Input {
     }
 
     /// The next packet, owned (the reader's buffer is reused).
+    ///
+    /// Read raw: pcap-file 2.0's own conversion refuses a packet longer on
+    /// the wire than the snaplen, i.e. every packet `tcpdump -s` cut
+    /// (courvoif/pcap-file#36, fixed only in its 3.0 pre-releases). The
+    /// lengths were judged by the pcap check before this reader was made.
     fn next(&mut self) -> Result<Option<PcapPacket<'static>>, MergeError> {
-        match self.reader.next_packet() {
+        let nanoseconds = self.capturing().nanoseconds;
+        match self.reader.next_raw_packet() {
             None => Ok(None),
-            Some(Ok(packet)) => {
+            Some(Ok(raw)) => {
                 self.read += 1;
-                Ok(Some(packet.into_owned()))
+                let fraction = u64::from(raw.ts_frac) * if nanoseconds { 1 } else { 1_000 };
+                let timestamp =
+                    Duration::from_secs(u64::from(raw.ts_sec)) + Duration::from_nanos(fraction);
+                Ok(Some(
+                    PcapPacket {
+                        timestamp,
+                        orig_len: raw.orig_len,
+                        data: raw.data,
+                    }
+                    .into_owned(),
+                ))
             }
-            Some(Err(e)) => Err(MergeError::Damaged {
+            // The pcap check found these records whole; a reader refusing
+            // one of them is a disagreement worth naming, not damage.
+            Some(Err(e)) => Err(MergeError::Unreadable {
                 path: self.path.clone(),
                 packets: self.read,
                 detail: e.to_string(),
@@ -207,18 +259,12 @@ impl<W: Write> Output<W> {
 /// the earliest).
 pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merged, MergeError> {
     let mut readers = Vec::with_capacity(inputs.len());
+    let mut damaged = Vec::new();
     for input in inputs {
-        let path = &input.path;
-        let file = File::open(path).map_err(|source| MergeError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let reader = PcapReader::new(BufReader::new(file)).map_err(|e| MergeError::NotPcap {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
+        let (reader, damage) = open(&input.path)?;
+        damaged.extend(damage);
         readers.push(Input {
-            path: path.clone(),
+            path: input.path.clone(),
             reader,
             read: 0,
             interface: 0,
@@ -319,7 +365,42 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
         },
         capturing: all_agree.then_some(first),
         interfaces,
+        damaged,
     })
+}
+
+/// Opens `path` for merging: the pcap check reads it first, then a reader
+/// is given its whole records only; a damaged file says so.
+fn open(path: &Path) -> Result<(WholeRecords, Option<DamagedInput>), MergeError> {
+    let open_error = |source| MergeError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let summary = File::open(path)
+        .and_then(|file| spool::pcap::check_reader(BufReader::new(file)))
+        .map_err(open_error)?;
+    let damage = match summary.damage {
+        Some(d) if matches!(d.kind, DamageKind::NotPcap | DamageKind::NoHeader) => {
+            return Err(MergeError::NotPcap {
+                path: path.to_owned(),
+                detail: d.to_string(),
+            });
+        }
+        Some(d) => Some(DamagedInput {
+            path: path.to_owned(),
+            packets: summary.packets,
+            damage: d.to_string(),
+        }),
+        None => None,
+    };
+    let whole = File::open(path)
+        .map_err(open_error)?
+        .take(summary.whole_bytes);
+    let reader = PcapReader::new(BufReader::new(whole)).map_err(|e| MergeError::NotPcap {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok((reader, damage))
 }
 
 /// The interface description of one (node, link type, precision): the node
@@ -494,18 +575,33 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_input_is_named_with_the_packets_read_and_nothing_is_written() {
+    fn a_torn_input_gives_its_whole_packets_and_names_its_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a.pcap");
-        write(&a, DataLink::ETHERNET, &[1, 2, 3]);
+        let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+        write(&a, DataLink::ETHERNET, &[1, 3, 5]);
+        write(&b, DataLink::ETHERNET, &[2, 4, 6]);
         let bytes = std::fs::read(&a).unwrap();
         std::fs::write(&a, &bytes[..bytes.len() - 2]).unwrap();
         let out = dir.path().join("m.pcap");
-        let e = merge(&inputs(&[(&a, "n")]), &window(0, 10), &out)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("a.pcap stops after 2 whole packets"), "{e}");
-        assert!(!out.exists());
+        let merged = merge(&inputs(&[(&a, "n"), (&b, "n")]), &window(0, 10), &out).unwrap();
+        // mergecap stops the whole merge at the torn record (5 packets);
+        // here every other input is merged to its end.
+        assert_eq!(merged.packets, 5);
+        let mut reader = PcapReader::new(File::open(&out).unwrap()).unwrap();
+        let mut times = Vec::new();
+        while let Some(packet) = reader.next_packet() {
+            times.push(packet.unwrap().timestamp.as_secs());
+        }
+        assert_eq!(times, [1, 2, 3, 4, 6]);
+        let [damaged] = &merged.damaged[..] else {
+            panic!("one damaged input expected: {:?}", merged.damaged);
+        };
+        let said = damaged.to_string();
+        assert!(
+            said.contains("a.pcap is damaged (ends inside the record at byte 64)")
+                && said.contains("merged its 2 whole packets"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -300,6 +300,20 @@ fn is_pcap_magic(bytes: &[u8]) -> bool {
     MAGICS.iter().any(|m| m[..] == bytes[..4])
 }
 
+/// Checks a capture read to its end from `reader` (a local file).
+pub fn check_reader(mut reader: impl std::io::Read) -> std::io::Result<PcapSummary> {
+    let mut check = PcapCheck::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => return Ok(check.finish()),
+            Ok(n) => check.feed(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Checks a whole capture held in memory (tests, small files).
 pub fn check_bytes(bytes: &[u8]) -> PcapSummary {
     let mut check = PcapCheck::new();
