@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+/// The admin address setting, read by the running uploader and by its
+/// probes alike.
+const METRICS_ADDR_ENV: &str = "METRICS_ADDR";
+const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
+
 /// Ships finished packet captures from the spool to S3, each with a verified
 /// SHA-256, deleting a capture locally only after S3 confirmed it.
 ///
@@ -155,8 +160,8 @@ pub struct Cli {
     /// Default: 0.0.0.0:9090.
     #[arg(
         long,
-        env = "METRICS_ADDR",
-        default_value = "0.0.0.0:9090",
+        env = METRICS_ADDR_ENV,
+        default_value = DEFAULT_METRICS_ADDR,
         value_name = "ADDR"
     )]
     pub metrics_addr: SocketAddr,
@@ -244,8 +249,8 @@ pub struct ProbeCli {
     /// setting (0.0.0.0 means this host's loopback).
     #[arg(
         long,
-        env = "METRICS_ADDR",
-        default_value = "0.0.0.0:9090",
+        env = METRICS_ADDR_ENV,
+        default_value = DEFAULT_METRICS_ADDR,
         value_name = "ADDR"
     )]
     pub metrics_addr: SocketAddr,
