@@ -107,6 +107,9 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seconds = 0u64;
     let mut stopping = Stopping::No;
+    // Closed captures held back because tcpdump may still be writing them
+    // (see `hand_over_unless_open`); tried again every second.
+    let mut held: Vec<String> = Vec::new();
 
     let status = loop {
         tokio::select! {
@@ -119,9 +122,12 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
                 if seconds.is_multiple_of(BUDGET_EVERY_TICKS) {
                     budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
                 }
+                if !held.is_empty() {
+                    held = hand_over_unless_open(plan, pid, std::mem::take(&mut held), &mut progress);
+                }
             }
             closed = closed_files.next() => {
-                let names: Vec<String> = match closed {
+                let mut names: Vec<String> = match closed {
                     Closed::File(name) => vec![name.to_string_lossy().into_owned()],
                     Closed::Overflow => {
                         warn!("lost track of closed files (inotify queue overflow); looking at every file");
@@ -133,7 +139,8 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
                             .collect()
                     }
                 };
-                hand_over_unless_open(plan, pid, &names, &mut progress);
+                names.append(&mut held);
+                held = hand_over_unless_open(plan, pid, names, &mut progress);
                 budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
             }
             _ = terminate.recv() => stopping = stopping.on_signal(&child, "SIGTERM"),
@@ -157,13 +164,48 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
     Ok(status)
 }
 
-/// Hands over files tcpdump reported closed, except any it still holds
-/// open (someone else opened and closed it for writing, e.g. `touch`).
-/// tcpdump's descriptor table is read once for all of them.
-fn hand_over_unless_open(plan: &Plan, pid: Option<u32>, names: &[String], progress: &mut Progress) {
-    let open = pid.and_then(closed::open_files).unwrap_or_default();
+/// Hands over files reported closed, except one tcpdump may still be
+/// writing, and returns the names held back for that reason.
+///
+/// Which file that is comes from tcpdump's descriptor table when the
+/// launcher may read it (someone else may have opened and closed the live
+/// file for writing, e.g. `touch`; after lost events every file is a
+/// candidate). The image's tcpdump has file capabilities, which make it
+/// non-dumpable, so in a pod the table is unreadable: then the newest
+/// capture in `active/` is held, since tcpdump writes one file at a time
+/// and starts each new one after the last, until a newer one exists (the
+/// next second's retry, normally) or tcpdump has exited.
+fn hand_over_unless_open(
+    plan: &Plan,
+    pid: Option<u32>,
+    mut names: Vec<String>,
+    progress: &mut Progress,
+) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    let (may_be_written, table_read) = match pid.map(closed::open_files) {
+        Some(Some(open)) => (open, true),
+        Some(None) => (
+            plan.spool
+                .active_captures()
+                .unwrap_or_default()
+                .pop()
+                .map(|newest| newest.path)
+                .into_iter()
+                .collect(),
+            false,
+        ),
+        None => (Vec::new(), true),
+    };
+    let mut held = Vec::new();
     for name in names {
-        if open.contains(&plan.spool.active().join(name)) {
+        let name = name.as_str();
+        if may_be_written.contains(&plan.spool.active().join(name)) {
+            // An open file's own close will come; an unread table's guess
+            // is tried again.
+            if !table_read {
+                held.push(name.to_owned());
+            }
             continue;
         }
         match hand_over_closed_file(&plan.spool, name) {
@@ -174,6 +216,7 @@ fn hand_over_unless_open(plan: &Plan, pid: Option<u32>, names: &[String], progre
             }
         }
     }
+    held
 }
 
 /// How far stopping has got.

@@ -183,6 +183,93 @@ fn non_root_launcher_captures_with_file_capabilities_on_tcpdump() {
     assert_uploader_can_read_and_delete(&spool);
 }
 
+/// In a pod the launcher cannot read tcpdump's descriptor table (its file
+/// capabilities make it non-dumpable). Here every close event is lost as
+/// well (an inotify queue of 0 events: each event becomes an overflow), so
+/// the launcher looks at every file in `active/` each time: it must still
+/// never hand over the file tcpdump is writing. A capture that grows once
+/// in `ready/` was handed over live; every datagram must land once, in
+/// whole files.
+#[test]
+fn with_close_events_lost_and_tcpdumps_descriptors_unreadable_the_live_file_is_never_handed_over() {
+    let test = "with_close_events_lost_and_tcpdumps_descriptors_unreadable_the_live_file_is_never_handed_over";
+    if !can_capture(test) {
+        return;
+    }
+    let tools = CaptureTools::new();
+    let spool = shared_spool();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("launcher.log");
+    let port = free_port();
+    let mut launcher = tools.launcher(None);
+    launcher
+        .args(["--spool-dir", spool.root().to_str().unwrap()])
+        .args(["--interface", "lo", "--rotate-seconds", "1"])
+        .args(["--filter", &format!("udp dst port {port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = {
+        let _lost = test_support::inotify::SmallInotifyQueue::lower_to(0).unwrap();
+        let child = launcher.spawn().unwrap();
+        assert!(
+            test_support::inotify::wait_for_inotify_instance(child.id(), Duration::from_secs(10)),
+            "the launcher made no inotify watch"
+        );
+        child
+    };
+    wait_until(Duration::from_secs(10), "a file in active/", || {
+        !Spool::files(&spool.active()).is_empty()
+    });
+
+    // Watch ready/ while capture runs: the size each file had when first
+    // seen there, and any growth after.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = std::thread::spawn({
+        let (ready, stop) = (spool.ready(), stop.clone());
+        move || {
+            let mut first_seen = std::collections::HashMap::new();
+            let mut grown = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for file in Spool::files(&ready) {
+                    let Ok(size) = std::fs::metadata(&file).map(|m| m.len()) else {
+                        continue;
+                    };
+                    let first = *first_seen.entry(file.clone()).or_insert(size);
+                    if size != first && !grown.contains(&file) {
+                        grown.push(file);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            grown
+        }
+    });
+    send_numbered(port, 0, 6_000, 1_000);
+    std::thread::sleep(Duration::from_millis(1_500));
+    signal(&child, Signal::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let grown = watcher.join().unwrap();
+
+    let said = std::fs::read_to_string(&log).unwrap();
+    let overflows = said.matches("lost track of closed files").count();
+    assert!(
+        overflows >= 3,
+        "close events were not lost ({overflows}):\n{said}"
+    );
+    assert!(
+        grown.is_empty(),
+        "handed over while tcpdump wrote them: {grown:?}"
+    );
+    let files = Spool::files(&spool.ready());
+    let seen = census(&files);
+    assert_eq!(seen.len(), 6_000, "datagrams missing");
+    assert!(seen.values().all(|&n| n == 1), "datagrams duplicated");
+    for file in &files {
+        assert_tcpdump_reads(file);
+    }
+}
+
 /// Two network namespaces joined by a veth pair (an Ethernet device, where
 /// promiscuous mode means something, unlike loopback), on TEST-NET-1
 /// addresses; removed on drop.
