@@ -278,6 +278,8 @@ async fn loopback_admin_port_is_probed_by_the_uploader_binary() {
     );
 
     // Not ready: exit 1, the kind on stdout (what the kubelet records).
+    // A new port: the one just released may already be another test's.
+    let loopback = format!("127.0.0.1:{}", free_port());
     let proxy = S3Proxy::start(Answer::DenyAll {
         message: ARN_MESSAGE.to_owned(),
     });
