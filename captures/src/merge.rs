@@ -193,14 +193,12 @@ impl Input {
     /// (courvoif/pcap-file#36, fixed only in its 3.0 pre-releases). The
     /// lengths were judged by the pcap check before this reader was made.
     fn next(&mut self) -> Result<Option<PcapPacket<'static>>, MergeError> {
-        let nanoseconds = self.capturing().nanoseconds;
+        let resolution = self.reader.header().ts_resolution;
         match self.reader.next_raw_packet() {
             None => Ok(None),
             Some(Ok(raw)) => {
                 self.read += 1;
-                let fraction = u64::from(raw.ts_frac) * if nanoseconds { 1 } else { 1_000 };
-                let timestamp =
-                    Duration::from_secs(u64::from(raw.ts_sec)) + Duration::from_nanos(fraction);
+                let timestamp = spool::pcap::record_time(raw.ts_sec, raw.ts_frac, resolution);
                 Ok(Some(
                     PcapPacket {
                         timestamp,

@@ -349,15 +349,10 @@ fn find_names_the_reset_flow_and_its_capture_from_the_index_alone() {
 fn read_packets(path: &Path) -> (u32, Vec<(Duration, Vec<u8>)>) {
     let mut r = PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
     let header = r.header();
-    let unit_ns = match header.ts_resolution {
-        pcap_file::TsResolution::NanoSecond => 1,
-        pcap_file::TsResolution::MicroSecond => 1_000,
-    };
     let mut packets = Vec::new();
     while let Some(p) = r.next_raw_packet() {
         let p = p.unwrap();
-        let at = Duration::from_secs(u64::from(p.ts_sec))
-            + Duration::from_nanos(u64::from(p.ts_frac) * unit_ns);
+        let at = spool::pcap::record_time(p.ts_sec, p.ts_frac, header.ts_resolution);
         packets.push((at, p.data.into_owned()));
     }
     (u32::from(header.datalink), packets)

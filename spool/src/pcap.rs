@@ -270,11 +270,7 @@ impl PcapCheck {
                         Endianness::Little => u32::from_le_bytes(raw),
                     }
                 };
-                let fraction = match header.ts_resolution {
-                    TsResolution::MicroSecond => u64::from(field(4)) * 1_000,
-                    TsResolution::NanoSecond => u64::from(field(4)),
-                };
-                let at = Duration::from_secs(u64::from(field(0))) + Duration::from_nanos(fraction);
+                let at = record_time(field(0), field(4), header.ts_resolution);
                 self.summary.packets += 1;
                 self.summary.first_packet.get_or_insert(at);
                 self.summary.last_packet = Some(at);
@@ -298,6 +294,17 @@ fn is_pcap_magic(bytes: &[u8]) -> bool {
         [0xa1, 0xb2, 0x3c, 0x4d],
     ];
     MAGICS.iter().any(|m| m[..] == bytes[..4])
+}
+
+/// A record's time since the Unix epoch from its header's seconds and
+/// fraction (micro- or nanoseconds, as the file header says). A fraction
+/// past one second carries into the seconds, as libpcap reads it.
+pub fn record_time(seconds: u32, fraction: u32, resolution: TsResolution) -> Duration {
+    let nanos = match resolution {
+        TsResolution::MicroSecond => u64::from(fraction) * 1_000,
+        TsResolution::NanoSecond => u64::from(fraction),
+    };
+    Duration::from_secs(u64::from(seconds)) + Duration::from_nanos(nanos)
 }
 
 /// Checks a capture read to its end from `reader` (a local file).
