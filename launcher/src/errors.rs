@@ -15,7 +15,7 @@ pub enum PassThroughError {
     )]
     Conflict { option: String, flag: &'static str },
     #[error(
-        "tcpdump option {option} is not on the pass-through list; see the README's pass-through rules for the options that are"
+        "tcpdump option {option} is not on the pass-through list; see the pass-through rules in docs/reference.md for the options that are"
     )]
     Unknown { option: String },
     #[error("tcpdump option {option} is ambiguous: spell the long option out in full")]

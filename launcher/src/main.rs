@@ -9,7 +9,7 @@ use launcher::cli::Cli;
 use launcher::{LaunchError, Plan};
 use spool::logging::{self, EXIT_CONFIG, EXIT_RUNTIME};
 
-/// Shown at the end of `--help`; the README's reference says the same.
+/// Shown at the end of `--help`; docs/reference.md says the same.
 const EXIT_CODES: &str = "\
 Exit codes: 0 tcpdump stopped cleanly (or --check passed); 2 the settings are wrong \
 (flags, environment, TCPDUMP_ARGS, the tcpdump path, an interface or filter tcpdump \

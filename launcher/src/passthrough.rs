@@ -337,7 +337,7 @@ fn apply(
     }
 }
 
-/// The README's list of pass-through options, written from
+/// The reference page's (docs/reference.md) list of pass-through options, written from
 /// [`TCPDUMP_OPTIONS`] so that it cannot drift from what [`screen`] does
 /// (`launcher/tests/readme_reference.rs` compares the two).
 pub fn reference() -> String {

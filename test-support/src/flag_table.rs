@@ -1,6 +1,6 @@
-//! The README's flag reference, generated from the clap definitions so it
-//! cannot drift: each binary has a test that compares its table with the
-//! README and, with `UPDATE_README=1`, rewrites it.
+//! The reference page's flag tables (docs/reference.md), generated from the
+//! clap definitions so they cannot drift: each binary has a test that
+//! compares its table with the page and, with `UPDATE_DOCS=1`, rewrites it.
 
 use std::path::{Path, PathBuf};
 
@@ -68,35 +68,36 @@ fn one_line(help: &str) -> String {
         .replace('|', "\\|")
 }
 
-pub fn readme_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+/// The reference page the generated tables live in.
+pub fn reference_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reference.md")
 }
 
-/// Asserts the README block between the `<!-- BEGIN name -->` and
-/// `<!-- END name -->` markers equals `table`; rewrites it when
-/// `UPDATE_README=1`.
-pub fn assert_readme_block(name: &str, table: &str) {
-    let path = readme_path();
-    let readme = std::fs::read_to_string(&path).unwrap();
+/// Asserts the reference page's block between the `<!-- BEGIN name -->`
+/// and `<!-- END name -->` markers equals `table`; rewrites it when
+/// `UPDATE_DOCS=1`.
+pub fn assert_reference_block(name: &str, table: &str) {
+    let path = reference_path();
+    let page = std::fs::read_to_string(&path).unwrap();
     let begin = format!("<!-- BEGIN {name} -->\n");
     let end = format!("<!-- END {name} -->");
-    let start = readme
+    let start = page
         .find(&begin)
-        .unwrap_or_else(|| panic!("README.md has no {begin:?} marker"))
+        .unwrap_or_else(|| panic!("docs/reference.md has no {begin:?} marker"))
         + begin.len();
-    let stop = readme[start..]
+    let stop = page[start..]
         .find(&end)
-        .unwrap_or_else(|| panic!("README.md has no {end:?} marker"))
+        .unwrap_or_else(|| panic!("docs/reference.md has no {end:?} marker"))
         + start;
-    if readme[start..stop] == *table {
+    if page[start..stop] == *table {
         return;
     }
-    if std::env::var("UPDATE_README").as_deref() == Ok("1") {
-        let updated = format!("{}{}{}", &readme[..start], table, &readme[stop..]);
+    if std::env::var("UPDATE_DOCS").as_deref() == Ok("1") {
+        let updated = format!("{}{}{}", &page[..start], table, &page[stop..]);
         std::fs::write(&path, updated).unwrap();
         return;
     }
     panic!(
-        "README.md's {name} block is out of date with the code; run `UPDATE_README=1 cargo test readme` and commit.\nexpected:\n{table}"
+        "docs/reference.md's {name} block is out of date with the code; run `UPDATE_DOCS=1 cargo test reference` and commit.\nexpected:\n{table}"
     );
 }

@@ -3,7 +3,7 @@
 //! ([`garage`], feature `garage`), free ports and waiting ([`net`],
 //! [`wait`]), child processes ([`process`]), the numbered-datagram traffic
 //! and its census ([`numbered`]), the launcher under test ([`capture`]),
-//! the skip rule ([`prerequisites`]), the README's flag tables
+//! the skip rule ([`prerequisites`]), the reference page's flag tables
 //! ([`flag_table`]), two proxies ([`throttle`], [`s3_proxy`]) and real
 //! failures on loopback for the flow index's tests ([`traffic`]) and
 //! capture-like files for the benchmarks ([`synthetic`]), a small

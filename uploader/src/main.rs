@@ -10,7 +10,7 @@ use uploader::cli::{Cli, ProbeCli};
 use uploader::config::Config;
 use uploader::errors::RunError;
 
-/// Shown at the end of `--help`; the README's reference says the same.
+/// Shown at the end of `--help`; docs/reference.md says the same.
 const EXIT_CODES: &str = "\
 Exit codes: 0 done; 2 the command line or configuration is invalid; 1 the run failed \
 (--check found a problem, --once left captures behind, the spool is unusable).";
