@@ -182,7 +182,7 @@ fn hand_over_unless_open(
     mut names: Vec<String>,
     progress: &mut Progress,
 ) -> Vec<String> {
-    names.sort_unstable();
+    crate::handover::sort_in_capture_order(&mut names);
     names.dedup();
     let (may_be_written, table_read) = match pid.map(closed::open_files) {
         Some(Some(open)) => (open, true),
