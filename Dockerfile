@@ -54,6 +54,14 @@ RUN groupadd --gid 2000 s3-tcpdump \
 
 COPY --from=binaries /out/launcher /out/uploader /usr/local/bin/
 
+# No setuid or setgid programs (su, passwd, mount, chage, ...): the capture
+# container must allow privilege escalation for tcpdump's file capabilities,
+# so any setuid-root program left here would be a way to root for whatever
+# runs in it. File capabilities are not mode bits: tcpdump keeps its own.
+# tests/deploy/image-and-pod checks that none is left.
+RUN find / -xdev -type f -perm /6000 -exec chmod ug-s {} + \
+ && test -z "$(find / -xdev -type f -perm /6000)"
+
 ENV SPOOL_DIR=/spool
 USER 1000:2000
 CMD ["launcher"]

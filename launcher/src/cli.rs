@@ -49,13 +49,37 @@ pub struct Cli {
 
     /// Also capture the uploader's own connections to S3.
     ///
-    /// By default the filter leaves out packets marked with the uploader's
-    /// DSCP (1, "lower effort"; TOS byte 0x04), appended to --filter as
-    /// `(<filter>) and not (...)`; otherwise each capture would hold the
-    /// upload of the one before and captures would grow without end. Turn
-    /// this on to debug the uploader itself, e.g. `--capture-own-uploads`.
+    /// By default the filter leaves out the uploader's packets: TCP to the
+    /// S3 endpoint's port (see --s3-endpoint-url) marked with its DSCP (1,
+    /// "lower effort"; TOS byte 0x04), appended to --filter as `(<filter>)
+    /// and not (...)`; otherwise each capture would hold the upload of the
+    /// one before and captures would grow without end. Other programs'
+    /// DSCP-1 packets are captured. Turn this on to debug the uploader
+    /// itself, e.g. `--capture-own-uploads`.
     #[arg(long, env = "CAPTURE_OWN_UPLOADS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub capture_own_uploads: bool,
+
+    /// The uploader's S3 endpoint (the same variable as the uploader's; both
+    /// containers read it from the one ConfigMap).
+    ///
+    /// Only its port is used: the uploader's marked packets are left out on
+    /// TCP to that port alone, e.g. `http://127.0.0.1:3900` → 3900. A URL
+    /// without a port means 80 (http) or 443 (https). [default: AWS S3, 443]
+    #[arg(long, env = "S3_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint_url: Option<String>,
+
+    /// Also capture the node's cloud credential endpoints. DANGEROUS: the
+    /// captures then hold plaintext credentials.
+    ///
+    /// By default the filter leaves out every packet to or from instance
+    /// metadata (169.254.169.254, fd00:ec2::254), the EKS Pod Identity
+    /// agent (169.254.170.23, fd00:ec2::23) and ECS (169.254.170.2),
+    /// whatever --filter says: their plain-HTTP answers carry the node
+    /// role's and every pod role's keys, which anyone reading the bucket
+    /// could use. Turn on only to debug those services, on a bucket no one
+    /// else reads, e.g. `--capture-credential-endpoints`.
+    #[arg(long, env = "CAPTURE_CREDENTIAL_ENDPOINTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub capture_credential_endpoints: bool,
 
     /// Path of the tcpdump binary. [default: tcpdump from PATH]
     #[arg(long = "tcpdump", env = "TCPDUMP_PATH")]

@@ -60,6 +60,10 @@ pub enum LaunchError {
         "a filter was given both in --filter (CAPTURE_FILTER) and as pass-through words {words:?}: give it in one place"
     )]
     FilterTwice { words: Vec<String> },
+    #[error(
+        "S3_ENDPOINT_URL (--s3-endpoint-url) {url:?} is not an endpoint URL: {why}; give the uploader's endpoint, e.g. http://127.0.0.1:3900, or leave it unset for AWS S3"
+    )]
+    S3EndpointUrl { url: String, why: String },
     #[error("tcpdump not found: {0} (install tcpdump, or point --tcpdump / TCPDUMP_PATH at it)")]
     TcpdumpMissing(String),
     #[error("tcpdump at {0} is not an executable file (check the path and its permissions)")]
@@ -125,6 +129,7 @@ impl LaunchError {
             | Self::ZeroFileSize
             | Self::ZeroSpoolBudget
             | Self::FilterTwice { .. }
+            | Self::S3EndpointUrl { .. }
             | Self::TcpdumpMissing(_)
             | Self::TcpdumpNotExecutable(_)
             | Self::TcpdumpRefused { .. } => true,

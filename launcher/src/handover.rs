@@ -66,7 +66,7 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    names.sort();
+    sort_in_capture_order(&mut names);
     let mut outcome = HandedOver::default();
     for file_name in names {
         let path = active.join(&file_name);
@@ -92,6 +92,17 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
         }
     }
     Ok(outcome)
+}
+
+/// Sorts file names of `active/` in the order tcpdump wrote them: by start,
+/// then by `-C` piece (`….pcap2` before `….pcap10`, which text order would
+/// swap), so that no piece is handed over after a later one and renamed
+/// as if the clock had stepped back. Foreign names come first.
+pub fn sort_in_capture_order(names: &mut [String]) {
+    names.sort_unstable_by(|a, b| {
+        let key = |n: &String| CaptureName::parse_active(n).ok();
+        key(a).cmp(&key(b)).then_with(|| a.cmp(b))
+    });
 }
 
 /// What [`hand_over_all`] did.
@@ -149,4 +160,31 @@ fn starts_with_pcap_header(path: &Path) -> bool {
     let mut start = [0u8; spool::pcap::HEADER_LEN];
     let read = fs::File::open(path).and_then(|mut f| f.read_exact(&mut start));
     read.is_ok() && spool::pcap::check_bytes(&start).damage.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_of_a_period_are_handed_over_in_the_order_tcpdump_wrote_them() {
+        let mut names: Vec<String> = [
+            "20261127T142603Z.pcap",
+            "20261127T142503Z.pcap10",
+            "20261127T142503Z.pcap2",
+            "20261127T142503Z.pcap",
+        ]
+        .map(String::from)
+        .to_vec();
+        sort_in_capture_order(&mut names);
+        assert_eq!(
+            names,
+            [
+                "20261127T142503Z.pcap",
+                "20261127T142503Z.pcap2",
+                "20261127T142503Z.pcap10",
+                "20261127T142603Z.pcap"
+            ]
+        );
+    }
 }

@@ -13,7 +13,9 @@ pub mod budget;
 pub mod cli;
 pub mod closed;
 pub mod errors;
+pub mod filter;
 pub mod handover;
+pub mod lines;
 pub mod passthrough;
 pub mod plan;
 pub mod prepare;
@@ -51,6 +53,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
     // interface and the filter.
     prepare::check_spool(&plan.spool)?;
     supervise::preflight(&plan).await?;
+    log_exclusions(&plan);
     if plan.check_only {
         println!("{}", plan.command_line());
         return Ok(ExitCode::SUCCESS);
@@ -71,4 +74,30 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
     }
     let status = supervise::capture(&plan).await?;
     Ok(ExitCode::from(supervise::exit_code(status)))
+}
+
+/// Says at start what the filter leaves out, and shouts when the
+/// credential endpoints are captured.
+fn log_exclusions(plan: &Plan) {
+    let endpoints = filter::CREDENTIAL_ENDPOINTS.join(", ");
+    if plan.exclusions.credential_endpoints {
+        tracing::info!(
+            addresses = %endpoints,
+            "leaving out the node's credential endpoints (instance metadata, EKS Pod Identity, ECS), both directions, whatever the filter"
+        );
+    } else {
+        tracing::warn!(
+            addresses = %endpoints,
+            "DANGER: --capture-credential-endpoints (CAPTURE_CREDENTIAL_ENDPOINTS) is on: the captures will hold the node role's and every pod role's credentials in plain text, and anyone who can read the bucket can use them; turn it off unless you are debugging those services on a bucket no one else reads"
+        );
+    }
+    match plan.exclusions.own_uploads_to_port {
+        Some(port) => tracing::info!(
+            port,
+            "leaving out the uploader's own packets: TCP to the S3 port marked with DSCP 1"
+        ),
+        None => tracing::warn!(
+            "--capture-own-uploads is on: each capture holds the upload of the one before"
+        ),
+    }
 }

@@ -724,6 +724,8 @@ mod tests {
                 buffer_kib: None,
                 filter: None,
                 capture_own_uploads: false,
+                s3_endpoint_url: None,
+                capture_credential_endpoints: false,
                 // Never run: any executable file will do.
                 tcpdump: Some(std::env::current_exe().unwrap()),
                 max_spool_mb: 2048,

@@ -8,6 +8,7 @@ use spool::{SpoolLayout, TCPDUMP_FILE_PATTERN};
 
 use crate::cli::Cli;
 use crate::errors::LaunchError;
+use crate::filter::{self, Exclusions};
 use crate::passthrough::{self, OwnedFlags};
 
 const DEFAULT_INTERFACE: &str = "any";
@@ -21,7 +22,10 @@ pub struct Plan {
     pub spool: SpoolLayout,
     pub tcpdump: PathBuf,
     pub interface: String,
+    /// The filter tcpdump compiles: the user's, less the exclusions.
     pub filter: String,
+    /// What the filter leaves out of the user's.
+    pub exclusions: Exclusions,
     /// Above this many bytes the launcher drops the oldest ready captures.
     pub max_spool_bytes: u64,
     /// Whether the tick (sent on loopback) is seen by this capture: on
@@ -75,12 +79,17 @@ impl Plan {
             (Some(filter), true) => filter.clone(),
             (None, _) => screened.filter_words.join(" "),
         };
-        let filter = if cli.capture_own_uploads {
-            filter
-        } else {
-            without_own_uploads(&filter)
+        let s3_port = filter::s3_port(cli.s3_endpoint_url.as_deref()).map_err(|why| {
+            LaunchError::S3EndpointUrl {
+                url: cli.s3_endpoint_url.clone().unwrap_or_default(),
+                why,
+            }
+        })?;
+        let exclusions = Exclusions {
+            credential_endpoints: !cli.capture_credential_endpoints,
+            own_uploads_to_port: (!cli.capture_own_uploads).then_some(s3_port),
         };
-        let filter = with_ticks(&filter);
+        let filter = filter::build(&filter, exclusions);
         let interface = cli
             .interface
             .or(screened.interface)
@@ -132,6 +141,7 @@ impl Plan {
             ticks_reach_capture,
             interface,
             filter,
+            exclusions,
             max_spool_bytes: cli
                 .max_spool_mb
                 .saturating_mul(1024 * 1024)
@@ -148,36 +158,6 @@ impl Plan {
         let mut words = vec![self.tcpdump.to_string_lossy().into_owned()];
         words.extend(self.tcpdump_args.iter().cloned());
         shell_words::join(words)
-    }
-}
-
-/// Adds to the user's filter (empty: every packet) the exclusion of the
-/// uploader's packets, recognised by their DSCP ([`spool::UPLOAD_DSCP`]) in
-/// the IPv4 TOS byte or the IPv6 traffic class.
-///
-/// Only what the uploader sends carries the mark; S3's answers (mostly ACKs
-/// while a capture goes up) are still captured. That is enough: they are a
-/// few percent of the upload, so each capture holds a small, shrinking echo
-/// of the one before instead of all of it, and sizes settle instead of
-/// growing by one upload per period.
-fn without_own_uploads(filter: &str) -> String {
-    let marked = spool::upload_mark_filter();
-    if filter.trim().is_empty() {
-        format!("not ({marked})")
-    } else {
-        format!("({filter}) and not ({marked})")
-    }
-}
-
-/// Admits the launcher's ticks ([`spool::tick`]) whatever the user's
-/// filter: they give tcpdump a packet to rotate on every second and the
-/// launcher a heartbeat to watch.
-fn with_ticks(filter: &str) -> String {
-    let tick = spool::tick::TICK_FILTER;
-    if filter.trim().is_empty() {
-        String::new()
-    } else {
-        format!("({filter}) or ({tick})")
     }
 }
 
@@ -203,33 +183,4 @@ fn resolve_tcpdump(given: Option<&Path>) -> Result<PathBuf, LaunchError> {
         return Err(LaunchError::TcpdumpNotExecutable(candidate));
     }
     Ok(candidate)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MARKED: &str = "(ip and (ip[1] & 0xfc) == 0x4) or (ip6 and (ip6[0:2] & 0xfc0) == 0x40)";
-
-    #[test]
-    fn ticks_pass_any_filter_and_an_empty_filter_stays_empty() {
-        assert_eq!(with_ticks(""), "");
-        assert_eq!(
-            with_ticks("port 53"),
-            format!("(port 53) or ({})", spool::tick::TICK_FILTER)
-        );
-    }
-
-    #[test]
-    fn no_filter_becomes_the_exclusion_alone() {
-        assert_eq!(without_own_uploads(""), format!("not ({MARKED})"));
-    }
-
-    #[test]
-    fn user_filter_is_kept_whole_and_excluded_from() {
-        assert_eq!(
-            without_own_uploads("port 53 or icmp"),
-            format!("(port 53 or icmp) and not ({MARKED})")
-        );
-    }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, ChildStderr, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
@@ -29,6 +29,7 @@ use crate::budget::{self, Dropped};
 use crate::closed::{self, Closed, ClosedFiles};
 use crate::errors::LaunchError;
 use crate::handover::{hand_over_all, hand_over_closed_file};
+use crate::lines::LineSplitter;
 use crate::plan::Plan;
 use crate::stall::Progress;
 use crate::tick::Ticker;
@@ -181,7 +182,7 @@ fn hand_over_unless_open(
     mut names: Vec<String>,
     progress: &mut Progress,
 ) -> Vec<String> {
-    names.sort_unstable();
+    crate::handover::sort_in_capture_order(&mut names);
     names.dedup();
     let (may_be_written, table_read) = match pid.map(closed::open_files) {
         Some(Some(open)) => (open, true),
@@ -296,33 +297,39 @@ fn send(child: &Child, signal: Signal) {
 }
 
 /// tcpdump's stderr, line by line, as log events. Reports when tcpdump
-/// says it is listening: its signal handlers are installed by then.
-async fn log_stderr(stderr: ChildStderr, listening: oneshot::Sender<()>) {
+/// says it is listening: its signal handlers are installed by then. Reads
+/// in chunks into a [`LineSplitter`], so memory stays bounded whatever
+/// tcpdump writes (`-v` rewrites a progress line in place, with `\r`).
+async fn log_stderr(mut stderr: ChildStderr, listening: oneshot::Sender<()>) {
     let mut listening = Some(listening);
-    let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
+    let mut splitter = LineSplitter::default();
+    let mut chunk = [0u8; 4096];
+    let mut log_line = |text: &str| {
         if text.starts_with("tcpdump: listening on")
             && let Some(tx) = listening.take()
         {
             let _ = tx.send(());
         }
-        match dropped_by_kernel(text) {
-            Some(dropped) if dropped > 0 => warn!(
-                target: "tcpdump",
-                dropped,
-                "{text} (raise --buffer-kib, shorten --snaplen or narrow the filter)"
-            ),
-            Some(dropped) => info!(target: "tcpdump", dropped, "{text}"),
-            None => info!(target: "tcpdump", "{text}"),
+        log_tcpdump_line(text);
+    };
+    loop {
+        match stderr.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => splitter.push(&chunk[..read], &mut log_line),
         }
+    }
+    splitter.finish(&mut log_line);
+}
+
+fn log_tcpdump_line(text: &str) {
+    match dropped_by_kernel(text) {
+        Some(dropped) if dropped > 0 => warn!(
+            target: "tcpdump",
+            dropped,
+            "{text} (raise --buffer-kib, shorten --snaplen or narrow the filter)"
+        ),
+        Some(dropped) => info!(target: "tcpdump", dropped, "{text}"),
+        None => info!(target: "tcpdump", "{text}"),
     }
 }
 

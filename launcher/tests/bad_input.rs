@@ -12,7 +12,10 @@ use test_support::{Spool, can_capture};
 
 fn launcher() -> Command {
     let mut cmd = Command::cargo_bin("launcher").unwrap();
-    cmd.env("NO_COLOR", "1").env_remove("TCPDUMP_ARGS");
+    cmd.env("NO_COLOR", "1")
+        .env_remove("TCPDUMP_ARGS")
+        .env_remove("S3_ENDPOINT_URL")
+        .env_remove("CAPTURE_CREDENTIAL_ENDPOINTS");
     cmd
 }
 
@@ -49,6 +52,20 @@ fn refuse(spool: &Spool, args: &[&str], says: &[&str]) {
         assert = assert.stderr(contains(*text));
     }
     assert_untouched(spool);
+}
+
+#[test]
+fn refuses_an_s3_endpoint_url_whose_port_it_cannot_tell() {
+    let spool = spool_with_captures();
+    refuse(
+        &spool,
+        &["--s3-endpoint-url", "ftp://garage.local"],
+        &[
+            "S3_ENDPOINT_URL",
+            "\"ftp://garage.local\"",
+            "http://127.0.0.1:3900",
+        ],
+    );
 }
 
 #[test]
@@ -234,8 +251,9 @@ fn check_prints_the_exact_command_without_capturing() {
         .assert()
         .success()
         .stdout(predicate::eq(format!(
-            "/usr/bin/tcpdump -i lo -s 128 -n --nano -U -w '{root}/active/%Y%m%dT%H%M%SZ.pcap' -G 60 -C 100 -- '((port 53) and not ({})) or ({})'\n",
-            spool::upload_mark_filter(),
+            "/usr/bin/tcpdump -i lo -s 128 -n --nano -U -w '{root}/active/%Y%m%dT%H%M%SZ.pcap' -G 60 -C 100 -- '((port 53) and not ({}) and not ({})) or ({})'\n",
+            launcher::filter::credential_endpoints_filter(),
+            spool::upload_connection_filter(launcher::filter::DEFAULT_S3_PORT),
             spool::tick::TICK_FILTER
         )));
     assert_untouched(&spool);

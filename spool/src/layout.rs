@@ -12,11 +12,17 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// Touched by the launcher whenever tcpdump is seen writing; its age is
 /// what the capture container's liveness probe checks.
 pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
-/// The name of the last capture handed over to `ready/`. Capture names are
-/// start seconds: a tcpdump restarted in the second its last file started
-/// would name its first file the same, and once the first was uploaded and
-/// deleted from `ready/` nothing else would stop the second from getting
-/// the same object key and replacing it. Kept in the spool, so a restarted
+/// What the launcher has handed over to `ready/`, so that no capture name
+/// (and so no object key) is ever given twice: the greatest name handed
+/// over, and on a second line the highest sequence number any name got.
+///
+/// Capture names are start times: a tcpdump restarted in the second its
+/// last file started would name its first file the same, and after the
+/// wall clock steps back tcpdump names files as it did before the step.
+/// Once the first file was uploaded and deleted from `ready/`, nothing else
+/// would stop the second from getting the same object key and replacing
+/// it. A name not later than the greatest gets a sequence number above
+/// every one given so far instead. Kept in the spool, so a restarted
 /// launcher container knows it too.
 pub const LAST_HANDED_OVER_FILE: &str = "last-handed-over";
 
@@ -136,9 +142,10 @@ impl SpoolLayout {
     /// canonical name, atomically and without ever replacing a file already
     /// there: if the name is taken, the next free sequence number is used.
     /// Nor is a name reused that was handed over before (and may be
-    /// uploaded and gone from `ready/` by now): a capture of the same start
-    /// second as the last one handed over comes after it in sequence.
-    /// Returns the path in `ready/`.
+    /// uploaded and gone from `ready/` by now): a name not later than every
+    /// one handed over (a restart in the same second, a clock stepped back)
+    /// keeps its start time and gets a sequence number no name has had (see
+    /// [`LAST_HANDED_OVER_FILE`]). Returns the path in `ready/`.
     pub fn hand_over(
         &self,
         active_file: &Path,
@@ -146,9 +153,10 @@ impl SpoolLayout {
     ) -> std::io::Result<PathBuf> {
         use nix::fcntl::{RenameFlags, renameat2};
         let ready = self.ready();
-        let mut candidate = match self.read_last_handed_over() {
-            Some(last) if last.start() == name.start() && last.sequence() >= name.sequence() => {
-                name.with_sequence(last.sequence() + 1)
+        let record = self.read_handed_over();
+        let mut candidate = match record {
+            Some(record) if name <= record.greatest => {
+                name.with_sequence(next_sequence(record.highest_sequence)?)
             }
             _ => name,
         };
@@ -162,18 +170,31 @@ impl SpoolLayout {
                 RenameFlags::RENAME_NOREPLACE,
             ) {
                 Ok(()) => {
-                    self.remember_handed_over(candidate)?;
+                    let updated = match record {
+                        Some(record) => HandedOver {
+                            greatest: record.greatest.max(candidate),
+                            highest_sequence: record.highest_sequence.max(candidate.sequence()),
+                        },
+                        None => HandedOver {
+                            greatest: candidate,
+                            highest_sequence: candidate.sequence(),
+                        },
+                    };
+                    self.remember_handed_over(updated)?;
                     return Ok(target);
                 }
                 Err(nix::errno::Errno::EEXIST) => {
-                    candidate = candidate.with_sequence(candidate.sequence() + 1);
+                    candidate = candidate.with_sequence(next_sequence(candidate.sequence())?);
                 }
                 Err(errno) => return Err(std::io::Error::from(errno)),
             }
         }
     }
 
-    fn read_last_handed_over(&self) -> Option<crate::CaptureName> {
+    /// The record, or `None` when there is none or it cannot be read. A
+    /// record of one line (written before the second line existed) gives
+    /// its name's sequence as the highest.
+    fn read_handed_over(&self) -> Option<HandedOver> {
         use std::io::Read as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let mut text = String::new();
@@ -182,20 +203,55 @@ impl SpoolLayout {
             .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(self.last_handed_over())
             .ok()?
-            .take(64)
+            .take(256)
             .read_to_string(&mut text)
             .ok()?;
-        crate::CaptureName::parse_ready(text.trim()).ok()
+        let mut lines = text.lines();
+        let greatest = crate::CaptureName::parse_ready(lines.next()?.trim()).ok()?;
+        let highest_sequence = lines
+            .next()
+            .and_then(|line| line.trim().strip_prefix(HIGHEST_SEQUENCE))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+            .max(greatest.sequence());
+        Some(HandedOver {
+            greatest,
+            highest_sequence,
+        })
     }
 
     /// Written to a temporary file and renamed over the last one, so a
-    /// crash leaves the old name or the new one, never half of one.
-    fn remember_handed_over(&self, name: crate::CaptureName) -> std::io::Result<()> {
+    /// crash leaves the old record or the new one, never half of one.
+    fn remember_handed_over(&self, record: HandedOver) -> std::io::Result<()> {
         let path = self.last_handed_over();
         let temporary = self.root.join(format!(".{LAST_HANDED_OVER_FILE}.tmp"));
-        std::fs::write(&temporary, format!("{name}\n"))?;
+        std::fs::write(
+            &temporary,
+            format!(
+                "{}\n{HIGHEST_SEQUENCE} {}\n",
+                record.greatest, record.highest_sequence
+            ),
+        )?;
         std::fs::rename(&temporary, &path)
     }
+}
+
+/// The second line of [`LAST_HANDED_OVER_FILE`].
+const HIGHEST_SEQUENCE: &str = "highest-sequence";
+
+/// What [`LAST_HANDED_OVER_FILE`] holds.
+#[derive(Debug, Clone, Copy)]
+struct HandedOver {
+    greatest: crate::CaptureName,
+    highest_sequence: u32,
+}
+
+fn next_sequence(sequence: u32) -> std::io::Result<u32> {
+    sequence.checked_add(1).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "every capture sequence number up to {sequence} is used; remove {LAST_HANDED_OVER_FILE} from the spool only once ready/ is empty and the bucket keeps object versions"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -229,6 +285,92 @@ mod tests {
         let next = CaptureName::parse_active("20261127T142504Z.pcap").unwrap();
         let landed_later = spool.hand_over(&later, next).unwrap();
         assert_eq!(landed_later.file_name().unwrap(), "20261127T142504Z.pcap");
+    }
+
+    /// Hands over a file named `name` (as tcpdump wrote it), as the
+    /// uploader would see it: the name it got in `ready/`, then deleted.
+    fn hand_over_and_upload(spool: &SpoolLayout, name: &str) -> String {
+        let file = spool.active().join(name);
+        std::fs::write(&file, name).unwrap();
+        let landed = spool
+            .hand_over(&file, CaptureName::parse_active(name).unwrap())
+            .unwrap();
+        std::fs::remove_file(&landed).unwrap();
+        landed.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn after_the_clock_steps_back_no_capture_gets_a_name_already_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        let mut used = Vec::new();
+        // Two minutes of captures, the first split by -C into three files.
+        for name in [
+            "20261127T142503Z.pcap",
+            "20261127T142503Z.pcap1",
+            "20261127T142503Z.pcap2",
+            "20261127T142603Z.pcap",
+        ] {
+            used.push(hand_over_and_upload(&spool, name));
+        }
+        assert_eq!(
+            used,
+            [
+                "20261127T142503Z.pcap",
+                "20261127T142503Z-0001.pcap",
+                "20261127T142503Z-0002.pcap",
+                "20261127T142603Z.pcap"
+            ]
+        );
+        // The clock steps back two minutes: tcpdump names its files as
+        // before, and the launcher is restarted in between (the record is
+        // read from the spool each time).
+        let mut after_step = Vec::new();
+        for name in [
+            "20261127T142503Z.pcap",
+            "20261127T142503Z.pcap1",
+            "20261127T142603Z.pcap",
+            "20261127T142703Z.pcap",
+        ] {
+            after_step.push(hand_over_and_upload(&spool, name));
+        }
+        assert_eq!(
+            after_step,
+            [
+                "20261127T142503Z-0003.pcap",
+                "20261127T142503Z-0004.pcap",
+                "20261127T142603Z-0005.pcap",
+                // Later than every name handed over: its own name again.
+                "20261127T142703Z.pcap"
+            ]
+        );
+        let ctx = crate::keys::KeyContext {
+            node: "node-1".to_owned(),
+            ..Default::default()
+        };
+        let template = crate::keys::KeyTemplate::parse(crate::keys::DEFAULT_TEMPLATE).unwrap();
+        let mut keys: Vec<String> = used
+            .iter()
+            .chain(&after_step)
+            .map(|n| template.render(&ctx, &CaptureName::parse_ready(n).unwrap()))
+            .collect();
+        let count = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), count, "an object key was used twice: {keys:?}");
+    }
+
+    #[test]
+    fn a_record_of_one_line_from_an_older_launcher_is_still_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        std::fs::write(spool.last_handed_over(), "20261127T142503Z-0002.pcap\n").unwrap();
+        assert_eq!(
+            hand_over_and_upload(&spool, "20261127T142503Z.pcap"),
+            "20261127T142503Z-0003.pcap"
+        );
     }
 
     #[test]

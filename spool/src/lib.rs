@@ -41,5 +41,5 @@ pub use layout::{
     ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, LAST_HANDED_OVER_FILE, QUARANTINE_DIR,
     READY_DIR, STATE_DIR, SpoolLayout,
 };
-pub use mark::{UPLOAD_DSCP, UPLOAD_TOS, upload_mark_filter};
+pub use mark::{UPLOAD_DSCP, UPLOAD_TOS, upload_connection_filter, upload_mark_filter};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

@@ -151,6 +151,9 @@ async fn capture_sizes_while_uploading(garage: &Garage, extra: &[&str]) -> Vec<i
                 "tcp port {} or udp port {trickle_port}",
                 garage.port
             ))
+            // The uploader's endpoint: the launcher leaves out marked TCP
+            // to its port only.
+            .args(["--s3-endpoint-url", garage.endpoint()])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
