@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use captures::archive::{self, Archive, Capture, Endpoint, FlowFilter, Selection};
 use captures::explain::{Explainer, Scope};
 use captures::merge::MergeInput;
-use captures::window::{Window, rfc3339};
+use captures::untrusted::{self, escaped};
+use captures::window::{Window, WindowLimits, rfc3339};
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand};
 use flows::Symptom;
@@ -97,9 +98,15 @@ struct BucketArgs {
     #[arg(long = "node", value_name = "NODE")]
     nodes: Vec<String>,
     /// The launcher's rotation (ROTATE_SECONDS), for captures that started
-    /// before the window and those without a last-packet time.
-    #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60)]
+    /// before the window and those without a last-packet time (at most a
+    /// day: it widens the hours listed).
+    #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=86_400))]
     rotate_seconds: u32,
+    /// The longest window, in hours: each hour is one list request per
+    /// node. The window's ends must also lie between 2000-01-01 and a day
+    /// after now.
+    #[arg(long, default_value_t = captures::window::DEFAULT_MAX_HOURS, value_name = "HOURS")]
+    max_window_hours: u32,
     /// S3-compatible endpoint (a local store); AWS S3 by default.
     #[arg(long, env = "S3_ENDPOINT_URL", value_name = "URL")]
     endpoint_url: Option<String>,
@@ -144,7 +151,8 @@ fn main() -> ExitCode {
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("captures: {e:#}");
+                // Errors quote keys and the store's own messages.
+                eprintln!("captures: {}", escaped(&format!("{e:#}")));
             }
             ExitCode::FAILURE
         }
@@ -205,7 +213,13 @@ async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
     let bucket = args
         .bucket
         .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
-    let window = Window::parse(&from, &args.to)?;
+    let window = Window::parse(
+        &from,
+        &args.to,
+        WindowLimits {
+            max_hours: args.max_window_hours,
+        },
+    )?;
     let endpoint = Endpoint {
         url: args.endpoint_url,
         force_path_style: args.force_path_style,
@@ -232,7 +246,7 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for (node, captures) in archive::by_node(&listing.captures) {
-        println!("{node}:");
+        println!("{}:", escaped(node));
         for c in captures {
             println!(
                 "  {}  {}  {:>8} packets  {:>12} bytes  {}{}",
@@ -240,10 +254,10 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
                 rfc3339(c.end),
                 c.packets.map_or_else(|| "?".to_owned(), |p| p.to_string()),
                 c.size,
-                c.key,
+                escaped(&c.key),
                 match c.pcap.as_deref() {
                     Some(damage) if damage != spool::object_metadata::PCAP_OK =>
-                        format!("  ({damage})"),
+                        format!("  ({})", escaped(damage)),
                     _ => String::new(),
                 }
             );
@@ -252,7 +266,12 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
     if !listing.gaps.is_empty() {
         println!("gaps (no capture covers these):");
         for g in &listing.gaps {
-            println!("  {}  {} .. {}", g.node, rfc3339(g.from), rfc3339(g.to));
+            println!(
+                "  {}  {} .. {}",
+                escaped(&g.node),
+                rfc3339(g.from),
+                rfc3339(g.to)
+            );
         }
     }
     Ok(())
@@ -278,13 +297,13 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
             .iter()
             .filter_map(|s| {
                 let n = f.count(*s);
-                (n > 0).then(|| format!("{} ×{n}", s.name()))
+                (n > 0).then(|| format!("{} ×{}", s.name(), untrusted::count(n)))
             })
             .collect();
         println!(
             "{}  {} {}:{} -> {}:{}  {}+{} packets  {}  {}",
             rfc3339(f.first),
-            f.proto,
+            escaped(&f.proto),
             f.src,
             f.sport,
             f.dst,
@@ -296,7 +315,7 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
             } else {
                 symptoms.join(", ")
             },
-            f.capture
+            escaped(&f.capture)
         );
     }
     Ok(())
