@@ -146,6 +146,10 @@ impl FlowArgs {
 }
 
 fn main() -> ExitCode {
+    // A merge keeps one file open per capture that overlaps in time with
+    // others; the usual soft limit (1,024) is far below the usual hard one.
+    // Best effort: where it cannot be raised, the merge says so itself.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -381,8 +385,9 @@ async fn fetch(
 ) -> anyhow::Result<()> {
     let archive = archive(args).await?;
     let captures = selected_captures(&archive, &flows.filter()).await?;
-    // Downloads go to --out, or to a temporary folder removed after the merge.
-    let scratch;
+    // Downloads go to --out, or to a temporary folder removed after a
+    // merge that succeeded.
+    let mut scratch = None;
     let dir = match &out {
         Some(dir) => dir.clone(),
         None => {
@@ -391,9 +396,11 @@ async fn fetch(
                 .and_then(|m| m.parent())
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            scratch = tempfile::tempdir_in(parent)
+            let folder = tempfile::Builder::new()
+                .prefix(".captures-downloads-")
+                .tempdir_in(parent)
                 .with_context(|| format!("creating a download folder in {}", parent.display()))?;
-            scratch.path().to_owned()
+            scratch.insert(folder).path().to_owned()
         }
     };
     let progress = progress_bar(&captures)?;
@@ -401,7 +408,7 @@ async fn fetch(
     progress.finish_and_clear();
     if out.is_some() {
         for path in &paths {
-            println!("{}", path.display());
+            println!("{}", escaped(&path.display().to_string()));
         }
     }
     if let Some(merged) = merge {
@@ -419,14 +426,32 @@ async fn fetch(
             move || captures::merge::merge(&inputs, &window, &merged)
         })
         .await
-        .context("merge task")??;
+        .context("merge task")?;
+        let result = match result {
+            Ok(result) => result,
+            // The downloads were verified and may have taken long: keep
+            // them for another merge (mergecap, or a narrower window).
+            Err(e) => {
+                let kept = match scratch.take() {
+                    Some(scratch) => scratch.keep(),
+                    None => dir,
+                };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "merging into {} failed; the {} verified downloads are kept in {}",
+                    merged.display(),
+                    captures.len(),
+                    kept.display()
+                )));
+            }
+        };
         #[allow(clippy::print_stderr)]
         for damaged in &result.damaged {
-            eprintln!("captures: warning: {damaged}");
+            eprintln!("captures: warning: {}", escaped(&damaged.to_string()));
         }
         println!(
-            "{}: {result} from {} captures",
+            "{}: {} from {} captures",
             merged.display(),
+            escaped(&result.to_string()),
             captures.len(),
         );
     }
