@@ -397,7 +397,7 @@ async fn fetch(
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
             let folder = tempfile::Builder::new()
-                .prefix(".captures-downloads-")
+                .prefix("captures-downloads-")
                 .tempdir_in(parent)
                 .with_context(|| format!("creating a download folder in {}", parent.display()))?;
             scratch.insert(folder).path().to_owned()

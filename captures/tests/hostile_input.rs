@@ -513,6 +513,64 @@ fn a_failed_merge_keeps_the_downloads_and_names_their_folder() {
     assert!(!merged.exists());
 }
 
+/// Captures that all overlap in time must all be open at once: past the
+/// limit, the merge says how many were open and what to do, and the
+/// downloads are kept.
+#[test]
+fn a_merge_of_more_overlapping_captures_than_the_file_limit_says_so_and_keeps_the_downloads() {
+    let test =
+        "a_merge_of_more_overlapping_captures_than_the_file_limit_says_so_and_keeps_the_downloads";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let start = base();
+    runtime().block_on(async {
+        let client = garage.client().await;
+        for i in 0..80u16 {
+            let key = capture_key("node-a", start, Some(&format!("f{i}")));
+            let bytes = pcap(&[
+                (start + TimeDelta::seconds(1), 10_000 + i),
+                (start + TimeDelta::seconds(30), 20_000 + i),
+            ]);
+            put(&client, garage.bucket(), &key, "node-a", start, bytes).await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("merged.pcap");
+    let (from, to) = (
+        rfc(start - TimeDelta::seconds(30)),
+        rfc(start + TimeDelta::minutes(2)),
+    );
+    let out = captures(
+        &garage,
+        &["prlimit", "--nofile=64:64"],
+        &[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--node",
+            "node-a",
+            "--merge",
+            merged.to_str().unwrap(),
+        ],
+    )
+    .assert()
+    .failure();
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("other captures that overlap it in time are open")
+            && stderr.contains("raise the open-file limit (ulimit -n)"),
+        "{stderr}"
+    );
+    let (_, kept) = stderr
+        .split_once("the 80 verified downloads are kept in ")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let kept = PathBuf::from(kept.split(':').next().unwrap());
+    assert_eq!(walk(&kept).len(), 80);
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
