@@ -89,6 +89,14 @@ pub enum ArchiveError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "{first} and {second} would both be downloaded to {path}; fetch them in separate windows or with --node"
+    )]
+    SameDestination {
+        first: String,
+        second: String,
+        path: PathBuf,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -218,6 +226,10 @@ impl Archive {
         for node in &selection.nodes {
             check_node(node)?;
         }
+        // `--node a --node a` lists each capture of `a` once, not twice.
+        let mut seen = BTreeSet::new();
+        let mut selection = selection;
+        selection.nodes.retain(|node| seen.insert(node.clone()));
         Ok(Self {
             client,
             selection,
@@ -277,6 +289,9 @@ impl Archive {
                 }
             }
         }
+        // One download (and one place in a merge) per key.
+        let mut seen = BTreeSet::new();
+        keys.retain(|(_, key)| seen.insert(key.clone()));
         let mut captures: Vec<Capture> = futures::stream::iter(keys)
             .map(|(node, key)| self.head(node, key))
             .buffered(PARALLEL_HEADS)
@@ -335,17 +350,18 @@ impl Archive {
         })
     }
 
-    /// Downloads `captures` into `dir/<node>/<file>`, in parallel, each
-    /// checked against its metadata SHA-256 before it is kept. Returns the
-    /// paths in the order of `captures`.
+    /// Downloads `captures` into `dir` (see [`destinations`]), in parallel,
+    /// each checked against its metadata SHA-256 before it is kept. Returns
+    /// the paths in the order of `captures`.
     pub async fn fetch(
         &self,
         captures: &[Capture],
         dir: &Path,
         progress: &indicatif::ProgressBar,
     ) -> Result<Vec<PathBuf>, ArchiveError> {
-        futures::stream::iter(captures)
-            .map(|c| self.download(c, dir, progress))
+        let paths = destinations(&self.selection.prefix, captures, dir)?;
+        futures::stream::iter(captures.iter().zip(paths))
+            .map(|(c, path)| self.download(c, path, progress))
             .buffered(PARALLEL_DOWNLOADS)
             .try_collect()
             .await
@@ -354,11 +370,10 @@ impl Archive {
     async fn download(
         &self,
         capture: &Capture,
-        dir: &Path,
+        path: PathBuf,
         progress: &indicatif::ProgressBar,
     ) -> Result<PathBuf, ArchiveError> {
-        let folder = dir.join(&capture.node);
-        let path = folder.join(file_name(&capture.key));
+        let folder = path.parent().unwrap_or(Path::new(".")).to_owned();
         let write_error = |source| ArchiveError::Write {
             path: path.clone(),
             source,
@@ -629,6 +644,78 @@ pub fn by_node(captures: &[Capture]) -> BTreeMap<&str, Vec<&Capture>> {
     map
 }
 
+/// Where each capture is downloaded under `dir`, in the order of
+/// `captures`: `<node>/<file>`; or, for keys of one node that share a file
+/// name (`…/14/a/X.pcap` and `…/14/b/X.pcap`, which the uploader never
+/// writes but any node's role can), `<node>/<the key's folders below the
+/// node>/<file>` for each of them, so that no download overwrites another.
+/// Those folders come from the bucket: each is made a plain folder name
+/// ([`folder_name`]). Two captures that would still share a path are
+/// refused, naming both keys.
+pub fn destinations(
+    prefix: &str,
+    captures: &[Capture],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut per_name: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for c in captures {
+        *per_name.entry((&c.node, file_name(&c.key))).or_default() += 1;
+    }
+    let mut taken: BTreeMap<PathBuf, &str> = BTreeMap::new();
+    let mut paths = Vec::with_capacity(captures.len());
+    for c in captures {
+        let file = file_name(&c.key);
+        let mut path = dir.join(folder_name(&c.node));
+        if per_name[&(c.node.as_str(), file)] > 1 {
+            let below_node = c
+                .key
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix(c.node.as_str()))
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(&c.key);
+            let folders = below_node.strip_suffix(file).unwrap_or(below_node);
+            for folder in folders.split('/').filter(|f| !f.is_empty()) {
+                path.push(folder_name(folder));
+            }
+        }
+        path.push(folder_name(file));
+        if let Some(first) = taken.insert(path.clone(), &c.key) {
+            return Err(ArchiveError::SameDestination {
+                first: first.to_owned(),
+                second: c.key.clone(),
+                path,
+            });
+        }
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// A part of a key as one plain folder or file name: never `.`, `..` or
+/// empty, without separators or control characters (`%XX` for those, and
+/// for `%` itself, so that two different parts stay different).
+fn folder_name(part: &str) -> String {
+    match part {
+        "" => "%".to_owned(),
+        "." => "%2E".to_owned(),
+        ".." => "%2E%2E".to_owned(),
+        _ => {
+            let mut name = String::with_capacity(part.len());
+            for c in part.chars() {
+                if c == '%' || c == '/' || c == '\\' || c.is_control() {
+                    let mut utf8 = [0u8; 4];
+                    for b in c.encode_utf8(&mut utf8).bytes() {
+                        name.push_str(&format!("%{b:02X}"));
+                    }
+                } else {
+                    name.push(c);
+                }
+            }
+            name
+        }
+    }
+}
+
 fn check_node(node: &str) -> Result<(), ArchiveError> {
     if node.is_empty() || node == "." || node == ".." || node.contains(['/', '\\']) {
         return Err(ArchiveError::BadNode(node.to_owned()));
@@ -709,6 +796,72 @@ mod tests {
             gaps("c", &caps, &w).len(),
             1,
             "a node with nothing is one gap"
+        );
+    }
+
+    fn keyed(node: &str, key: &str) -> Capture {
+        Capture {
+            key: key.to_owned(),
+            ..capture(node, "2026-11-27T14:00:00Z", "2026-11-27T14:01:00Z")
+        }
+    }
+
+    #[test]
+    fn keys_of_one_node_sharing_a_file_name_go_to_folders_of_their_own() {
+        let file = "tcpdump-20261127T140000Z-0.pcap";
+        let captures = [
+            keyed("n", &format!("p/n/2026/11/27/14/a/{file}")),
+            keyed("n", &format!("p/n/2026/11/27/14/b/{file}")),
+            keyed("m", &format!("p/m/2026/11/27/14/{file}")),
+        ];
+        let paths = destinations("p/", &captures, Path::new("/d")).unwrap();
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from(format!("/d/n/2026/11/27/14/a/{file}")),
+                PathBuf::from(format!("/d/n/2026/11/27/14/b/{file}")),
+                PathBuf::from(format!("/d/m/{file}")),
+            ]
+        );
+    }
+
+    #[test]
+    fn key_folders_that_could_leave_the_download_folder_become_plain_names() {
+        let file = "tcpdump-20261127T140000Z-0.pcap";
+        let captures = [
+            keyed("n", &format!("p/n/../../../etc/{file}")),
+            keyed("n", &format!("p/n//./a\\b%\x1b/{file}")),
+        ];
+        let paths = destinations("p/", &captures, Path::new("/d")).unwrap();
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from(format!("/d/n/%2E%2E/%2E%2E/%2E%2E/etc/{file}")),
+                PathBuf::from(format!("/d/n/%2E/a%5Cb%25%1B/{file}")),
+            ]
+        );
+        for path in &paths {
+            assert!(
+                path.components().all(|c| matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_key_twice_is_refused_naming_it_rather_than_downloaded_twice() {
+        let key = "p/n/2026/11/27/14/tcpdump-20261127T140000Z-0.pcap";
+        let e = destinations("p/", &[keyed("n", key), keyed("n", key)], Path::new("/d"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{key} and {key} would both be downloaded to /d/n/"
+            )),
+            "{e}"
         );
     }
 

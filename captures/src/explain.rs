@@ -23,6 +23,7 @@ use serde::Serialize;
 use spool::pcap::{DamageKind, PcapCheck};
 
 use crate::archive::FlowFilter;
+use crate::untrusted::{self, escaped};
 use crate::window::Window;
 
 const BUFFER: usize = 1 << 20;
@@ -284,19 +285,21 @@ impl Explainer {
         }
         self.bursts.sort_by_key(|b| (b.from, b.server));
         let mut totals = Totals::default();
+        // Saturating: the counts come from untrusted captures and indexes.
         for f in &self.failing {
-            totals.resets += f.resets_src + f.resets_dst;
-            totals.resets_in_handshake += f.resets_in_handshake;
-            totals.syn_unanswered += f.syn_unanswered;
-            totals.retransmissions += f.retransmissions;
-            totals.dup_acks += f.dup_acks;
-            totals.zero_windows += f.zero_windows;
-            totals.dns_unanswered += f.dns_unanswered;
-            totals.dns_nxdomain += f.dns_nxdomain;
-            totals.dns_servfail += f.dns_servfail;
-            totals.dns_slow += f.dns_slow;
-            totals.icmp_unreachable += f.icmp_unreachable;
-            totals.icmp_frag_needed += f.icmp_frag_needed;
+            let add = |total: &mut u64, n: u64| *total = total.saturating_add(n);
+            add(&mut totals.resets, f.count(flows::Symptom::Reset));
+            add(&mut totals.resets_in_handshake, f.resets_in_handshake);
+            add(&mut totals.syn_unanswered, f.syn_unanswered);
+            add(&mut totals.retransmissions, f.retransmissions);
+            add(&mut totals.dup_acks, f.dup_acks);
+            add(&mut totals.zero_windows, f.zero_windows);
+            add(&mut totals.dns_unanswered, f.dns_unanswered);
+            add(&mut totals.dns_nxdomain, f.dns_nxdomain);
+            add(&mut totals.dns_servfail, f.dns_servfail);
+            add(&mut totals.dns_slow, f.dns_slow);
+            add(&mut totals.icmp_unreachable, f.icmp_unreachable);
+            add(&mut totals.icmp_frag_needed, f.icmp_frag_needed);
         }
         self.failing.sort_by(|a, b| {
             b.severity()
@@ -428,7 +431,7 @@ pub fn describe(f: &FlowRecord) -> Vec<String> {
     let mut out = Vec::new();
     let mut say = |n: u64, what: String| {
         if n > 0 {
-            out.push(format!("{what} ×{n}"));
+            out.push(format!("{what} ×{}", untrusted::count(n)));
         }
     };
     say(
@@ -441,7 +444,9 @@ pub fn describe(f: &FlowRecord) -> Vec<String> {
             "refused: reset during the handshake".to_owned(),
         );
     }
-    let later = (f.resets_src + f.resets_dst).saturating_sub(f.resets_in_handshake);
+    let later = f
+        .count(flows::Symptom::Reset)
+        .saturating_sub(f.resets_in_handshake);
     if later > 0 {
         say(f.resets_src, format!("reset sent by {} (opener)", f.src));
         say(f.resets_dst, format!("reset sent by {} (peer)", f.dst));
@@ -482,7 +487,7 @@ pub fn render_text(report: &Report) -> String {
         let _ = writeln!(
             s,
             "{}: {} packets, {} flows, link type {}{}",
-            f.path,
+            escaped(&f.path),
             f.packets,
             f.flows,
             f.link_type.map_or("?".to_owned(), |l| l.to_string()),
@@ -508,10 +513,10 @@ pub fn render_text(report: &Report) -> String {
             let _ = writeln!(
                 s,
                 "  {at}  {} {} -> {}  {}",
-                f.proto,
+                escaped(&f.proto),
                 endpoint(f.src, f.sport),
                 endpoint(f.dst, f.dport),
-                describe(f).join(", ")
+                escaped(&describe(f).join(", "))
             );
         }
     }
@@ -539,18 +544,18 @@ pub fn render_text(report: &Report) -> String {
     let _ = writeln!(
         s,
         "\ntotals: {} resets ({} in the handshake), {} unanswered SYNs, {} retransmissions, {} duplicate ACKs, {} zero windows, {} unanswered DNS queries, {} NXDOMAIN, {} SERVFAIL, {} slow DNS answers, {} ICMP unreachable, {} fragmentation needed",
-        t.resets,
-        t.resets_in_handshake,
-        t.syn_unanswered,
-        t.retransmissions,
-        t.dup_acks,
-        t.zero_windows,
-        t.dns_unanswered,
-        t.dns_nxdomain,
-        t.dns_servfail,
-        t.dns_slow,
-        t.icmp_unreachable,
-        t.icmp_frag_needed
+        untrusted::count(t.resets),
+        untrusted::count(t.resets_in_handshake),
+        untrusted::count(t.syn_unanswered),
+        untrusted::count(t.retransmissions),
+        untrusted::count(t.dup_acks),
+        untrusted::count(t.zero_windows),
+        untrusted::count(t.dns_unanswered),
+        untrusted::count(t.dns_nxdomain),
+        untrusted::count(t.dns_servfail),
+        untrusted::count(t.dns_slow),
+        untrusted::count(t.icmp_unreachable),
+        untrusted::count(t.icmp_frag_needed)
     );
     let ms = |us: u64| us as f64 / 1000.0;
     if let Some(h) = report.handshakes {

@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod explain;
 pub mod merge;
+pub mod untrusted;
 pub mod window;
 
 pub use explain::{ExplainError, Report, explain};

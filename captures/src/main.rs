@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use captures::archive::{self, Archive, Capture, Endpoint, FlowFilter, Selection};
 use captures::explain::{Explainer, Scope};
 use captures::merge::MergeInput;
-use captures::window::{Window, rfc3339};
+use captures::untrusted::{self, escaped};
+use captures::window::{Window, WindowLimits, rfc3339};
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand};
 use flows::Symptom;
@@ -97,9 +98,15 @@ struct BucketArgs {
     #[arg(long = "node", value_name = "NODE")]
     nodes: Vec<String>,
     /// The launcher's rotation (ROTATE_SECONDS), for captures that started
-    /// before the window and those without a last-packet time.
-    #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60)]
+    /// before the window and those without a last-packet time (at most a
+    /// day: it widens the hours listed).
+    #[arg(long, env = "ROTATE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=86_400))]
     rotate_seconds: u32,
+    /// The longest window, in hours: each hour is one list request per
+    /// node. The window's ends must also lie between 2000-01-01 and a day
+    /// after now.
+    #[arg(long, default_value_t = captures::window::DEFAULT_MAX_HOURS, value_name = "HOURS")]
+    max_window_hours: u32,
     /// S3-compatible endpoint (a local store); AWS S3 by default.
     #[arg(long, env = "S3_ENDPOINT_URL", value_name = "URL")]
     endpoint_url: Option<String>,
@@ -139,12 +146,17 @@ impl FlowArgs {
 }
 
 fn main() -> ExitCode {
+    // A merge keeps one file open per capture that overlaps in time with
+    // others; the usual soft limit (1,024) is far below the usual hard one.
+    // Best effort: where it cannot be raised, the merge says so itself.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("captures: {e:#}");
+                // Errors quote keys and the store's own messages.
+                eprintln!("captures: {}", escaped(&format!("{e:#}")));
             }
             ExitCode::FAILURE
         }
@@ -205,7 +217,13 @@ async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
     let bucket = args
         .bucket
         .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
-    let window = Window::parse(&from, &args.to)?;
+    let window = Window::parse(
+        &from,
+        &args.to,
+        WindowLimits {
+            max_hours: args.max_window_hours,
+        },
+    )?;
     let endpoint = Endpoint {
         url: args.endpoint_url,
         force_path_style: args.force_path_style,
@@ -232,7 +250,7 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for (node, captures) in archive::by_node(&listing.captures) {
-        println!("{node}:");
+        println!("{}:", escaped(node));
         for c in captures {
             println!(
                 "  {}  {}  {:>8} packets  {:>12} bytes  {}{}",
@@ -240,10 +258,10 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
                 rfc3339(c.end),
                 c.packets.map_or_else(|| "?".to_owned(), |p| p.to_string()),
                 c.size,
-                c.key,
+                escaped(&c.key),
                 match c.pcap.as_deref() {
                     Some(damage) if damage != spool::object_metadata::PCAP_OK =>
-                        format!("  ({damage})"),
+                        format!("  ({})", escaped(damage)),
                     _ => String::new(),
                 }
             );
@@ -252,7 +270,12 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
     if !listing.gaps.is_empty() {
         println!("gaps (no capture covers these):");
         for g in &listing.gaps {
-            println!("  {}  {} .. {}", g.node, rfc3339(g.from), rfc3339(g.to));
+            println!(
+                "  {}  {} .. {}",
+                escaped(&g.node),
+                rfc3339(g.from),
+                rfc3339(g.to)
+            );
         }
     }
     Ok(())
@@ -278,13 +301,13 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
             .iter()
             .filter_map(|s| {
                 let n = f.count(*s);
-                (n > 0).then(|| format!("{} ×{n}", s.name()))
+                (n > 0).then(|| format!("{} ×{}", s.name(), untrusted::count(n)))
             })
             .collect();
         println!(
             "{}  {} {}:{} -> {}:{}  {}+{} packets  {}  {}",
             rfc3339(f.first),
-            f.proto,
+            escaped(&f.proto),
             f.src,
             f.sport,
             f.dst,
@@ -296,7 +319,7 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
             } else {
                 symptoms.join(", ")
             },
-            f.capture
+            escaped(&f.capture)
         );
     }
     Ok(())
@@ -362,8 +385,9 @@ async fn fetch(
 ) -> anyhow::Result<()> {
     let archive = archive(args).await?;
     let captures = selected_captures(&archive, &flows.filter()).await?;
-    // Downloads go to --out, or to a temporary folder removed after the merge.
-    let scratch;
+    // Downloads go to --out, or to a temporary folder removed after a
+    // merge that succeeded.
+    let mut scratch = None;
     let dir = match &out {
         Some(dir) => dir.clone(),
         None => {
@@ -372,9 +396,11 @@ async fn fetch(
                 .and_then(|m| m.parent())
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            scratch = tempfile::tempdir_in(parent)
+            let folder = tempfile::Builder::new()
+                .prefix("captures-downloads-")
+                .tempdir_in(parent)
                 .with_context(|| format!("creating a download folder in {}", parent.display()))?;
-            scratch.path().to_owned()
+            scratch.insert(folder).path().to_owned()
         }
     };
     let progress = progress_bar(&captures)?;
@@ -382,7 +408,7 @@ async fn fetch(
     progress.finish_and_clear();
     if out.is_some() {
         for path in &paths {
-            println!("{}", path.display());
+            println!("{}", escaped(&path.display().to_string()));
         }
     }
     if let Some(merged) = merge {
@@ -400,14 +426,32 @@ async fn fetch(
             move || captures::merge::merge(&inputs, &window, &merged)
         })
         .await
-        .context("merge task")??;
+        .context("merge task")?;
+        let result = match result {
+            Ok(result) => result,
+            // The downloads were verified and may have taken long: keep
+            // them for another merge (mergecap, or a narrower window).
+            Err(e) => {
+                let kept = match scratch.take() {
+                    Some(scratch) => scratch.keep(),
+                    None => dir,
+                };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "merging into {} failed; the {} verified downloads are kept in {}",
+                    merged.display(),
+                    captures.len(),
+                    kept.display()
+                )));
+            }
+        };
         #[allow(clippy::print_stderr)]
         for damaged in &result.damaged {
-            eprintln!("captures: warning: {damaged}");
+            eprintln!("captures: warning: {}", escaped(&damaged.to_string()));
         }
         println!(
-            "{}: {result} from {} captures",
+            "{}: {} from {} captures",
             merged.display(),
+            escaped(&result.to_string()),
             captures.len(),
         );
     }

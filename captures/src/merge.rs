@@ -1,6 +1,8 @@
 //! `fetch --merge`: a streaming k-way merge of pcap files by timestamp, cut
 //! to the window. One packet per input is held at a time, so memory does
-//! not grow with the number or size of the files.
+//! not grow with the number or size of the files. An input's file is open
+//! only from its first packet's turn to its last, so the files open at once
+//! are those overlapping in time (about one per node), not all of them.
 //!
 //! When every input has the same link type and timestamp precision the
 //! output is a pcap like its inputs. When they differ (`-i any` on one node,
@@ -15,7 +17,7 @@
 //! is reported in [`Merged::damaged`], never read as packets.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read as _, Take, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,10 @@ use serde::Serialize;
 use spool::pcap::DamageKind;
 
 use crate::window::Window;
+
+/// The error of `open(2)` when the process has as many files open as its
+/// limit allows (Linux).
+const EMFILE: i32 = 24;
 
 /// pcap-file writes every enhanced packet block's timestamp in nanoseconds,
 /// so every interface says so (`if_tsresol` 9: 10^-9 s).
@@ -51,6 +57,14 @@ pub enum MergeError {
         path: PathBuf,
         packets: u64,
         detail: String,
+    },
+    #[error(
+        "cannot open {path} while {open} other captures that overlap it in time are open: {source}; raise the open-file limit (ulimit -n) or merge a narrower window or fewer nodes"
+    )]
+    TooManyOpen {
+        path: PathBuf,
+        open: usize,
+        source: std::io::Error,
     },
     #[error("cannot write {path}: {detail}")]
     Write { path: PathBuf, detail: String },
@@ -171,7 +185,15 @@ type WholeRecords = PcapReader<BufReader<Take<File>>>;
 
 struct Input {
     path: PathBuf,
-    reader: WholeRecords,
+    header: PcapHeader,
+    /// Where its whole records end (the pcap check's `whole_bytes`).
+    whole_bytes: u64,
+    /// Its first packet's time, before it is opened.
+    first: Option<Duration>,
+    /// Open from its first packet's turn in the merge to its last packet.
+    reader: Option<WholeRecords>,
+    /// Its last packet was read (and its file closed).
+    finished: bool,
     read: u64,
     /// The pcapng interface its packets go to.
     interface: u32,
@@ -179,7 +201,7 @@ struct Input {
 
 impl Input {
     fn capturing(&self) -> Capturing {
-        let header = self.reader.header();
+        let header = self.header;
         Capturing {
             link_type: u32::from(header.datalink),
             nanoseconds: header.ts_resolution == TsResolution::NanoSecond,
@@ -192,10 +214,38 @@ impl Input {
     /// the wire than the snaplen, i.e. every packet `tcpdump -s` cut
     /// (courvoif/pcap-file#36, fixed only in its 3.0 pre-releases). The
     /// lengths were judged by the pcap check before this reader was made.
-    fn next(&mut self) -> Result<Option<PcapPacket<'static>>, MergeError> {
-        let resolution = self.reader.header().ts_resolution;
-        match self.reader.next_raw_packet() {
-            None => Ok(None),
+    ///
+    /// The file is opened at the first call and closed after its last
+    /// packet.
+    fn next(&mut self, others_open: usize) -> Result<Option<PcapPacket<'static>>, MergeError> {
+        let resolution = self.header.ts_resolution;
+        let reader = match &mut self.reader {
+            Some(reader) => reader,
+            None if self.finished => return Ok(None),
+            None => self
+                .reader
+                .insert(
+                    whole_records(&self.path, self.whole_bytes).map_err(|e| match e {
+                        MergeError::Open { path, source }
+                            if source.raw_os_error() == Some(EMFILE) =>
+                        {
+                            MergeError::TooManyOpen {
+                                path,
+                                open: others_open,
+                                source,
+                            }
+                        }
+                        e => e,
+                    })?,
+                ),
+        };
+        match reader.next_raw_packet() {
+            None => {
+                // Exhausted: its descriptor goes back for the next input.
+                self.reader = None;
+                self.finished = true;
+                Ok(None)
+            }
             Some(Ok(raw)) => {
                 self.read += 1;
                 let timestamp = spool::pcap::record_time(raw.ts_sec, raw.ts_frac, resolution);
@@ -256,25 +306,19 @@ impl<W: Write> Output<W> {
 /// from the later input goes first, as mergecap does (it takes the last of
 /// the earliest).
 pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merged, MergeError> {
+    // One capture is merged once, however often it was given.
+    let mut seen = HashSet::new();
+    let inputs: Vec<&MergeInput> = inputs.iter().filter(|i| seen.insert(&i.path)).collect();
     let mut readers = Vec::with_capacity(inputs.len());
     let mut damaged = Vec::new();
-    for input in inputs {
-        let (reader, damage) = open(&input.path)?;
+    for input in &inputs {
+        let (reader, damage) = probe(&input.path)?;
         damaged.extend(damage);
-        readers.push(Input {
-            path: input.path.clone(),
-            reader,
-            read: 0,
-            interface: 0,
-        });
+        readers.push(reader);
     }
     let first = readers.first().ok_or(MergeError::Nothing)?.capturing();
     let all_agree = readers.iter().all(|r| r.capturing() == first);
-    let snaplen = readers
-        .iter()
-        .map(|r| r.reader.header().snaplen)
-        .max()
-        .unwrap_or(0);
+    let snaplen = readers.iter().map(|r| r.header.snaplen).max().unwrap_or(0);
 
     let dir = out
         .parent()
@@ -290,14 +334,14 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
     let mut output = if all_agree {
         let header = PcapHeader {
             snaplen,
-            ..readers[0].reader.header()
+            ..readers[0].header
         };
         Output::Pcap(
             PcapWriter::with_header(buffered, header).map_err(|e| write_error(e.to_string()))?,
         )
     } else {
         let mut writer = PcapNgWriter::new(buffered).map_err(|e| write_error(e.to_string()))?;
-        for (reader, input) in readers.iter_mut().zip(inputs) {
+        for (reader, input) in readers.iter_mut().zip(&inputs) {
             let interface = Interface {
                 node: input.node.clone(),
                 capturing: reader.capturing(),
@@ -306,10 +350,7 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
                 Some(id) => u32::try_from(id).unwrap_or(u32::MAX),
                 None => {
                     writer
-                        .write_pcapng_block(interface_block(
-                            &interface,
-                            reader.reader.header().snaplen,
-                        ))
+                        .write_pcapng_block(interface_block(&interface, reader.header.snaplen))
                         .map_err(|e| write_error(e.to_string()))?;
                     interfaces.push(interface);
                     u32::try_from(interfaces.len() - 1).unwrap_or(u32::MAX)
@@ -321,19 +362,27 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
 
     let from = since_epoch(window.from);
     let to = since_epoch(window.to);
-    let mut heads: Vec<Option<PcapPacket<'static>>> = Vec::with_capacity(readers.len());
+    // Each input's packet read ahead (None before its first turn, when the
+    // queue knows its time from the pcap check and its file is not open).
+    let mut heads: Vec<Option<PcapPacket<'static>>> = vec![None; readers.len()];
     // Earliest time first; on a tie, the later input (mergecap's order).
-    let mut queue: BinaryHeap<Reverse<(Duration, Reverse<usize>)>> = BinaryHeap::new();
-    for (i, input) in readers.iter_mut().enumerate() {
-        let head = input.next()?;
-        if let Some(p) = &head {
-            queue.push(Reverse((p.timestamp, Reverse(i))));
-        }
-        heads.push(head);
-    }
+    let mut queue: BinaryHeap<Reverse<(Duration, Reverse<usize>)>> = readers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| Some(Reverse((input.first?, Reverse(i)))))
+        .collect();
+    let mut open = 0usize;
     let mut written = 0u64;
     while let Some(Reverse((_, Reverse(i)))) = queue.pop() {
-        if let Some(packet) = heads[i].take()
+        let packet = match heads[i].take() {
+            Some(packet) => Some(packet),
+            None => {
+                let first = readers[i].next(open)?;
+                open += 1;
+                first
+            }
+        };
+        if let Some(packet) = packet
             && from <= packet.timestamp
             && packet.timestamp <= to
         {
@@ -342,9 +391,10 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
                 .map_err(|e| write_error(e.to_string()))?;
             written += 1;
         }
-        let next = readers[i].next()?;
-        if let Some(p) = &next {
-            queue.push(Reverse((p.timestamp, Reverse(i))));
+        let next = readers[i].next(open)?;
+        match &next {
+            Some(p) => queue.push(Reverse((p.timestamp, Reverse(i)))),
+            None => open = open.saturating_sub(1),
         }
         heads[i] = next;
     }
@@ -367,16 +417,16 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
     })
 }
 
-/// Opens `path` for merging: the pcap check reads it first, then a reader
-/// is given its whole records only; a damaged file says so.
-fn open(path: &Path) -> Result<(WholeRecords, Option<DamagedInput>), MergeError> {
-    let open_error = |source| MergeError::Open {
-        path: path.to_owned(),
-        source,
-    };
+/// Reads `path` for merging without keeping it open: the pcap check reads
+/// it first (a damaged file says so), then its header is read; its records
+/// are opened at its turn ([`Input::next`]).
+fn probe(path: &Path) -> Result<(Input, Option<DamagedInput>), MergeError> {
     let summary = File::open(path)
         .and_then(|file| spool::pcap::check_reader(BufReader::new(file)))
-        .map_err(open_error)?;
+        .map_err(|source| MergeError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
     let damage = match summary.damage {
         Some(d) if matches!(d.kind, DamageKind::NotPcap | DamageKind::NoHeader) => {
             return Err(MergeError::NotPcap {
@@ -391,14 +441,32 @@ fn open(path: &Path) -> Result<(WholeRecords, Option<DamagedInput>), MergeError>
         }),
         None => None,
     };
+    let header = whole_records(path, summary.whole_bytes)?.header();
+    let input = Input {
+        path: path.to_owned(),
+        header,
+        whole_bytes: summary.whole_bytes,
+        first: summary.first_packet.filter(|_| summary.packets > 0),
+        reader: None,
+        finished: false,
+        read: 0,
+        interface: 0,
+    };
+    Ok((input, damage))
+}
+
+/// A reader of the first `whole_bytes` of `path`: its whole records only.
+fn whole_records(path: &Path, whole_bytes: u64) -> Result<WholeRecords, MergeError> {
     let whole = File::open(path)
-        .map_err(open_error)?
-        .take(summary.whole_bytes);
-    let reader = PcapReader::new(BufReader::new(whole)).map_err(|e| MergeError::NotPcap {
+        .map_err(|source| MergeError::Open {
+            path: path.to_owned(),
+            source,
+        })?
+        .take(whole_bytes);
+    PcapReader::new(BufReader::new(whole)).map_err(|e| MergeError::NotPcap {
         path: path.to_owned(),
         detail: e.to_string(),
-    })?;
-    Ok((reader, damage))
+    })
 }
 
 /// The interface description of one (node, link type, precision): the node
@@ -600,6 +668,22 @@ mod tests {
                 && said.contains("merged its 2 whole packets"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn a_file_given_twice_is_merged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+        write(&a, DataLink::ETHERNET, &[1, 3]);
+        write(&b, DataLink::ETHERNET, &[2]);
+        let out = dir.path().join("m.pcap");
+        let merged = merge(
+            &inputs(&[(&a, "n"), (&b, "n"), (&a, "n")]),
+            &window(0, 10),
+            &out,
+        )
+        .unwrap();
+        assert_eq!(merged.packets, 3);
     }
 
     #[test]

@@ -154,34 +154,49 @@ impl Symptom {
 }
 
 impl FlowRecord {
-    /// How many events of a symptom family the flow holds.
+    /// How many events of a symptom family the flow holds. Saturating: an
+    /// index record is untrusted input, and a wrapped sum would hide the
+    /// flow (a debug build would panic instead).
     pub fn count(&self, symptom: Symptom) -> u64 {
+        let sum = |counts: &[u64]| counts.iter().fold(0u64, |a, n| a.saturating_add(*n));
         match symptom {
-            Symptom::Reset => self.resets_src + self.resets_dst,
-            Symptom::Timeout => self.syn_unanswered + self.dns_unanswered,
-            Symptom::Retransmission => self.retransmissions + self.dup_acks,
+            Symptom::Reset => sum(&[self.resets_src, self.resets_dst]),
+            Symptom::Timeout => sum(&[self.syn_unanswered, self.dns_unanswered]),
+            Symptom::Retransmission => sum(&[self.retransmissions, self.dup_acks]),
             Symptom::ZeroWindow => self.zero_windows,
-            Symptom::Dns => {
-                self.dns_unanswered + self.dns_nxdomain + self.dns_servfail + self.dns_slow
-            }
-            Symptom::Icmp => self.icmp_unreachable + self.icmp_frag_needed,
+            Symptom::Dns => sum(&[
+                self.dns_unanswered,
+                self.dns_nxdomain,
+                self.dns_servfail,
+                self.dns_slow,
+            ]),
+            Symptom::Icmp => sum(&[self.icmp_unreachable, self.icmp_frag_needed]),
         }
     }
 
     /// How bad the flow looks, for "worst first": failures that stop a
     /// connection (never answered, refused, unreachable) weigh more than
-    /// signs of a slow one (retransmissions, zero windows).
+    /// signs of a slow one (retransmissions, zero windows). Saturating, as
+    /// [`Self::count`].
     pub fn severity(&self) -> u64 {
-        10 * (self.syn_unanswered + self.dns_unanswered + self.icmp_unreachable)
-            + 8 * (self.resets_in_handshake + self.icmp_frag_needed + self.dns_servfail)
-            + 5 * (self.resets_src + self.resets_dst
-                - self
-                    .resets_in_handshake
-                    .min(self.resets_src + self.resets_dst))
-            + 3 * (self.dns_nxdomain + self.dns_slow)
-            + 2 * self.zero_windows
-            + self.retransmissions
-            + self.dup_acks
+        let resets = self.resets_src.saturating_add(self.resets_dst);
+        let weighted = [
+            (10, self.syn_unanswered),
+            (10, self.dns_unanswered),
+            (10, self.icmp_unreachable),
+            (8, self.resets_in_handshake),
+            (8, self.icmp_frag_needed),
+            (8, self.dns_servfail),
+            (5, resets.saturating_sub(self.resets_in_handshake)),
+            (3, self.dns_nxdomain),
+            (3, self.dns_slow),
+            (2, self.zero_windows),
+            (1, self.retransmissions),
+            (1, self.dup_acks),
+        ];
+        weighted.iter().fold(0u64, |a, (weight, n)| {
+            a.saturating_add(n.saturating_mul(*weight))
+        })
     }
 
     /// Whether `addr` is either end of the flow.
