@@ -35,8 +35,8 @@ const PARALLEL_HEADS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    HttpClient(#[from] s3_http::HttpClientError),
     #[error(
         "no AWS region: set AWS_REGION (or a region in the AWS profile) to the bucket's region"
     )]
@@ -113,11 +113,10 @@ pub struct Endpoint {
     pub force_path_style: bool,
 }
 
-/// Builds the S3 client over the workspace's one HTTP stack (the uploader's
-/// client: rustls with the system roots; the SDK has no client of its own).
+/// Builds the S3 client over the workspace's one HTTP stack (`s3-http`:
+/// rustls with the system roots; the SDK has no client of its own).
 pub async fn client(endpoint: &Endpoint) -> Result<Client, ArchiveError> {
-    let http =
-        uploader::connect::marked_http_client().map_err(|e| ArchiveError::Config(e.to_string()))?;
+    let http = s3_http::marked_http_client()?;
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .load()

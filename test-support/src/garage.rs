@@ -174,7 +174,7 @@ pub fn reading_client(endpoint: &str, access_key: &str, secret_key: &str) -> Cli
         .force_path_style(true)
         .credentials_provider(creds)
         // The SDK is built without an HTTP client of its own.
-        .http_client(uploader::connect::marked_http_client().unwrap())
+        .http_client(s3_http::marked_http_client().unwrap())
         .build();
     Client::from_conf(conf)
 }

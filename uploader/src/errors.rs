@@ -20,8 +20,8 @@ pub enum ConfigError {
         "S3_EXPECTED_BUCKET_OWNER must be the 12-digit id of the AWS account that owns the bucket (aws sts get-caller-identity --query Account), got {value:?}"
     )]
     BucketOwner { value: String },
-    #[error("TLS settings for S3 could not be built: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    HttpClient(#[from] s3_http::HttpClientError),
     #[error("--part-size-mb {0} is below S3's minimum part size of 5 MB")]
     PartSizeTooSmall(u64),
     #[error("--{flag} must be at least 1")]

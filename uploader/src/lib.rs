@@ -20,7 +20,6 @@ pub mod budget;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod connect;
 pub mod delete;
 pub mod errors;
 pub mod failure;

@@ -4,7 +4,7 @@
 //! Timeouts are set so that a hung connection (for example a pooled one that
 //! went stale during a long idle gap) cannot stall a worker, while a slow
 //! link that keeps moving never fails: the connect timeout bounds the
-//! connect, the read timeout bounds silence (`connect.rs`), and there is no
+//! connect, the read timeout bounds silence (the `s3-http` crate), and there is no
 //! limit on a whole request, whose length grows with the capture's size. The SDK's own retries are off:
 //! `retry.rs` decides, so that every attempt is counted and classified.
 
@@ -29,7 +29,6 @@ use aws_sdk_s3::error::DisplayErrorContext;
 
 use crate::bucket_owner::{self, ExpectedBucketOwner};
 use crate::config::S3Settings;
-use crate::connect;
 use crate::errors::{ConfigError, CredentialsError, ProbeError};
 use crate::failure::{self, FailureKind, UploadError};
 use crate::keys::{CHECKSUM_PROBE_OBJECT, KeyTemplate, PROBE_OBJECT};
@@ -65,9 +64,9 @@ impl fmt::Display for CredentialSource {
 
 /// Builds the client: region from the SDK's chain, credentials from
 /// `credential_chain`. Every request, to S3, STS, the Pod Identity agent
-/// or instance metadata, goes through the one client of `connect.rs`.
+/// or instance metadata, goes through the one client of the `s3-http` crate.
 pub async fn client(settings: &S3Settings) -> Result<(Client, CredentialChain), ConfigError> {
-    let http = connect::marked_http_client()?;
+    let http = s3_http::marked_http_client()?;
     // Region from AWS_REGION, the profile or instance metadata: a region is
     // no credential, so instance metadata may tell it.
     let shared = aws_config::defaults(BehaviorVersion::latest())
@@ -223,7 +222,7 @@ async fn source(
 /// Reads this instance's id from the instance metadata service (IMDSv2),
 /// through the same client as everything else. No credentials are asked for.
 pub async fn instance_id() -> Result<String, ConfigError> {
-    let conf = ProviderConfig::default().with_http_client(connect::marked_http_client()?);
+    let conf = ProviderConfig::default().with_http_client(s3_http::marked_http_client()?);
     let imds = aws_config::imds::Client::builder().configure(&conf).build();
     match tokio::time::timeout(
         Duration::from_secs(10),

@@ -10,9 +10,11 @@
 //! small client of the same parts: hyper-util's pooled client over
 //! hyper-rustls (aws-lc-rs, the system's roots) over a TCP connector that
 //! marks each socket once it is connected. Only the SYN and the last ACK of
-//! the handshake go out unmarked. It is the uploader's only HTTP client: the
-//! SDK is built without its own, so S3, STS, Pod Identity and instance
-//! metadata all go through here, over one TLS stack.
+//! the handshake go out unmarked. It is the workspace's only HTTP client
+//! (the uploader, the `captures` CLI and the tests' S3 reader): the SDK is
+//! built without its own, so S3, STS, Pod Identity and instance metadata all
+//! go through here, over one TLS stack. A crate of its own so that readers
+//! of the bucket need not build the uploader.
 //!
 //! Timeouts follow the SDK's settings, with one difference that matters on a
 //! congested node: the connect timeout bounds the TCP connect, and the read
@@ -53,7 +55,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::errors::ConfigError;
+/// The client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    #[error("TLS settings for S3 could not be built: {0}")]
+    Tls(#[from] rustls::Error),
+}
 
 /// Send buffer of an upload socket: the kernel may hold this much (twice
 /// it, as Linux counts) after the last body byte was taken. 512 KiB in
@@ -67,9 +74,9 @@ type MarkedClient = Client<HttpsConnector<MarkingConnector>, SdkBody>;
 /// (connect timeout, read timeout)
 type Timeouts = (Option<Duration>, Option<Duration>);
 
-/// Builds the uploader's HTTP client: HTTPS (or plain HTTP for a
-/// local endpoint), every connection marked.
-pub fn marked_http_client() -> Result<SharedHttpClient, ConfigError> {
+/// Builds the HTTP client: HTTPS (or plain HTTP for a local endpoint),
+/// every connection marked.
+pub fn marked_http_client() -> Result<SharedHttpClient, HttpClientError> {
     let roots = rustls_native_certs::load_native_certs();
     let mut store = rustls::RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(roots.certs);
@@ -78,8 +85,7 @@ pub fn marked_http_client() -> Result<SharedHttpClient, ConfigError> {
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Tls(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(store)
         .with_no_client_auth();
     Ok(SharedHttpClient::new(MarkedHttpClient {
@@ -246,7 +252,7 @@ impl http_body::Body for Watched {
 }
 
 /// Sorts hyper's failures the way the SDK's own client does, so that
-/// `retry.rs` sees the same kinds.
+/// the uploader's failure classification sees the same kinds.
 fn connector_error(error: hyper_util::client::legacy::Error) -> ConnectorError {
     if error.is_connect() {
         return ConnectorError::io(error.into());
