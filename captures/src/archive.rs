@@ -1,11 +1,19 @@
 //! The bucket side of `captures`: which captures a window holds (`list`),
 //! which flows the index names (`find`), and verified downloads (`fetch`).
 //!
-//! Keys come from the shared contracts: capture keys from
-//! [`spool::keys::KeyTemplate`] with the default layout under `--prefix`,
-//! index keys from [`flows::schema`], metadata names from
-//! [`spool::object_metadata`]. Only the hour folders the window can touch are
-//! listed.
+//! Keys and metadata come from the bucket contract (the `bucket` crate).
+//! The key template is the one the uploader recorded in the bucket (its
+//! layout record under `--prefix`); without a record, `--key-template`, and
+//! without that the default layout under `--prefix`.
+//!
+//! Only the prefixes the window can touch are listed: per node and hour,
+//! the template rendered up to the first value an hour and a node do not
+//! fix ([`KeyTemplate::hour_prefix`]). For the default layout that is one
+//! hour folder; for a template that puts an unknown value first
+//! (`traces/{cluster}/{node}/…`) it is the static prefix, listed once, and
+//! every key found is read back through the template
+//! ([`KeyTemplate::capture_of_node`]) to keep the nodes' captures of the hours
+//! asked for.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -14,19 +22,29 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::BehaviorVersion;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use bucket::capture_keys::{DEFAULT_LAYOUT, KeyTemplate};
+use bucket::failure::{FailureKind, classify_code};
+use bucket::index_keys::{INDEX_DIR, INDEX_SUFFIX, index_hour_prefix, index_node_prefix};
+use bucket::layout_record::{LAYOUT_OBJECT, LayoutRecord, LayoutRecordError};
+use bucket::object_metadata::{MetadataError, ObjectMetadata};
 use chrono::{DateTime, TimeDelta, Utc};
-use flows::schema::{INDEX_DIR, INDEX_SUFFIX, index_hour_prefix};
 use flows::{FlowRecord, Symptom};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use spool::CaptureName;
-use spool::keys::{KeyContext, KeyTemplate};
-use spool::object_metadata as meta;
 
 use crate::window::Window;
+
+/// The prefix of the default layout, when `--prefix` is not given.
+const DEFAULT_PREFIX: &str = "tcp-dumps/";
+
+/// Top-level folders searched for a layout record when neither `--prefix`
+/// nor `--key-template` is given.
+pub const MAX_FOLDERS_SEARCHED: usize = 20;
 
 /// Downloads in flight at once.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -71,16 +89,29 @@ pub enum ArchiveError {
         "no node has a flow index under s3://{bucket}/{index}, so the nodes cannot be discovered: name them with --node (or check --prefix)"
     )]
     NoNodes { bucket: String, index: String },
+    #[error("s3://{bucket} holds layout records under {prefixes}: choose one with --prefix")]
+    SeveralLayouts { bucket: String, prefixes: String },
     #[error("invalid key layout for --prefix {prefix:?}: {detail}")]
     Layout { prefix: String, detail: String },
+    #[error("--key-template {template:?} is invalid: {source}")]
+    KeyTemplate {
+        template: String,
+        source: bucket::capture_keys::KeyError,
+    },
+    #[error("the layout record s3://{bucket}/{key} cannot be used: {source}")]
+    LayoutRecord {
+        bucket: String,
+        key: String,
+        source: LayoutRecordError,
+    },
     #[error("node name {0:?} cannot be a folder name; pass real node names with --node")]
     BadNode(String),
     #[error("index object {key} is unreadable: {detail}")]
     Index { key: String, detail: String },
     #[error(
-        "{key} has no {name} metadata, so its download cannot be verified; was it uploaded by s3-tcpdump?"
+        "{key} has no readable s3-tcpdump metadata ({source}), so its download cannot be verified; was it uploaded by s3-tcpdump?"
     )]
-    NoChecksum { key: String, name: &'static str },
+    NoChecksum { key: String, source: MetadataError },
     #[error(
         "{key} is damaged: its SHA-256 is {actual}, but its metadata says {expected}; the download was not kept (nor used)"
     )]
@@ -132,12 +163,19 @@ pub async fn client(endpoint: &Endpoint) -> Result<Client, ArchiveError> {
     Ok(Client::from_conf(builder.build()))
 }
 
-/// Where to look: the bucket, the prefix of the default key layout, the
-/// nodes (all that have an index when empty) and the window.
+/// Where to look: the bucket, the static prefix of the key layout (where
+/// its layout record is), the nodes (all that have an index when empty) and
+/// the window.
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub bucket: String,
-    pub prefix: String,
+    /// `--prefix`; `None` to look for the layout record (see
+    /// [`Archive::with_recorded_layout`]).
+    pub prefix: Option<String>,
+    /// The key template to read the bucket by when it holds no layout
+    /// record (`--key-template`); the default layout under `prefix` when
+    /// `None`.
+    pub key_template: Option<String>,
     pub nodes: Vec<String>,
     pub window: Window,
     /// The launcher's rotation: how long before the window a capture that
@@ -213,15 +251,96 @@ pub struct Archive {
 }
 
 impl Archive {
-    pub fn new(client: Client, selection: Selection) -> Result<Self, ArchiveError> {
-        let layout = format!(
-            "{}{{node}}/{{yyyy}}/{{mm}}/{{dd}}/{{hh}}/{{file}}",
-            selection.prefix
-        );
-        let template = KeyTemplate::parse(&layout).map_err(|e| ArchiveError::Layout {
-            prefix: selection.prefix.clone(),
+    /// The bucket read by the layout its uploader recorded: the layout
+    /// record under `--prefix` (or `--key-template`'s fixed start), which
+    /// names the template. Without a record: `--key-template`, else the
+    /// default layout under `--prefix`. With neither flag, the record is
+    /// looked for under `tcp-dumps/`, then at the bucket's top level and in
+    /// each of its top-level folders (one list request; at most
+    /// [`MAX_FOLDERS_SEARCHED`] folders): a bucket written with any template
+    /// whose fixed start is at most one folder deep is read with no flag.
+    pub async fn with_recorded_layout(
+        client: Client,
+        selection: Selection,
+    ) -> Result<Self, ArchiveError> {
+        let fallback = Self::fallback_template(&selection)?;
+        let mut candidates = vec![fallback.static_prefix().to_owned()];
+        if selection.prefix.is_none() && selection.key_template.is_none() {
+            candidates.push(String::new());
+            // Credentials limited to one prefix may not list the top level
+            // or read elsewhere: the search then finds nothing there.
+            match list_page(&client, &selection.bucket, "", true).await {
+                Ok((_, folders)) => candidates.extend(
+                    folders
+                        .into_iter()
+                        .filter(|f| f != fallback.static_prefix())
+                        .take(MAX_FOLDERS_SEARCHED),
+                ),
+                Err(ArchiveError::AccessDenied { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut found = Vec::new();
+        for (searched, prefix) in candidates.into_iter().enumerate() {
+            let key = format!("{prefix}{LAYOUT_OBJECT}");
+            let record = match read_layout_record(&client, &selection.bucket, &key).await {
+                Err(ArchiveError::AccessDenied { .. }) if searched > 0 => None,
+                other => other?,
+            };
+            if let Some(bytes) = record {
+                let (_, template) =
+                    LayoutRecord::parse(&bytes).map_err(|source| ArchiveError::LayoutRecord {
+                        bucket: selection.bucket.clone(),
+                        key,
+                        source,
+                    })?;
+                found.push(template);
+                if prefix == fallback.static_prefix() {
+                    // The record where the flags (or the default) point wins.
+                    break;
+                }
+            }
+        }
+        let template = match found.len() {
+            0 => fallback,
+            1 => found.remove(0),
+            _ if found[0].static_prefix() == fallback.static_prefix() => found.remove(0),
+            _ => {
+                return Err(ArchiveError::SeveralLayouts {
+                    bucket: selection.bucket.clone(),
+                    prefixes: found
+                        .iter()
+                        .map(|t| format!("{:?}", t.static_prefix()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        };
+        Self::with_template(client, selection, template)
+    }
+
+    /// `--key-template`, or the default layout under `--prefix`.
+    fn fallback_template(selection: &Selection) -> Result<KeyTemplate, ArchiveError> {
+        if let Some(template) = &selection.key_template {
+            return KeyTemplate::parse(template).map_err(|source| ArchiveError::KeyTemplate {
+                template: template.clone(),
+                source,
+            });
+        }
+        let prefix = selection.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+        let layout = format!("{prefix}{DEFAULT_LAYOUT}");
+        KeyTemplate::parse(&layout).map_err(|e| ArchiveError::Layout {
+            prefix: prefix.to_owned(),
             detail: e.to_string(),
-        })?;
+        })
+    }
+
+    /// The bucket read by `template`, whatever the bucket records.
+    pub fn with_template(
+        client: Client,
+        selection: Selection,
+        template: KeyTemplate,
+    ) -> Result<Self, ArchiveError> {
         for node in &selection.nodes {
             check_node(node)?;
         }
@@ -240,12 +359,17 @@ impl Archive {
         &self.selection
     }
 
+    /// The key template the bucket is read by.
+    pub fn template(&self) -> &KeyTemplate {
+        &self.template
+    }
+
     /// The nodes asked for, or every node with an index partition.
     pub async fn nodes(&self) -> Result<Vec<String>, ArchiveError> {
         if !self.selection.nodes.is_empty() {
             return Ok(self.selection.nodes.clone());
         }
-        let base = format!("{}{INDEX_DIR}node=", self.selection.prefix);
+        let base = index_node_prefix(self.template.static_prefix(), "");
         let mut nodes = Vec::new();
         for folder in self.list(&base, true).await?.1 {
             if let Some(node) = folder
@@ -266,7 +390,7 @@ impl Archive {
         if nodes.is_empty() {
             return Err(ArchiveError::NoNodes {
                 bucket: self.selection.bucket.clone(),
-                index: format!("{}{INDEX_DIR}", self.selection.prefix),
+                index: format!("{}{INDEX_DIR}", self.template.static_prefix()),
             });
         }
         Ok(nodes)
@@ -276,15 +400,33 @@ impl Archive {
     /// gaps in each node's coverage.
     pub async fn list_captures(&self) -> Result<Listing, ArchiveError> {
         let nodes = self.known_nodes().await?;
-        let hours = self.selection.window.start_hours(self.selection.rotation);
+        let hours: BTreeSet<DateTime<Utc>> = self
+            .selection
+            .window
+            .start_hours(self.selection.rotation)
+            .into_iter()
+            .collect();
+        // Templates that put an unknown value first share one prefix for
+        // every node and hour: it is listed once.
+        let prefixes: BTreeSet<String> = nodes
+            .iter()
+            .flat_map(|node| {
+                hours
+                    .iter()
+                    .map(|hour| self.template.hour_prefix(node, *hour))
+            })
+            .collect();
         let mut keys = Vec::new();
-        for node in &nodes {
-            for hour in &hours {
-                let prefix = self.hour_prefix(node, *hour);
-                for key in self.list(&prefix, false).await?.0 {
-                    if CaptureName::parse_ready(file_name(&key)).is_ok() {
-                        keys.push((node.clone(), key));
-                    }
+        for prefix in &prefixes {
+            for key in self.list(prefix, false).await?.0 {
+                let found = nodes.iter().find_map(|node| {
+                    let capture = self.template.capture_of_node(&key, node)?;
+                    Some((node, capture))
+                });
+                if let Some((node, capture)) = found
+                    && hours.contains(&crate::window::floor_hour(capture.start()))
+                {
+                    keys.push((node.clone(), key));
                 }
             }
         }
@@ -317,7 +459,7 @@ impl Archive {
         let mut index_keys = Vec::new();
         for node in &nodes {
             for hour in &hours {
-                let prefix = index_hour_prefix(&self.selection.prefix, node, *hour);
+                let prefix = index_hour_prefix(self.template.static_prefix(), node, *hour);
                 index_keys.extend(
                     self.list(&prefix, false)
                         .await?
@@ -358,7 +500,7 @@ impl Archive {
         dir: &Path,
         progress: &indicatif::ProgressBar,
     ) -> Result<Vec<PathBuf>, ArchiveError> {
-        let paths = destinations(&self.selection.prefix, captures, dir)?;
+        let paths = destinations(self.template.static_prefix(), captures, dir)?;
         futures::stream::iter(captures.iter().zip(paths))
             .map(|(c, path)| self.download(c, path, progress))
             .buffered(PARALLEL_DOWNLOADS)
@@ -429,14 +571,12 @@ impl Archive {
             .send()
             .await
             .map_err(|e| self.s3_error(&e, &format!("read {}", capture.key)))?;
-        let expected = out
-            .metadata()
-            .and_then(|m| m.get(meta::SHA256))
-            .cloned()
-            .ok_or_else(|| ArchiveError::NoChecksum {
+        let expected = ObjectMetadata::from_headers(&out.metadata().cloned().unwrap_or_default())
+            .map_err(|source| ArchiveError::NoChecksum {
                 key: capture.key.clone(),
-                name: meta::SHA256,
-            })?;
+                source,
+            })?
+            .sha256;
         Ok((expected, out.body))
     }
 
@@ -461,29 +601,31 @@ impl Archive {
             .send()
             .await
             .map_err(|e| self.s3_error(&e, &format!("read the metadata of {key}")))?;
-        let metadata = out.metadata().cloned().unwrap_or_default();
-        let time = |name: &str| {
-            metadata
-                .get(name)
-                .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-                .map(|t| t.with_timezone(&Utc))
-        };
-        let start = time(meta::CAPTURE_START)
+        // Without readable metadata (not uploaded by s3-tcpdump) the capture
+        // is still listed, from its name; fetching it is refused.
+        let metadata =
+            ObjectMetadata::from_headers(&out.metadata().cloned().unwrap_or_default()).ok();
+        let start = metadata
+            .as_ref()
+            .map(|m| m.capture_start)
             .or_else(|| {
                 CaptureName::parse_ready(file_name(&key))
                     .ok()
                     .map(|n| n.start())
             })
             .unwrap_or_default();
-        let end = time(meta::LAST_PACKET).unwrap_or(start + self.selection.rotation);
+        let end = metadata
+            .as_ref()
+            .and_then(|m| m.last_packet)
+            .unwrap_or(start + self.selection.rotation);
         Ok(Capture {
-            packets: metadata.get(meta::PACKETS).and_then(|p| p.parse().ok()),
+            packets: metadata.as_ref().map(|m| m.packets),
             size: out
                 .content_length()
                 .and_then(|l| u64::try_from(l).ok())
                 .unwrap_or(0),
-            pcap: metadata.get(meta::PCAP).cloned(),
-            sha256: metadata.get(meta::SHA256).cloned(),
+            pcap: metadata.as_ref().map(|m| m.pcap.to_string()),
+            sha256: metadata.map(|m| m.sha256),
             key,
             node,
             start,
@@ -547,23 +689,11 @@ impl Archive {
         Ok((keys, prefixes))
     }
 
-    fn hour_prefix(&self, node: &str, hour: DateTime<Utc>) -> String {
-        let ctx = KeyContext {
-            node: node.to_owned(),
-            ..KeyContext::default()
-        };
-        let key = self.template.render(&ctx, &CaptureName::new(hour, 0));
-        match key.rfind('/') {
-            Some(slash) => key[..=slash].to_owned(),
-            None => String::new(),
-        }
-    }
-
     fn empty_window(&self) -> ArchiveError {
         let s = &self.selection;
         ArchiveError::EmptyWindow {
             bucket: s.bucket.clone(),
-            prefix: s.prefix.clone(),
+            prefix: self.template.static_prefix().to_owned(),
             from: crate::window::rfc3339(s.window.from),
             to: crate::window::rfc3339(s.window.to),
             nodes: if s.nodes.is_empty() {
@@ -574,34 +704,97 @@ impl Archive {
         }
     }
 
-    fn s3_error<E, R>(&self, err: &SdkError<E, R>, action: &str) -> ArchiveError
+    fn s3_error<E>(&self, err: &SdkError<E, HttpResponse>, action: &str) -> ArchiveError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        let bucket = self.selection.bucket.clone();
-        // The store's code and message say what is wrong; the SDK's full
-        // context (raw response and all) only when there is none.
-        let detail = match (err.code(), err.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_owned(),
-            _ => DisplayErrorContext(err).to_string(),
-        };
-        match err.code() {
-            Some("NoSuchBucket") => ArchiveError::NoSuchBucket { bucket },
-            Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden") => {
-                ArchiveError::AccessDenied {
-                    bucket,
-                    action: action.to_owned(),
-                    detail,
-                }
-            }
-            _ => ArchiveError::S3 {
-                bucket,
-                action: action.to_owned(),
-                detail,
-            },
-        }
+        s3_error(&self.selection.bucket, err, action)
+    }
+}
+
+/// The layout record's bytes, or `None` when the bucket has none there.
+async fn read_layout_record(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, ArchiveError> {
+    let action = || format!("read the layout record {key}");
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(s3_error(bucket, &e, &action())),
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| ArchiveError::S3 {
+            bucket: bucket.to_owned(),
+            action: action(),
+            detail: e.to_string(),
+        })?
+        .into_bytes();
+    Ok(Some(bytes.to_vec()))
+}
+
+/// One page of keys (and, with `folders`, the common prefixes at `/`)
+/// under `prefix`.
+async fn list_page(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    folders: bool,
+) -> Result<(Vec<String>, Vec<String>), ArchiveError> {
+    let mut request = client.list_objects_v2().bucket(bucket).prefix(prefix);
+    if folders {
+        request = request.delimiter("/");
+    }
+    let page = request
+        .send()
+        .await
+        .map_err(|e| s3_error(bucket, &e, &format!("list {prefix}")))?;
+    Ok((
+        page.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect(),
+        page.common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned))
+            .collect(),
+    ))
+}
+
+/// An S3 error as `captures` shows it: the kind from the shared
+/// classification ([`classify_code`]), the store's code and message as the
+/// detail.
+fn s3_error<E>(bucket: &str, err: &SdkError<E, HttpResponse>, action: &str) -> ArchiveError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let bucket = bucket.to_owned();
+    // The store's code and message say what is wrong; the SDK's full
+    // context (raw response and all) only when there is none.
+    let detail = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match classify_code(err.code(), status) {
+        FailureKind::NoSuchBucket => ArchiveError::NoSuchBucket { bucket },
+        FailureKind::AccessDenied
+        | FailureKind::InvalidCredentials
+        | FailureKind::SignatureMismatch => ArchiveError::AccessDenied {
+            bucket,
+            action: action.to_owned(),
+            detail,
+        },
+        _ => ArchiveError::S3 {
+            bucket,
+            action: action.to_owned(),
+            detail,
+        },
     }
 }
 
@@ -729,7 +922,7 @@ fn file_name(key: &str) -> &str {
 /// The bytes hashed are those the metadata promised, or the capture is
 /// damaged.
 fn verify(capture: &Capture, expected: &str, hasher: Sha256) -> Result<(), ArchiveError> {
-    let actual = hex(&hasher.finalize());
+    let actual = bucket::hex(&hasher.finalize());
     if actual.eq_ignore_ascii_case(expected) {
         return Ok(());
     }
@@ -738,10 +931,6 @@ fn verify(capture: &Capture, expected: &str, hasher: Sha256) -> Result<(), Archi
         expected: expected.to_owned(),
         actual,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -85,9 +85,21 @@ struct BucketArgs {
     /// The bucket the uploader writes to (required).
     #[arg(long, env = "S3_BUCKET")]
     bucket: Option<String>,
-    /// The fixed start of the key layout `<prefix>{node}/{yyyy}/{mm}/{dd}/{hh}/{file}`.
-    #[arg(long, default_value = "tcp-dumps/")]
-    prefix: String,
+    /// Where the uploader writes: the fixed start of its key template (its
+    /// S3_KEY_TEMPLATE up to the last `/` before the first placeholder).
+    ///
+    /// The layout is read from the record the uploader keeps there
+    /// (`<prefix>.s3-tcpdump-layout.json`); without one,
+    /// `<prefix>{node}/{yyyy}/{mm}/{dd}/{hh}/{file}`. Not given: the record
+    /// under `tcp-dumps/`, else the one record at the bucket's top level or
+    /// in one of its top-level folders, else the default layout.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// The uploader's S3_KEY_TEMPLATE, for a bucket with no layout record
+    /// (written by an uploader older than the record); its fixed start
+    /// replaces --prefix. E.g. `traces/{cluster}/{node}/{yyyy}{mm}{dd}/{hh}-{file}`.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "prefix")]
+    key_template: Option<String>,
     /// Start of the window: RFC 3339 or relative (-30m, -2h, now) (required).
     #[arg(long, allow_hyphen_values = true)]
     from: Option<String>,
@@ -229,16 +241,18 @@ async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
         force_path_style: args.force_path_style,
     };
     let client = archive::client(&endpoint).await?;
-    Ok(Archive::new(
+    Ok(Archive::with_recorded_layout(
         client,
         Selection {
             bucket,
             prefix: args.prefix,
+            key_template: args.key_template,
             nodes: args.nodes,
             window,
             rotation: TimeDelta::seconds(i64::from(args.rotate_seconds)),
         },
-    )?)
+    )
+    .await?)
 }
 
 #[allow(clippy::print_stdout)]
@@ -260,7 +274,7 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
                 c.size,
                 escaped(&c.key),
                 match c.pcap.as_deref() {
-                    Some(damage) if damage != spool::object_metadata::PCAP_OK =>
+                    Some(damage) if damage != bucket::object_metadata::PCAP_OK =>
                         format!("  ({})", escaped(damage)),
                     _ => String::new(),
                 }

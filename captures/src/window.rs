@@ -187,7 +187,7 @@ fn within_bounds(
     Ok(t)
 }
 
-fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     let secs = t.timestamp();
     DateTime::from_timestamp(secs - secs.rem_euclid(3600), 0).unwrap_or(t)
 }

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use aws_sdk_s3::primitives::ByteStream;
+use bucket::capture_keys::{DEFAULT_TEMPLATE, KeyContext, KeyTemplate};
+use bucket::object_metadata::ObjectMetadata;
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::Value;
 use spool::CaptureName;
-use spool::keys::{DEFAULT_TEMPLATE, KeyContext, KeyTemplate};
 
 /// `captures ARGS…` with a garage's settings and a clean AWS environment.
 trait CapturesCli {
@@ -137,8 +138,8 @@ async fn put_capture(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let metadata =
-        spool::object_metadata::for_capture(sha256.unwrap_or(&real_sha), start, node, &summary);
+    let metadata = ObjectMetadata::for_capture(sha256.unwrap_or(&real_sha), start, node, &summary)
+        .to_headers();
     let client = garage.client().await;
     client
         .put_object()
@@ -149,7 +150,7 @@ async fn put_capture(
         .send()
         .await
         .unwrap();
-    let index_key = flows::index_key(
+    let index_key = bucket::index_keys::index_key(
         template.static_prefix(),
         node,
         start,
@@ -887,4 +888,140 @@ fn explain_on_a_selection_refuses_a_capture_whose_sha256_does_not_match_naming_t
         .failure();
     let stderr = stderr_of(&out);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+/// The uploader binary beside this crate's `captures` (one target folder
+/// for the workspace; `scripts/test` builds every binary first).
+fn uploader_binary() -> PathBuf {
+    let captures = PathBuf::from(env!("CARGO_BIN_EXE_captures"));
+    let uploader = captures.with_file_name("uploader");
+    assert!(
+        uploader.is_file(),
+        "{} is missing: this test runs the real uploader; build it first (cargo build -p uploader)",
+        uploader.display()
+    );
+    uploader
+}
+
+/// Issue 21: a bucket written with any S3_KEY_TEMPLATE is read by
+/// `captures` with no flag, through the layout record the uploader writes.
+#[test]
+fn captures_reads_a_bucket_written_with_a_custom_key_template_with_no_flag() {
+    let test = "captures_reads_a_bucket_written_with_a_custom_key_template_with_no_flag";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let template = "traces/{cluster}/{node}/{yyyy}{mm}{dd}/{hh}-{file}";
+    let base = (Utc::now() - TimeDelta::minutes(20)).trunc_subsecs(0);
+    let s = |secs: f64| base + TimeDelta::milliseconds((secs * 1000.0) as i64);
+    let bytes = pcap(&[
+        Pkt {
+            at: s(1.0),
+            src: ([10, 0, 0, 1], 40000),
+            dst: ([10, 0, 0, 2], 8080),
+            tcp: Some("S"),
+        },
+        Pkt {
+            at: s(1.5),
+            src: ([10, 0, 0, 2], 8080),
+            dst: ([10, 0, 0, 1], 40000),
+            tcp: Some("R"),
+        },
+    ]);
+    let spool = test_support::Spool::with_capture_folders();
+    let name = CaptureName::new(base, 0).ready_file_name();
+    std::fs::write(spool.ready().join(&name), &bytes).unwrap();
+    let uploaded = garage
+        .uploader(uploader_binary().to_str().unwrap(), &spool)
+        .env("S3_KEY_TEMPLATE", template)
+        .env("CLUSTER_NAME", "lab")
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        uploaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    let key = format!(
+        "traces/lab/test-node/{}/{}-{name}",
+        base.format("%Y%m%d"),
+        base.format("%H")
+    );
+    let record = runtime().block_on(garage.get("traces/.s3-tcpdump-layout.json"));
+    let (record, _) = record.expect("the uploader wrote no layout record under traces/");
+    let record: Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["key_template"], template);
+
+    let (from, to) = (
+        rfc(base - TimeDelta::seconds(30)),
+        rfc(base + TimeDelta::seconds(60)),
+    );
+    let listing = json(
+        &garage
+            .captures_over("list", &from, &to, &["--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(listing["captures"][0]["key"], key.as_str(), "{listing:#}");
+    assert_eq!(listing["captures"][0]["node"], "test-node", "{listing:#}");
+    assert_eq!(
+        listing["captures"].as_array().unwrap().len(),
+        1,
+        "{listing:#}"
+    );
+
+    let found = json(
+        &garage
+            .captures_over("find", &from, &to, &["--symptom", "reset", "--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(found["captures"], serde_json::json!([key]), "{found:#}");
+
+    let downloads = tempfile::tempdir().unwrap();
+    garage
+        .captures_over(
+            "fetch",
+            &from,
+            &to,
+            &["--out", downloads.path().to_str().unwrap()],
+        )
+        .assert()
+        .success();
+    // Downloads are named after the key's last segment.
+    let file = key.rsplit('/').next().unwrap();
+    let fetched = std::fs::read(downloads.path().join("test-node").join(file)).unwrap();
+    assert_eq!(fetched, bytes);
+
+    // Without the record (an uploader older than it): the default layout
+    // finds nothing, and --key-template is the way in.
+    runtime().block_on(async {
+        garage
+            .client()
+            .await
+            .delete_object()
+            .bucket(garage.bucket())
+            .key("traces/.s3-tcpdump-layout.json")
+            .send()
+            .await
+            .unwrap()
+    });
+    let refused = garage
+        .captures_over("list", &from, &to, &[])
+        .assert()
+        .failure();
+    assert!(
+        stderr_of(&refused)
+            .contains("no node has a flow index under s3://captures/tcp-dumps/index/,"),
+        "{}",
+        stderr_of(&refused)
+    );
+    let listing = json(
+        &garage
+            .captures_over("list", &from, &to, &["--key-template", template, "--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(listing["captures"][0]["key"], key.as_str(), "{listing:#}");
 }

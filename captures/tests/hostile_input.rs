@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use aws_sdk_s3::primitives::ByteStream;
+use bucket::capture_keys::{DEFAULT_TEMPLATE, KeyContext, KeyTemplate};
+use bucket::object_metadata::ObjectMetadata;
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use etherparse::PacketBuilder;
 use flows::FlowRecord;
 use futures::StreamExt as _;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use spool::CaptureName;
-use spool::keys::{DEFAULT_TEMPLATE, KeyContext, KeyTemplate};
 use test_support::Garage;
 
 /// `captures ARGS…` (behind `wrapper` when given, e.g. prlimit) with a
@@ -130,7 +131,7 @@ async fn put(
 ) {
     let summary = spool::pcap::check_reader(bytes.as_slice()).unwrap();
     let sha = test_support::fixtures::sha256_hex(&bytes);
-    let metadata = spool::object_metadata::for_capture(&sha, start, node, &summary);
+    let metadata = ObjectMetadata::for_capture(&sha, start, node, &summary).to_headers();
     client
         .put_object()
         .bucket(bucket)
@@ -205,7 +206,7 @@ fn keys_and_index_fields_with_escape_sequences_print_escaped_and_huge_counters_a
         let bytes = pcap(&[(start + TimeDelta::seconds(1), 4000)]);
         put(&client, garage.bucket(), &key, "node-a", start, bytes).await;
         let file = key.rsplit('/').next().unwrap();
-        let index_key = flows::index_key("tcp-dumps/", "node-a", start, file);
+        let index_key = bucket::index_keys::index_key("tcp-dumps/", "node-a", start, file);
         client
             .put_object()
             .bucket(garage.bucket())

@@ -3,7 +3,7 @@
 //! capture's records in the read that hashes it, and written next to it as
 //! gzip JSON lines that DuckDB and Athena query in place.
 //!
-//! [`schema`] is the contract (fields, object keys) shared with the
+//! [`schema`] is the contract (the records' fields) shared with the
 //! `captures` CLI; [`table`] tracks the live flows; [`decode`] turns a record
 //! into addresses and the fields counted; [`index`] writes the object.
 //!
@@ -18,5 +18,5 @@ pub mod schema;
 pub mod table;
 
 pub use index::{IndexError, IndexWriter, IndexingCheck, read_index};
-pub use schema::{FlowRecord, Symptom, index_key};
+pub use schema::{FlowRecord, Symptom};
 pub use table::{DnsAnswer, FlowTable, TableStats};

@@ -1,6 +1,6 @@
-//! The flow index's schema and where its objects live: the one place that
-//! says both, imported by the writer (this crate, the uploader) and the
-//! reader (the `captures` CLI).
+//! The flow index's schema: the one place that says it, imported by the
+//! writer (this crate, the uploader) and the reader (the `captures` CLI).
+//! Where its objects live is the bucket contract's (`bucket::index_keys`).
 //!
 //! An index object is gzip-compressed JSON lines, one [`FlowRecord`] per
 //! line, one object per capture, at
@@ -9,9 +9,8 @@
 //! <static prefix of the key template>index/node=<node>/date=<YYYY-MM-DD>/hour=<HH>/<capture file>.jsonl.gz
 //! ```
 //!
-//! (date and hour of the capture's UTC start). The `name=value` folders are
-//! Hive partitions, so DuckDB and Athena read the index in place and prune
-//! by node, date and hour:
+//! The `name=value` folders are Hive partitions, so DuckDB and Athena read
+//! the index in place and prune by node, date and hour:
 //!
 //! ```sql
 //! SELECT * FROM read_json('s3://B/tcp-dumps/index/*/*/*/*.jsonl.gz', hive_partitioning = true)
@@ -66,15 +65,6 @@ pub const IDLE_SECS: u64 = 120;
 /// milliseconds from cache, tens to a hundred or so when it recurses), well
 /// below the 5 s after which a client's resolver retries.
 pub const SLOW_DNS_MS: u64 = 200;
-
-/// The folder under the key template's static prefix that holds the index.
-pub const INDEX_DIR: &str = "index/";
-
-/// The suffix of every index object.
-pub const INDEX_SUFFIX: &str = ".jsonl.gz";
-
-/// Content type of an index object (gzip-compressed JSON lines).
-pub const INDEX_CONTENT_TYPE: &str = "application/x-ndjson";
 
 /// One flow of one capture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,49 +200,10 @@ impl FlowRecord {
     }
 }
 
-/// The key of a capture's index object. `static_prefix` is the key
-/// template's ([`spool::keys::KeyTemplate::static_prefix`]); `file` the
-/// capture's file name.
-pub fn index_key(static_prefix: &str, node: &str, start: DateTime<Utc>, file: &str) -> String {
-    format!(
-        "{static_prefix}{INDEX_DIR}node={node}/date={}/hour={}/{file}{INDEX_SUFFIX}",
-        start.format("%Y-%m-%d"),
-        start.format("%H"),
-    )
-}
-
-/// The prefix that holds one node's (or, without a node, every node's)
-/// index objects of one hour.
-pub fn index_hour_prefix(static_prefix: &str, node: &str, hour: DateTime<Utc>) -> String {
-    format!(
-        "{static_prefix}{INDEX_DIR}node={node}/date={}/hour={}/",
-        hour.format("%Y-%m-%d"),
-        hour.format("%H"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn index_key_is_hive_partitioned_by_node_date_and_hour() {
-        let start = DateTime::parse_from_rfc3339("2026-11-27T14:25:03Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            index_key("tcp-dumps/", "ip-10-0-1-7", start, "20261127T142503Z.pcap"),
-            "tcp-dumps/index/node=ip-10-0-1-7/date=2026-11-27/hour=14/20261127T142503Z.pcap.jsonl.gz"
-        );
-        assert!(
-            index_key("tcp-dumps/", "n", start, "f").starts_with(&index_hour_prefix(
-                "tcp-dumps/",
-                "n",
-                start
-            ))
-        );
-    }
 
     #[test]
     fn symptom_names_round_trip() {

@@ -19,20 +19,17 @@
 //! `20261127T142503Z-0001.pcap` for the second file of a period that
 //! tcpdump's `-C` size limit split.
 //!
-//! The object side of the contract lives here too, so the uploader and the
-//! `captures` CLI import one copy: [`keys`] (the key template and its
-//! placeholders) and [`object_metadata`] (what every object carries).
+//! What the objects in the bucket are called and carry is the `bucket`
+//! crate's contract, not this one's.
 //!
 //! Both binaries also share their edge here: [`logging`] (log set-up, the
 //! last line, the exit codes).
 
 mod files;
-pub mod keys;
 mod layout;
 pub mod logging;
 mod mark;
 mod name;
-pub mod object_metadata;
 pub mod pcap;
 pub mod tick;
 

@@ -118,10 +118,7 @@ pub fn pcap_bytes(size: usize, seed: &str) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    bucket::hex(&Sha256::digest(bytes))
 }
 
 /// A capture name for a start time `ago` before now.

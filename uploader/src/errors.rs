@@ -11,7 +11,7 @@ pub use crate::failure::UploadError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(transparent)]
-    Key(#[from] spool::keys::KeyError),
+    Key(#[from] bucket::capture_keys::KeyError),
     #[error(
         "key template uses {{instance_id}} but the instance metadata service did not answer: {reason}"
     )]
@@ -99,8 +99,8 @@ pub enum RunError {
 }
 
 /// A bad key template is a configuration error wherever it is found.
-impl From<spool::keys::KeyError> for RunError {
-    fn from(e: spool::keys::KeyError) -> Self {
+impl From<bucket::capture_keys::KeyError> for RunError {
+    fn from(e: bucket::capture_keys::KeyError) -> Self {
         Self::Config(e.into())
     }
 }

@@ -1,6 +1,8 @@
 //! What went wrong, as far as retrying, readiness and the metrics care:
-//! [`FailureKind`], the [`UploadError`] that carries it, and [`classify`],
-//! which turns whatever a step failed with into a kind.
+//! [`FailureKind`] and [`classify_code`] (the bucket contract's table of S3
+//! codes, shared with `captures`), the [`UploadError`] that carries a kind,
+//! [`classify`], which turns whatever a step failed with into a kind, and
+//! [`hint`], what a person can do about it.
 //! [`FailureKind::is_transient`] is the one rule for what retries fast; the
 //! schedule is `retry.rs`. Both kinds keep the file: nothing is ever given
 //! up on while the uploader runs.
@@ -17,8 +19,6 @@
 //!   `SignatureDoesNotMatch`, missing credentials, and any other 4xx the store
 //!   refuses the request with.
 
-use std::fmt;
-
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 macro_rules! access_denied_permissions {
@@ -33,135 +33,28 @@ const ACCESS_DENIED_HINT: &str = concat!(
     "; with S3_EXPECTED_BUCKET_OWNER set, also check that this account still owns the bucket (S3 answers another account's bucket with AccessDenied too)"
 );
 
-/// What went wrong, as far as retrying and the metrics care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// Connection refused or reset, DNS, TLS: the store was not reached.
-    Connection,
-    /// Connect, read or attempt timeout.
-    Timeout,
-    /// 5xx from the store.
-    Server,
-    /// `SlowDown`, 429, 503 `RequestTimeout`: the store asked us to wait.
-    Throttled,
-    /// The store or our verification saw different bytes than we hashed.
-    ChecksumMismatch,
-    /// The multipart upload is unknown to the store (aborted or expired).
-    NoSuchUpload,
-    AccessDenied,
-    NoSuchBucket,
-    /// `InvalidAccessKeyId` or no credentials at all.
-    InvalidCredentials,
-    /// `SignatureDoesNotMatch`: wrong secret key or a clock far off.
-    SignatureMismatch,
-    /// Any other refusal of the request by the store.
-    Refused,
-    /// Reading the capture from the spool failed.
-    LocalIo,
-    /// The capture disappeared from `ready/` (dropped by the budget or by
-    /// hand); nothing left to do.
-    Gone,
-}
+pub use bucket::failure::{FailureKind, classify_code};
 
-impl FailureKind {
-    /// The one retry rule: see the module documentation.
-    pub fn is_transient(self) -> bool {
-        match self {
-            FailureKind::Connection
-            | FailureKind::Timeout
-            | FailureKind::Server
-            | FailureKind::Throttled
-            | FailureKind::ChecksumMismatch
-            // The next attempt starts a new upload.
-            | FailureKind::NoSuchUpload => true,
-            FailureKind::AccessDenied
-            | FailureKind::NoSuchBucket
-            | FailureKind::InvalidCredentials
-            | FailureKind::SignatureMismatch
-            | FailureKind::Refused
-            | FailureKind::LocalIo
-            | FailureKind::Gone => false,
+/// What a person can do about a permanent failure of `kind`.
+pub fn hint(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::AccessDenied => ACCESS_DENIED_HINT,
+        FailureKind::NoSuchBucket => {
+            "create the bucket or fix --bucket/S3_BUCKET (and AWS_REGION, --endpoint-url)"
         }
-    }
-
-    /// The `kind` label of the failure metric.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Connection => "connection",
-            FailureKind::Timeout => "timeout",
-            FailureKind::Server => "server",
-            FailureKind::Throttled => "throttled",
-            FailureKind::ChecksumMismatch => "checksum_mismatch",
-            FailureKind::NoSuchUpload => "no_such_upload",
-            FailureKind::AccessDenied => "access_denied",
-            FailureKind::NoSuchBucket => "no_such_bucket",
-            FailureKind::InvalidCredentials => "invalid_credentials",
-            FailureKind::SignatureMismatch => "signature_mismatch",
-            FailureKind::Refused => "refused",
-            FailureKind::LocalIo => "local_io",
-            FailureKind::Gone => "gone",
+        FailureKind::InvalidCredentials => {
+            "the access key is unknown or no credentials were found: check the IRSA/Pod Identity binding of the service account, or AWS_ACCESS_KEY_ID"
         }
-    }
-
-    /// What a person can do about a permanent failure.
-    pub fn hint(self) -> &'static str {
-        match self {
-            FailureKind::AccessDenied => ACCESS_DENIED_HINT,
-            FailureKind::NoSuchBucket => {
-                "create the bucket or fix --bucket/S3_BUCKET (and AWS_REGION, --endpoint-url)"
-            }
-            FailureKind::InvalidCredentials => {
-                "the access key is unknown or no credentials were found: check the IRSA/Pod Identity binding of the service account, or AWS_ACCESS_KEY_ID"
-            }
-            FailureKind::SignatureMismatch => {
-                "the secret key does not match the access key, or the clock is far off: check AWS_SECRET_ACCESS_KEY and time sync"
-            }
-            FailureKind::Connection | FailureKind::Timeout => {
-                "the store cannot be reached: check --endpoint-url, AWS_REGION, DNS and egress to S3"
-            }
-            FailureKind::LocalIo => {
-                "the uploader cannot read the capture: check that it runs in the spool's group and files are group-readable"
-            }
-            _ => "see the error detail",
+        FailureKind::SignatureMismatch => {
+            "the secret key does not match the access key, or the clock is far off: check AWS_SECRET_ACCESS_KEY and time sync"
         }
-    }
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Maps an error code and HTTP status from the store to a kind.
-pub fn classify_code(code: Option<&str>, status: Option<u16>) -> FailureKind {
-    match code {
-        Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem") => FailureKind::AccessDenied,
-        Some("NoSuchBucket") => FailureKind::NoSuchBucket,
-        Some("InvalidAccessKeyId" | "InvalidToken" | "ExpiredToken" | "TokenRefreshRequired") => {
-            FailureKind::InvalidCredentials
+        FailureKind::Connection | FailureKind::Timeout => {
+            "the store cannot be reached: check --endpoint-url, AWS_REGION, DNS and egress to S3"
         }
-        Some("SignatureDoesNotMatch" | "RequestTimeTooSkewed") => FailureKind::SignatureMismatch,
-        Some("NoSuchUpload") => FailureKind::NoSuchUpload,
-        // AWS says BadDigest, garage InvalidDigest; XAmzContentSHA256Mismatch
-        // is the signed-payload form of the same thing.
-        Some("BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch") => {
-            FailureKind::ChecksumMismatch
+        FailureKind::LocalIo => {
+            "the uploader cannot read the capture: check that it runs in the spool's group and files are group-readable"
         }
-        Some("SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests") => {
-            FailureKind::Throttled
-        }
-        // A 400 from AWS when the body did not arrive in time.
-        Some("RequestTimeout") => FailureKind::Throttled,
-        Some("InternalError" | "ServiceUnavailable") => FailureKind::Server,
-        _ => match status {
-            Some(429) => FailureKind::Throttled,
-            Some(s) if s >= 500 => FailureKind::Server,
-            Some(403) => FailureKind::AccessDenied,
-            Some(404) => FailureKind::NoSuchBucket,
-            Some(_) => FailureKind::Refused,
-            None => FailureKind::Connection,
-        },
+        _ => "see the error detail",
     }
 }
 
@@ -250,67 +143,5 @@ impl UploadError {
             kind,
             detail: detail.into(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksum_mismatch_is_transient_under_both_names() {
-        for code in ["BadDigest", "InvalidDigest"] {
-            let kind = classify_code(Some(code), Some(400));
-            assert_eq!(kind, FailureKind::ChecksumMismatch);
-            assert!(kind.is_transient());
-        }
-    }
-
-    #[test]
-    fn credentials_and_bucket_errors_are_permanent() {
-        for (code, kind) in [
-            ("AccessDenied", FailureKind::AccessDenied),
-            ("NoSuchBucket", FailureKind::NoSuchBucket),
-            ("InvalidAccessKeyId", FailureKind::InvalidCredentials),
-            ("SignatureDoesNotMatch", FailureKind::SignatureMismatch),
-        ] {
-            let got = classify_code(Some(code), Some(403));
-            assert_eq!(got, kind, "{code}");
-            assert!(!got.is_transient(), "{code}");
-        }
-    }
-
-    #[test]
-    fn throttling_and_server_errors_are_transient() {
-        assert_eq!(
-            classify_code(Some("SlowDown"), Some(503)),
-            FailureKind::Throttled
-        );
-        assert_eq!(
-            classify_code(Some("RequestTimeout"), Some(400)),
-            FailureKind::Throttled
-        );
-        assert_eq!(classify_code(None, Some(429)), FailureKind::Throttled);
-        assert_eq!(classify_code(None, Some(502)), FailureKind::Server);
-        assert_eq!(
-            classify_code(Some("InternalError"), Some(500)),
-            FailureKind::Server
-        );
-        assert_eq!(classify_code(None, None), FailureKind::Connection);
-        for kind in [
-            FailureKind::Throttled,
-            FailureKind::Server,
-            FailureKind::Connection,
-            FailureKind::Timeout,
-        ] {
-            assert!(kind.is_transient());
-        }
-    }
-
-    #[test]
-    fn unknown_refusals_are_not_retried_fast() {
-        let kind = classify_code(Some("InvalidRequest"), Some(400));
-        assert_eq!(kind, FailureKind::Refused);
-        assert!(!kind.is_transient());
     }
 }

@@ -60,9 +60,7 @@ impl Stamp {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use bucket::hex;
 
 pub fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;

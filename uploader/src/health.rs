@@ -58,7 +58,7 @@ impl Health {
                 key,
                 kind = %error.kind,
                 error = %error.detail,
-                hint = error.kind.hint(),
+                hint = crate::failure::hint(error.kind),
                 "uploads are failing; captures are kept and retried slowly"
             );
         }

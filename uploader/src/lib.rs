@@ -10,7 +10,8 @@
 //! went wrong and whether it is transient, [`retry`] how often to try
 //! again. Around them: [`spool_check`] (is the spool usable), [`state`]
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
-//! [`object_metadata`] (what objects are called and carry), [`metrics`],
+//! [`object_metadata`] (what objects are called and carry: the `bucket`
+//! crate's contract, re-exported), [`metrics`],
 //! [`health`] (readiness), [`admin`] (HTTP endpoints), [`shutdown`]
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
 
@@ -40,9 +41,9 @@ pub mod state;
 pub mod upload;
 pub mod verify;
 
-// The key layout and object metadata are the spool crate's (shared with the
-// `captures` CLI); re-exported so `crate::keys` paths keep working.
-pub use spool::{keys, object_metadata};
+// The key layout and object metadata are the bucket crate's (shared with the
+// `captures` CLI).
+pub use bucket::{capture_keys as keys, object_metadata};
 
 use std::sync::Arc;
 
@@ -64,7 +65,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     match config.mode {
         Mode::Check => check::run(&config, &client, &key_context, credentials?).await,
-        Mode::Once => once::run(&shipper(config, client, key_context, &credentials)?).await,
+        Mode::Once => {
+            let shipper = shipper(config, client.clone(), key_context, &credentials)?;
+            let config = &shipper.config;
+            s3::record_layout(&client, &config.s3, &config.key_template).await;
+            once::run(&shipper).await
+        }
         Mode::Serve => {
             let shipper = shipper(config, client.clone(), key_context, &credentials)?;
             serve::run(&shipper, client).await

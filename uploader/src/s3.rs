@@ -32,6 +32,7 @@ use crate::config::S3Settings;
 use crate::errors::{ConfigError, CredentialsError, ProbeError};
 use crate::failure::{self, FailureKind, UploadError};
 use crate::keys::{CHECKSUM_PROBE_OBJECT, KeyTemplate, PROBE_OBJECT};
+use bucket::layout_record::{LAYOUT_CONTENT_TYPE, LayoutRecord};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An upload id no store hands out.
@@ -271,7 +272,7 @@ pub async fn probe(
         (Some(account), FailureKind::AccessDenied) => {
             bucket_owner::access_denied_hint(account, bucket)
         }
-        _ => error.kind.hint().to_owned(),
+        _ => failure::hint(error.kind).to_owned(),
     };
     Err(ProbeError {
         bucket: bucket.to_owned(),
@@ -303,6 +304,44 @@ pub async fn confirms_checksums(
         .await
         .map_err(|e| failure::classify("PutObject", &e))?;
     Ok(output.checksum_sha256() == Some(empty.as_str()))
+}
+
+/// Writes the layout record (`bucket::layout_record`) under the template's
+/// static prefix, so that `captures` reads this bucket without being told
+/// the template. Written at every start: the same bytes for the same
+/// template; when uploaders with different templates share a prefix, the
+/// last one started is recorded.
+pub async fn write_layout_record(
+    client: &Client,
+    settings: &S3Settings,
+    template: &KeyTemplate,
+) -> Result<(), UploadError> {
+    let key = LayoutRecord::key(template);
+    client
+        .put_object()
+        .bucket(&settings.bucket)
+        .key(&key)
+        .content_type(LAYOUT_CONTENT_TYPE)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            LayoutRecord::for_template(template).to_json(),
+        ))
+        .send()
+        .await
+        .map_err(|e| failure::classify(&format!("PutObject {key}"), &e))?;
+    Ok(())
+}
+
+/// Logs a layout record that could not be written: uploads go on, but
+/// `captures` then needs `--key-template` for a template other than the
+/// default.
+pub async fn record_layout(client: &Client, settings: &S3Settings, template: &KeyTemplate) {
+    if let Err(e) = write_layout_record(client, settings, template).await {
+        tracing::warn!(
+            error = %e,
+            key = LayoutRecord::key(template),
+            "could not write the layout record; `captures` will need --key-template to read this bucket"
+        );
+    }
 }
 
 /// What the uploader says when a store does not confirm checksums.

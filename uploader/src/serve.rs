@@ -97,6 +97,7 @@ async fn probe_until_ready(client: aws_sdk_s3::Client, config: Arc<Config>, heal
         match s3::probe(&client, &config.s3, &config.key_template).await {
             Ok(()) => {
                 health.succeeded(Source::Probe);
+                s3::record_layout(&client, &config.s3, &config.key_template).await;
                 match s3::confirms_checksums(&client, &config.s3, &config.key_template).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!("{}", s3::UNCONFIRMED_CHECKSUMS),

@@ -14,7 +14,7 @@ use crate::hash::{self, FileDigest};
 use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
-use crate::object_metadata;
+use crate::object_metadata::ObjectMetadata;
 use crate::state;
 use crate::upload::{Job, PartPlan, Sender};
 use crate::verify::Verified;
@@ -142,12 +142,13 @@ impl Shipper {
                 "capture is damaged; uploading it all the same (it is evidence), marked `pcap: damaged` in its metadata"
             );
         }
-        let metadata = object_metadata::for_capture(
+        let metadata = ObjectMetadata::for_capture(
             &digest.sha256_hex(),
             capture.name.start(),
             &self.key_context.node,
             &digest.pcap,
-        );
+        )
+        .to_headers();
         let job = Job {
             file: &file,
             path: &capture.path,
@@ -178,7 +179,7 @@ impl Shipper {
             })
             .await?;
         if let Some(gz) = &digest.index {
-            let index_key = flows::schema::index_key(
+            let index_key = bucket::index_keys::index_key(
                 self.config.key_template.static_prefix(),
                 &self.key_context.node,
                 capture.name.start(),

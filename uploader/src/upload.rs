@@ -145,7 +145,7 @@ impl Sender {
             body: ByteStream::from(gz.to_vec()),
             size: gz.len() as u64,
             sha256: &sha256,
-            content_type: flows::schema::INDEX_CONTENT_TYPE,
+            content_type: bucket::index_keys::INDEX_CONTENT_TYPE,
             metadata: None,
             operation: "PutObject (flow index)",
         };

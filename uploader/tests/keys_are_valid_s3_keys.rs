@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+use bucket::capture_keys::{KeyContext, KeyTemplate};
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use spool::CaptureName;
-use uploader::keys::{KeyContext, KeyTemplate};
 
 /// S3's limit on a key's length in UTF-8 bytes.
 const S3_KEY_MAX_BYTES: usize = 1024;
@@ -114,7 +114,7 @@ proptest! {
         ctx in context(),
         name in capture(),
     ) {
-        let template = KeyTemplate::parse(uploader::keys::DEFAULT_TEMPLATE).unwrap();
+        let template = KeyTemplate::parse(bucket::capture_keys::DEFAULT_TEMPLATE).unwrap();
         let key = template.render(&ctx, &name);
         prop_assert_eq!(problem_with(&key), None, "rendered {:?}", key);
     }
@@ -128,7 +128,7 @@ proptest! {
         name in capture(),
     ) {
         prop_assume!(a != b);
-        let template = KeyTemplate::parse(uploader::keys::DEFAULT_TEMPLATE).unwrap();
+        let template = KeyTemplate::parse(bucket::capture_keys::DEFAULT_TEMPLATE).unwrap();
         let render = |node: &str| template.render(
             &KeyContext { node: node.to_owned(), ..KeyContext::default() },
             &name,

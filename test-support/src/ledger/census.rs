@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use aws_sdk_s3::Client;
+use bucket::object_metadata::{ObjectMetadata, PcapVerdict};
 use futures::StreamExt as _;
 use pcap_file::pcap::PcapReader;
-use spool::object_metadata;
 
 use crate::fixtures::sha256_hex;
 use crate::numbered::find_sequence;
@@ -120,7 +120,8 @@ impl Census {
         }
         self.capture_objects += 1;
         let sha256 = sha256_hex(body);
-        if metadata.get(object_metadata::SHA256) != Some(&sha256) {
+        let metadata = ObjectMetadata::from_headers(metadata).ok();
+        if metadata.as_ref().map(|m| &m.sha256) != Some(&sha256) {
             self.corrupt.push(key.to_owned());
         }
         let file_name = key.rsplit('/').next().unwrap_or(key);
@@ -136,9 +137,7 @@ impl Census {
             }
             return;
         }
-        if let Some(verdict) = metadata.get(object_metadata::PCAP)
-            && verdict != object_metadata::PCAP_OK
-        {
+        if let Some(verdict @ PcapVerdict::Damaged(_)) = metadata.map(|m| m.pcap) {
             self.damaged
                 .push((key.to_owned(), format!("the uploader found it {verdict}")));
         }

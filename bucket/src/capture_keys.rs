@@ -1,4 +1,4 @@
-//! Object keys from a template.
+//! Capture keys: where each capture goes, from a template.
 //!
 //! Placeholders: `{node}` (`NODE_NAME`, else the host name), `{pod}`
 //! (`POD_NAME`), `{namespace}` (`POD_NAMESPACE`), `{cluster}`
@@ -24,7 +24,8 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::CaptureName;
+use chrono::{DateTime, Utc};
+use spool::CaptureName;
 
 /// A key template that cannot work; found before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +61,13 @@ pub enum KeyError {
     },
 }
 
-/// The default template: the familiar `tcp-dumps/` prefix, then node and the
-/// capture's start hour.
+/// The default template: the familiar `tcp-dumps/` prefix, then
+/// [`DEFAULT_LAYOUT`].
 pub const DEFAULT_TEMPLATE: &str = "tcp-dumps/{node}/{yyyy}/{mm}/{dd}/{hh}/{file}";
+
+/// The default template below its static prefix: node and the capture's
+/// start hour.
+pub const DEFAULT_LAYOUT: &str = "{node}/{yyyy}/{mm}/{dd}/{hh}/{file}";
 
 /// S3's limit on a key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -77,7 +82,8 @@ const MAX_VALUE_BYTES: usize = 128;
 const MAX_TIME_BYTES: usize = 8;
 const MAX_FILE_BYTES: usize = "+99999101T000000Z-4294967295.pcap".len();
 
-/// Name of the object the `--check` probe asks about (never created).
+/// Name of the object the `--check` probe asks about (never created), under
+/// the template's [`KeyTemplate::static_prefix`].
 pub const PROBE_OBJECT: &str = ".s3-tcpdump-probe";
 /// The empty object written at start to learn whether the store confirms
 /// checksums (next to [`PROBE_OBJECT`]; never a capture name).
@@ -321,6 +327,66 @@ impl KeyTemplate {
         key
     }
 
+    /// The longest key prefix shared by every capture of `node` that
+    /// started in `hour`: the template rendered up to the first placeholder
+    /// whose value an hour and a node do not fix (`{mi}`, `{file}`, and
+    /// `{cluster}` `{namespace}` `{pod}` `{instance_id}`, which a reader of
+    /// the bucket does not know). For the default template that is the hour
+    /// folder (`tcp-dumps/<node>/2026/11/27/14/`); for one that puts an
+    /// unknown value first (`traces/{cluster}/{node}/…`) it is the static
+    /// prefix, and a lister keeps what it finds with [`Self::capture_of_node`].
+    pub fn hour_prefix(&self, node: &str, hour: DateTime<Utc>) -> String {
+        let mut prefix = String::with_capacity(self.source.len() + 32);
+        for segment in &self.segments {
+            // Writing to a String cannot fail.
+            let _ = match segment {
+                Segment::Literal(text) => prefix.write_str(text),
+                Segment::Placeholder(Placeholder::Node) => prefix.write_str(&escaped(node)),
+                Segment::Placeholder(Placeholder::Year) => write!(prefix, "{}", hour.format("%Y")),
+                Segment::Placeholder(Placeholder::Month) => {
+                    write!(prefix, "{}", hour.format("%m"))
+                }
+                Segment::Placeholder(Placeholder::Day) => write!(prefix, "{}", hour.format("%d")),
+                Segment::Placeholder(Placeholder::Hour) => write!(prefix, "{}", hour.format("%H")),
+                Segment::Placeholder(_) => break,
+            };
+        }
+        prefix
+    }
+
+    /// Reads a key back: the capture, when `key` is one this template
+    /// renders for `node` (whatever the values a reader does not know);
+    /// `None` for anything else under the same prefix (another node's
+    /// captures, index objects, probes, another layout's objects). Time
+    /// placeholders must agree with the capture's start, as [`Self::render`]
+    /// writes them.
+    pub fn capture_of_node(&self, key: &str, node: &str) -> Option<CaptureName> {
+        let mut found = MatchedKey::default();
+        if !match_segments(&self.segments, key, &escaped(node), &mut found) {
+            return None;
+        }
+        let capture = found.capture?;
+        let start = capture.start();
+        let agrees = |p: Placeholder, value: &Option<String>| {
+            let want = match p {
+                Placeholder::Year => start.format("%Y"),
+                Placeholder::Month => start.format("%m"),
+                Placeholder::Day => start.format("%d"),
+                Placeholder::Hour => start.format("%H"),
+                _ => start.format("%M"),
+            };
+            value.as_ref().is_none_or(|v| *v == want.to_string())
+        };
+        let times = [
+            (Placeholder::Year, &found.year),
+            (Placeholder::Month, &found.month),
+            (Placeholder::Day, &found.day),
+            (Placeholder::Hour, &found.hour),
+            (Placeholder::Minute, &found.minute),
+        ];
+        times.iter().all(|(p, v)| agrees(*p, v)).then_some(capture)
+    }
+
     /// The context from the environment. `{instance_id}` is filled in
     /// separately (it needs the network); a used placeholder whose variable
     /// is unset is an error.
@@ -347,6 +413,94 @@ impl KeyTemplate {
             cluster: required(Placeholder::Cluster, "cluster", "CLUSTER_NAME")?,
             instance_id: None,
         })
+    }
+}
+
+/// What [`match_segments`] read from a key.
+#[derive(Debug, Clone, Default)]
+struct MatchedKey {
+    capture: Option<CaptureName>,
+    year: Option<String>,
+    month: Option<String>,
+    day: Option<String>,
+    hour: Option<String>,
+    minute: Option<String>,
+}
+
+/// Matches `key` against `segments`, with backtracking: `{node}` is
+/// `node` (already escaped), another value placeholder takes one or more
+/// characters of its segment (never a `/`), a time placeholder its digits,
+/// `{file}` a capture's file name. A `{file}` that ends the template also
+/// takes folders before the name: the uploader never writes such keys, but
+/// anyone with the node's write permission can, and a reader should not
+/// hide what is in a node's folder.
+fn match_segments(segments: &[Segment], key: &str, node: &str, found: &mut MatchedKey) -> bool {
+    let Some((first, rest)) = segments.split_first() else {
+        return key.is_empty();
+    };
+    match first {
+        Segment::Literal(text) => key
+            .strip_prefix(text.as_str())
+            .is_some_and(|after| match_segments(rest, after, node, found)),
+        Segment::Placeholder(Placeholder::Node) => key
+            .strip_prefix(node)
+            .is_some_and(|after| match_segments(rest, after, node, found)),
+        Segment::Placeholder(p) => {
+            let digits = match p {
+                Placeholder::Year => Some(4),
+                Placeholder::Month | Placeholder::Day | Placeholder::Hour | Placeholder::Minute => {
+                    Some(2)
+                }
+                _ => None,
+            };
+            let segment_end = match p {
+                Placeholder::File if rest.is_empty() => key.len(),
+                _ => key.find('/').unwrap_or(key.len()),
+            };
+            for end in (1..=segment_end).filter(|e| key.is_char_boundary(*e)) {
+                let (value, after) = key.split_at(end);
+                if digits
+                    .is_some_and(|n| value.len() != n || !value.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    continue;
+                }
+                let mut attempt = found.clone();
+                let slot = match p {
+                    Placeholder::Year => Some(&mut attempt.year),
+                    Placeholder::Month => Some(&mut attempt.month),
+                    Placeholder::Day => Some(&mut attempt.day),
+                    Placeholder::Hour => Some(&mut attempt.hour),
+                    Placeholder::Minute => Some(&mut attempt.minute),
+                    Placeholder::File => {
+                        match CaptureName::parse_ready(value.rsplit('/').next().unwrap_or(value)) {
+                            Ok(name) if attempt.capture.is_none_or(|seen| seen == name) => {
+                                attempt.capture = Some(name);
+                                None
+                            }
+                            _ => continue,
+                        }
+                    }
+                    // Values a reader does not know: any segment text.
+                    Placeholder::Node
+                    | Placeholder::Pod
+                    | Placeholder::Namespace
+                    | Placeholder::Cluster
+                    | Placeholder::InstanceId => None,
+                };
+                if let Some(slot) = slot {
+                    // A placeholder used twice must read the same both times.
+                    if slot.as_ref().is_some_and(|seen| seen != value) {
+                        continue;
+                    }
+                    *slot = Some(value.to_owned());
+                }
+                if match_segments(rest, after, node, &mut attempt) {
+                    *found = attempt;
+                    return true;
+                }
+            }
+            false
+        }
     }
 }
 
@@ -478,6 +632,11 @@ mod tests {
     }
 
     #[test]
+    fn the_default_template_is_the_default_layout_under_tcp_dumps() {
+        assert_eq!(DEFAULT_TEMPLATE, format!("tcp-dumps/{DEFAULT_LAYOUT}"));
+    }
+
+    #[test]
     fn static_prefix_stops_at_the_last_slash_before_a_placeholder() {
         let prefix = |t: &str| KeyTemplate::parse(t).unwrap().static_prefix().to_owned();
         assert_eq!(prefix(DEFAULT_TEMPLATE), "tcp-dumps/");
@@ -568,6 +727,59 @@ mod tests {
                 "{template}: {parsed:?}"
             );
         }
+    }
+
+    #[test]
+    fn hour_prefix_renders_up_to_the_first_value_a_reader_does_not_know() {
+        let hour = DateTime::parse_from_rfc3339("2026-11-27T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let prefix = |t: &str| KeyTemplate::parse(t).unwrap().hour_prefix("node-a", hour);
+        assert_eq!(prefix(DEFAULT_TEMPLATE), "tcp-dumps/node-a/2026/11/27/14/");
+        assert_eq!(
+            prefix("t/{node}/{yyyy}{mm}{dd}/{hh}-{file}"),
+            "t/node-a/20261127/14-"
+        );
+        assert_eq!(prefix("traces/{cluster}/{node}/{hh}/{file}"), "traces/");
+        assert_eq!(prefix("x/{node}/{file}-{hh}"), "x/node-a/");
+    }
+
+    #[test]
+    fn keys_read_back_give_the_node_and_capture_they_were_rendered_from() {
+        for template in [
+            DEFAULT_TEMPLATE,
+            "traces/{cluster}/{node}/{yyyy}{mm}{dd}/{hh}-{file}",
+            "{file}-{node}",
+            "a/{node}-{pod}/{mi}/{file}",
+        ] {
+            let t = KeyTemplate::parse(template).unwrap();
+            let name = capture("20261127T142503Z-0002.pcap");
+            let key = t.render(&ctx(), &name);
+            assert_eq!(
+                t.capture_of_node(&key, "ip-10-0-1-7.ec2.internal"),
+                Some(name),
+                "{template}: {key}"
+            );
+            assert_eq!(t.capture_of_node(&key, "ip-10-0-1-7"), None, "{template}");
+        }
+        let t = KeyTemplate::parse("traces/{cluster}/{node}/{yyyy}{mm}{dd}/{hh}-{file}").unwrap();
+        for other in [
+            "traces/index/node=n/date=2026-11-27/hour=14/20261127T142503Z.pcap.jsonl.gz",
+            "traces/.s3-tcpdump-layout.json",
+            // The hour folder disagrees with the capture's start.
+            "traces/prod/n/20261127/15-20261127T142503Z.pcap",
+        ] {
+            assert_eq!(t.capture_of_node(other, "n"), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_ends_the_template_is_found_below_extra_folders() {
+        let t = KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap();
+        assert_eq!(
+            t.capture_of_node("tcp-dumps/n/2026/11/27/14/a/b/20261127T142503Z.pcap", "n"),
+            Some(capture("20261127T142503Z.pcap"))
+        );
     }
 
     #[test]

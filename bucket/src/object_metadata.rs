@@ -1,0 +1,248 @@
+//! The user metadata every uploaded capture carries: the one place that names
+//! it and converts it. S3 returns these as `x-amz-meta-<name>` headers;
+//! [`ObjectMetadata`] is written and read back through this module only.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use spool::pcap::PcapSummary;
+
+/// Lowercase hex SHA-256 of the whole file, so that `sha256sum` of a
+/// download can be compared with it directly.
+pub const SHA256: &str = "sha256";
+/// The capture's UTC start time, RFC 3339 (`2026-11-27T14:25:03Z`).
+pub const CAPTURE_START: &str = "capture-start";
+/// The node the capture was taken on (`{node}` of the key template).
+pub const NODE: &str = "node";
+/// Name and version of the program that uploaded it.
+pub const UPLOADER: &str = "uploader";
+/// Whole records in the capture (before any damage).
+pub const PACKETS: &str = "packets";
+/// UTC time of the first and last whole record, RFC 3339 with
+/// microseconds (`2026-11-27T14:25:03.123456Z`); absent without packets.
+pub const FIRST_PACKET: &str = "first-packet";
+pub const LAST_PACKET: &str = "last-packet";
+/// `ok`, or `damaged: <what and at which byte>`: the capture is uploaded
+/// either way (it is evidence), but a damaged one says so.
+pub const PCAP: &str = "pcap";
+/// [`PCAP`]'s value for a whole capture.
+pub const PCAP_OK: &str = "ok";
+
+/// A metadata value that is missing or cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("no {name} metadata")]
+    Missing { name: &'static str },
+    #[error("{name} metadata {value:?} is not {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// What the pcap check found: [`PCAP`]'s value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcapVerdict {
+    Whole,
+    /// What is damaged and at which byte.
+    Damaged(String),
+}
+
+impl std::fmt::Display for PcapVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PcapVerdict::Whole => f.write_str(PCAP_OK),
+            PcapVerdict::Damaged(what) => write!(f, "{DAMAGED_PREFIX}{what}"),
+        }
+    }
+}
+
+const DAMAGED_PREFIX: &str = "damaged: ";
+
+/// The metadata of one capture, typed; [`Self::to_headers`] and
+/// [`Self::from_headers`] are the one place it meets S3's name/value map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMetadata {
+    /// Lowercase hex SHA-256 of the whole file.
+    pub sha256: String,
+    /// Whole seconds: a capture's start comes from its name.
+    pub capture_start: DateTime<Utc>,
+    pub node: String,
+    pub uploader: String,
+    pub packets: u64,
+    pub first_packet: Option<DateTime<Utc>>,
+    pub last_packet: Option<DateTime<Utc>>,
+    pub pcap: PcapVerdict,
+}
+
+impl ObjectMetadata {
+    /// The metadata this build's uploader writes for a capture.
+    pub fn for_capture(
+        sha256_hex: &str,
+        start: DateTime<Utc>,
+        node: &str,
+        pcap: &PcapSummary,
+    ) -> Self {
+        Self {
+            sha256: sha256_hex.to_owned(),
+            capture_start: start,
+            node: node.to_owned(),
+            uploader: concat!("s3-tcpdump-uploader/", env!("CARGO_PKG_VERSION")).to_owned(),
+            packets: pcap.packets,
+            first_packet: pcap.first_packet.and_then(packet_time),
+            last_packet: pcap.last_packet.and_then(packet_time),
+            pcap: match pcap.damage {
+                None => PcapVerdict::Whole,
+                Some(damage) => PcapVerdict::Damaged(damage.to_string()),
+            },
+        }
+    }
+
+    /// The user metadata of the object (S3 adds `x-amz-meta-`).
+    pub fn to_headers(&self) -> HashMap<String, String> {
+        let mut headers = HashMap::from([
+            (PACKETS.to_owned(), self.packets.to_string()),
+            (PCAP.to_owned(), self.pcap.to_string()),
+            (SHA256.to_owned(), self.sha256.clone()),
+            (
+                CAPTURE_START.to_owned(),
+                self.capture_start
+                    .to_rfc3339_opts(SecondsFormat::Secs, true),
+            ),
+            (NODE.to_owned(), self.node.clone()),
+            (UPLOADER.to_owned(), self.uploader.clone()),
+        ]);
+        for (name, at) in [
+            (FIRST_PACKET, self.first_packet),
+            (LAST_PACKET, self.last_packet),
+        ] {
+            if let Some(time) = at {
+                headers.insert(
+                    name.to_owned(),
+                    time.to_rfc3339_opts(SecondsFormat::Micros, true),
+                );
+            }
+        }
+        headers
+    }
+
+    /// Reads the metadata back; a field every capture carries that is
+    /// missing or unreadable is named in the error.
+    pub fn from_headers(headers: &HashMap<String, String>) -> Result<Self, MetadataError> {
+        let required =
+            |name: &'static str| headers.get(name).ok_or(MetadataError::Missing { name });
+        let time = |name: &'static str, value: &String| {
+            DateTime::parse_from_rfc3339(value)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| MetadataError::Invalid {
+                    name,
+                    value: value.clone(),
+                    expected: "an RFC 3339 time",
+                })
+        };
+        let optional_time =
+            |name: &'static str| headers.get(name).map(|v| time(name, v)).transpose();
+        let pcap = required(PCAP)?;
+        let pcap = match pcap.strip_prefix(DAMAGED_PREFIX) {
+            _ if pcap == PCAP_OK => PcapVerdict::Whole,
+            Some(what) => PcapVerdict::Damaged(what.to_owned()),
+            None => {
+                return Err(MetadataError::Invalid {
+                    name: PCAP,
+                    value: pcap.clone(),
+                    expected: "`ok` or `damaged: …`",
+                });
+            }
+        };
+        let packets = required(PACKETS)?;
+        Ok(Self {
+            sha256: required(SHA256)?.clone(),
+            capture_start: time(CAPTURE_START, required(CAPTURE_START)?)?,
+            node: required(NODE)?.clone(),
+            uploader: required(UPLOADER)?.clone(),
+            packets: packets.parse().map_err(|_| MetadataError::Invalid {
+                name: PACKETS,
+                value: packets.clone(),
+                expected: "a count",
+            })?,
+            first_packet: optional_time(FIRST_PACKET)?,
+            last_packet: optional_time(LAST_PACKET)?,
+            pcap,
+        })
+    }
+}
+
+/// A record's timestamp, microseconds kept.
+fn packet_time(since_epoch: std::time::Duration) -> Option<DateTime<Utc>> {
+    let secs = i64::try_from(since_epoch.as_secs()).ok()?;
+    DateTime::<Utc>::from_timestamp(secs, since_epoch.subsec_micros() * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn damaged_summary() -> PcapSummary {
+        PcapSummary {
+            packets: 2,
+            first_packet: Some(std::time::Duration::new(1_764_300_000, 123_456_789)),
+            last_packet: Some(std::time::Duration::new(1_764_300_001, 5_000)),
+            whole_bytes: 100,
+            link_type: Some(1),
+            damage: Some(spool::pcap::Damage {
+                offset: 100,
+                kind: spool::pcap::DamageKind::Truncated,
+            }),
+        }
+    }
+
+    fn start() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-27T14:25:03Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn packet_times_are_utc_with_microseconds_and_damage_is_named() {
+        let meta = ObjectMetadata::for_capture("ab", start(), "n", &damaged_summary()).to_headers();
+        assert_eq!(meta[PACKETS], "2");
+        assert_eq!(meta[CAPTURE_START], "2026-11-27T14:25:03Z");
+        assert_eq!(meta[FIRST_PACKET], "2025-11-28T03:20:00.123456Z");
+        assert_eq!(meta[LAST_PACKET], "2025-11-28T03:20:01.000005Z");
+        assert_eq!(meta[PCAP], "damaged: ends inside the record at byte 100");
+        let whole =
+            ObjectMetadata::for_capture("ab", start(), "n", &PcapSummary::default()).to_headers();
+        assert_eq!(whole[PCAP], PCAP_OK);
+        assert!(!whole.contains_key(FIRST_PACKET));
+    }
+
+    #[test]
+    fn metadata_reads_back_from_its_headers_as_written() {
+        for summary in [damaged_summary(), PcapSummary::default()] {
+            let written = ObjectMetadata::for_capture("ab12", start(), "node-a", &summary);
+            let read = ObjectMetadata::from_headers(&written.to_headers()).unwrap();
+            assert_eq!(read, written);
+        }
+    }
+
+    #[test]
+    fn missing_or_unreadable_metadata_is_named() {
+        let mut headers =
+            ObjectMetadata::for_capture("ab", start(), "n", &PcapSummary::default()).to_headers();
+        headers.remove(SHA256);
+        assert_eq!(
+            ObjectMetadata::from_headers(&headers)
+                .unwrap_err()
+                .to_string(),
+            "no sha256 metadata"
+        );
+        headers.insert(SHA256.to_owned(), "ab".to_owned());
+        headers.insert(PACKETS.to_owned(), "many".to_owned());
+        let err = ObjectMetadata::from_headers(&headers)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("packets") && err.contains("many"), "{err}");
+    }
+}
