@@ -6,6 +6,11 @@
 
 use spool::SpoolLayout;
 
+/// What the launcher logs for each capture it drops (the fault ledger
+/// counts them).
+pub const DROPPED_LOG: &str =
+    "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent";
+
 /// Drops counted since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped {
@@ -38,7 +43,7 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
                     max_bytes,
                     dropped_files_total = dropped.files,
                     dropped_bytes_total = dropped.bytes,
-                    "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent"
+                    "{DROPPED_LOG}"
                 );
             }
             // The uploader took it meanwhile.

@@ -11,6 +11,9 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::state;
 
+/// Logged for each capture dropped unsent (the fault ledger counts them).
+pub const DROPPED_LOG: &str = "spool over budget: dropped the oldest waiting capture unsent";
+
 /// Drops oldest waiting captures while the spool is over `max_bytes`;
 /// updates the spool gauges. Returns the number of captures dropped.
 pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Metrics) -> usize {
@@ -42,7 +45,7 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Met
                         bytes = capture.size,
                         spool_bytes = bytes,
                         max_bytes,
-                        "spool over budget: dropped the oldest waiting capture unsent"
+                        "{DROPPED_LOG}"
                     );
                 }
                 Err(e) => {

@@ -20,6 +20,10 @@ use tokio::sync::Notify;
 /// rule, shared with the launcher).
 pub use spool::CaptureFile as Capture;
 
+/// Logged when the kernel dropped watch events (the fault ledger counts it).
+pub const WATCH_OVERFLOW_LOG: &str =
+    "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full";
+
 /// The captures in `ready/`, oldest first.
 pub fn scan(spool: &SpoolLayout) -> io::Result<Vec<Capture>> {
     spool.ready_captures()
@@ -45,10 +49,7 @@ pub fn watch(
         match &event {
             Ok(event) if event.need_rescan() => {
                 let times = lost.inc() + 1;
-                tracing::warn!(
-                    times,
-                    "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full"
-                );
+                tracing::warn!(times, "{WATCH_OVERFLOW_LOG}");
             }
             Err(error) => {
                 let times = lost.inc() + 1;
