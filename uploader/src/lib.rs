@@ -11,6 +11,7 @@
 //! again. Around them: [`spool_check`] (is the spool usable), [`state`]
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
 //! [`object_metadata`] (what objects are called and carry), [`metrics`],
+//! [`quarantine`] (what in `ready/` is not a regular file),
 //! [`health`] (readiness), [`admin`] (HTTP endpoints), [`shutdown`]
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
 
@@ -30,6 +31,7 @@ pub mod health;
 pub mod metrics;
 pub mod once;
 pub mod pipeline;
+pub mod quarantine;
 pub mod queue;
 pub mod retry;
 pub mod s3;

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub damaged_captures: Counter,
     pub unconfirmed_checksums: Counter,
     pub lost_watch_events: Counter,
+    pub quarantined: Counter,
 }
 
 impl Metrics {
@@ -52,6 +53,12 @@ impl Metrics {
         let damaged_captures = Counter::default();
         let unconfirmed_checksums = Counter::default();
         let lost_watch_events = Counter::default();
+        let quarantined = Counter::default();
+        registry.register(
+            "quarantined",
+            "Entries of ready/ that were not regular files (FIFOs, sockets, devices, symlinks, folders), moved to quarantine/ unread",
+            quarantined.clone(),
+        );
         registry.register(
             "lost_watch_events",
             "Times the kernel dropped ready/'s change events (inotify queue overflow) or the watch failed; each is answered with a full scan",
@@ -143,6 +150,7 @@ impl Metrics {
             damaged_captures,
             unconfirmed_checksums,
             lost_watch_events,
+            quarantined,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::failure::FailureKind;
 use crate::find;
 use crate::metrics::Metrics;
+use crate::quarantine;
 use crate::queue::Queue;
 use crate::ship::Shipper;
 
@@ -99,7 +100,12 @@ impl Pipeline {
 fn rescan(config: &Config, queue: &Queue, metrics: &Metrics) {
     metrics.scans.inc();
     match find::scan(&config.spool) {
-        Ok(found) => queue.refresh(found),
+        Ok(found) => {
+            for path in &found.not_regular {
+                quarantine::not_regular(&config.spool, path, metrics);
+            }
+            queue.refresh(found.captures);
+        }
         Err(e) => {
             tracing::error!(path = %config.spool.ready().display(), error = %e, "cannot scan ready/")
         }

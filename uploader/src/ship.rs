@@ -9,12 +9,13 @@ use backon::Retryable as _;
 use crate::config::{Config, Mode};
 use crate::delete;
 use crate::failure::{FailureKind, UploadError};
-use crate::find::Capture;
+use crate::find::{self, Capture};
 use crate::hash::{self, FileDigest};
 use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
 use crate::object_metadata;
+use crate::quarantine;
 use crate::state;
 use crate::upload::{Job, PartPlan, Sender};
 use crate::verify::Verified;
@@ -268,6 +269,10 @@ impl Shipper {
                 })?;
         result.map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                FailureKind::Gone
+            } else if find::is_not_regular(&e) {
+                // Swapped in after the scan: set aside, never read.
+                quarantine::not_regular(&self.config.spool, &capture.path, &self.metrics);
                 FailureKind::Gone
             } else {
                 FailureKind::LocalIo
