@@ -203,12 +203,19 @@ impl Shipper {
                 );
             }
         }
-        delete::remove_capture(job.path, &job.record).map_err(|e| {
-            UploadError::new(
-                FailureKind::LocalIo,
-                format!("uploaded but cannot delete {}: {e}", job.path.display()),
-            )
-        })?;
+        // The single-request path has no stamp check of its own: this one
+        // covers both, and also a path that now names another file.
+        delete::remove_uploaded(job.path, job.file, digest.stamp, &job.record).map_err(
+            |e| match e {
+                delete::NotDeleted::Changed { .. } => UploadError::new(
+                    FailureKind::ChecksumMismatch,
+                    format!("uploaded but not deleted: {e}; hashing it again"),
+                ),
+                delete::NotDeleted::Io { .. } => {
+                    UploadError::new(FailureKind::LocalIo, format!("uploaded but {e}"))
+                }
+            },
+        )?;
         Ok(Shipped {
             size: digest.size,
             hashing,
