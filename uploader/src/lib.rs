@@ -12,10 +12,12 @@
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
 //! [`object_metadata`] (what objects are called and carry), [`metrics`],
 //! [`quarantine`] (what in `ready/` is not a regular file),
-//! [`health`] (readiness), [`admin`] (HTTP endpoints), [`shutdown`]
+//! [`health`] (readiness), [`admin`] (HTTP endpoints, served by
+//! [`bounded_server`]), [`shutdown`]
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
 
 pub mod admin;
+pub mod bounded_server;
 pub mod bucket_owner;
 pub mod budget;
 pub mod check;

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub unconfirmed_checksums: Counter,
     pub lost_watch_events: Counter,
     pub quarantined: Counter,
+    pub admin_connections_evicted: Counter,
 }
 
 impl Metrics {
@@ -54,6 +55,12 @@ impl Metrics {
         let unconfirmed_checksums = Counter::default();
         let lost_watch_events = Counter::default();
         let quarantined = Counter::default();
+        let admin_connections_evicted = Counter::default();
+        registry.register(
+            "admin_connections_evicted",
+            "Admin port connections closed before their request head arrived, to make room for a new one (all 64 slots taken)",
+            admin_connections_evicted.clone(),
+        );
         registry.register(
             "quarantined",
             "Entries of ready/ that were not regular files (FIFOs, sockets, devices, symlinks, folders), moved to quarantine/ unread",
@@ -151,6 +158,7 @@ impl Metrics {
             unconfirmed_checksums,
             lost_watch_events,
             quarantined,
+            admin_connections_evicted,
         }
     }
 
