@@ -95,6 +95,43 @@ impl SpoolLayout {
     }
 }
 
+/// What [`SpoolLayout::drop_strays`] deleted, and the error it stopped at.
+#[derive(Debug, Default)]
+pub struct StraysDropped {
+    pub dropped: Vec<StrayFile>,
+    pub error: Option<(PathBuf, io::Error)>,
+}
+
+impl SpoolLayout {
+    /// Deletes strays (see [`strays`](Self::strays)), oldest first, while
+    /// `bytes` (the spool's usage) is over `max_bytes`: they are never
+    /// uploaded, so the budget takes them before any capture. Stops at the
+    /// first file that cannot be deleted; one already gone is skipped.
+    pub fn drop_strays(&self, mut bytes: u64, max_bytes: u64) -> StraysDropped {
+        let mut outcome = StraysDropped::default();
+        if bytes <= max_bytes {
+            return outcome;
+        }
+        for stray in self.strays() {
+            if bytes <= max_bytes {
+                break;
+            }
+            match fs::remove_file(&stray.path) {
+                Ok(()) => {
+                    bytes = bytes.saturating_sub(stray.size);
+                    outcome.dropped.push(stray);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    outcome.error = Some((stray.path, e));
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+}
+
 /// A regular file in the spool that is not a capture (see
 /// [`SpoolLayout::strays`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub retries: Counter,
     pub dropped_files: Counter,
     pub dropped_bytes: Counter,
+    pub dropped_non_capture_files: Counter,
+    pub dropped_non_capture_bytes: Counter,
     pub spool_files: Gauge,
     pub spool_bytes: Gauge,
     pub oldest_pending_age_seconds: Gauge,
@@ -45,6 +47,19 @@ impl Metrics {
         let retries = Counter::default();
         let dropped_files = Counter::default();
         let dropped_bytes = Counter::default();
+        let dropped_non_capture_files = Counter::default();
+        let dropped_non_capture_bytes = Counter::default();
+        registry.register(
+            "dropped_non_capture_files",
+            "Files that are not captures (quarantined, or foreign names in ready/) deleted to keep the spool under --max-spool-mb, before any capture",
+            dropped_non_capture_files.clone(),
+        );
+        registry.register_with_unit(
+            "dropped_non_capture",
+            "Bytes of files that are not captures deleted to keep the spool under --max-spool-mb",
+            Unit::Bytes,
+            dropped_non_capture_bytes.clone(),
+        );
         let spool_files = Gauge::default();
         let spool_bytes = Gauge::default();
         let oldest_pending_age_seconds = Gauge::default();
@@ -120,12 +135,12 @@ impl Metrics {
         );
         registry.register(
             "spool_files",
-            "Files in the spool (active and ready)",
+            "Files in the spool (active, ready and quarantine)",
             spool_files.clone(),
         );
         registry.register_with_unit(
             "spool",
-            "Bytes in the spool (active and ready)",
+            "Bytes in the spool (active, ready and quarantine)",
             Unit::Bytes,
             spool_bytes.clone(),
         );
@@ -149,6 +164,8 @@ impl Metrics {
             retries,
             dropped_files,
             dropped_bytes,
+            dropped_non_capture_files,
+            dropped_non_capture_bytes,
             spool_files,
             spool_bytes,
             oldest_pending_age_seconds,
