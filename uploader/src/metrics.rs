@@ -22,6 +22,7 @@ pub struct Metrics {
     pub uploaded_bytes: Counter,
     pub failures: Family<KindLabel, Counter>,
     pub retries: Counter,
+    pub deferrals: Counter,
     pub dropped_files: Counter,
     pub dropped_bytes: Counter,
     pub dropped_non_capture_files: Counter,
@@ -45,6 +46,12 @@ impl Metrics {
         let uploaded_bytes = Counter::default();
         let failures = Family::<KindLabel, Counter>::default();
         let retries = Counter::default();
+        let deferrals = Counter::default();
+        registry.register(
+            "deferrals",
+            "Turns of a capture that failed: it gave its upload lane up and went to the back of the queue, to be tried again after its own growing delay",
+            deferrals.clone(),
+        );
         let dropped_files = Counter::default();
         let dropped_bytes = Counter::default();
         let dropped_non_capture_files = Counter::default();
@@ -162,6 +169,7 @@ impl Metrics {
             uploaded_bytes,
             failures,
             retries,
+            deferrals,
             dropped_files,
             dropped_bytes,
             dropped_non_capture_files,
