@@ -159,7 +159,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "upload_duration",
-            "Time from picking a capture up to its verified upload, retries included",
+            "Time from picking a capture up to its verified upload, the retries of that turn included",
             Unit::Seconds,
             upload_duration.clone(),
         );

@@ -106,14 +106,13 @@ fn defer(shipper: &Shipper, queue: &Queue, capture: Capture, error: &UploadError
     let retry = &shipper.config.retry;
     let (failed_turns, wait) = queue.defer(capture, |turns| retry.deferral(turns));
     shipper.metrics.deferrals.inc();
-    tracing::warn!(
-        file,
-        failed_turns,
-        retry_in = ?wait,
-        kind = %error.kind,
-        error = %error.detail,
-        "upload failed; the capture goes to the back of the queue so that other captures go on (it stays in ready/)"
-    );
+    let message = "upload failed; the capture goes to the back of the queue so that other captures go on (it stays in ready/)";
+    // Once per capture plainly; its later turns are counted (deferrals_total).
+    if failed_turns == 1 {
+        tracing::warn!(file, failed_turns, retry_in = ?wait, kind = %error.kind, error = %error.detail, "{message}");
+    } else {
+        tracing::debug!(file, failed_turns, retry_in = ?wait, kind = %error.kind, error = %error.detail, "{message}");
+    }
 }
 
 /// Scans `ready/`, feeds the queue, keeps the budget, updates the gauges.
