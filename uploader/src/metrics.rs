@@ -121,7 +121,7 @@ impl Metrics {
         );
         registry.register(
             "failures",
-            "Failed upload attempts by kind (transient ones are retried fast, others slowly)",
+            "Failed upload attempts, by the label kind (connection, timeout, server, throttled, checksum_mismatch, access_denied, no_such_bucket, …): transient ones are retried fast, others slowly",
             failures.clone(),
         );
         registry.register(
