@@ -3,14 +3,23 @@
 //! crash-looping, or far behind), and the launcher drops the oldest waiting
 //! captures itself, each logged and counted, so that the kubelet never
 //! evicts the pod (and every capture in it) for outgrowing its volume.
+//! Files that are not captures (quarantined, foreign names in `ready/`) go
+//! first: nothing else ever removes them.
 
 use spool::SpoolLayout;
+
+/// What the launcher logs for each capture it drops (the fault ledger
+/// counts them).
+pub const DROPPED_LOG: &str =
+    "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent";
 
 /// Drops counted since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped {
     pub files: u64,
     pub bytes: u64,
+    /// Files that are not captures, dropped before any capture.
+    pub non_capture_files: u64,
 }
 
 /// Drops the oldest ready captures while the spool is over `max_bytes`.
@@ -18,6 +27,22 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
     let mut bytes = spool.usage().bytes;
     if bytes <= max_bytes {
         return;
+    }
+    let strays = spool.drop_strays(bytes, max_bytes);
+    for stray in &strays.dropped {
+        bytes = bytes.saturating_sub(stray.size);
+        dropped.non_capture_files += 1;
+        tracing::warn!(
+            file = %stray.path.display(),
+            bytes = stray.size,
+            spool_bytes = bytes,
+            max_bytes,
+            dropped_non_capture_files_total = dropped.non_capture_files,
+            "spool over budget and not drained by the uploader: deleted a file that is not a capture, before any capture"
+        );
+    }
+    if let Some((path, e)) = &strays.error {
+        tracing::error!(file = %path.display(), error = %e, "cannot delete a file that is not a capture to keep the spool budget");
     }
     let Ok(waiting) = spool.ready_captures() else {
         return;
@@ -38,7 +63,7 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
                     max_bytes,
                     dropped_files_total = dropped.files,
                     dropped_bytes_total = dropped.bytes,
-                    "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent"
+                    "{DROPPED_LOG}"
                 );
             }
             // The uploader took it meanwhile.
@@ -81,7 +106,8 @@ mod tests {
             dropped,
             Dropped {
                 files: 2,
-                bytes: 2000
+                bytes: 2000,
+                non_capture_files: 0,
             }
         );
         let left: Vec<_> = spool
@@ -93,5 +119,26 @@ mod tests {
         assert_eq!(left, ["20261127T142503Z.pcap"]);
         enforce(&spool, 2000, &mut dropped);
         assert_eq!(dropped.files, 2, "under budget: nothing more dropped");
+    }
+
+    #[test]
+    fn files_that_are_not_captures_go_before_any_capture() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        std::fs::write(spool.quarantine().join("not-a-pcap"), vec![0u8; 3000]).unwrap();
+        let capture = spool.ready().join("20261127T142503Z.pcap");
+        std::fs::write(&capture, vec![0u8; 1000]).unwrap();
+        let mut dropped = Dropped::default();
+        enforce(&spool, 2000, &mut dropped);
+        assert!(capture.exists(), "a capture was dropped before the stray");
+        assert_eq!(
+            dropped,
+            Dropped {
+                files: 0,
+                bytes: 0,
+                non_capture_files: 1,
+            }
+        );
     }
 }

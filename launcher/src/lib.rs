@@ -15,6 +15,7 @@ pub mod closed;
 pub mod errors;
 pub mod filter;
 pub mod handover;
+pub mod lifecycle;
 pub mod lines;
 pub mod passthrough;
 pub mod plan;

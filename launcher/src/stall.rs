@@ -18,6 +18,11 @@ use tokio::time::Instant;
 pub const STALL_AFTER: Duration = Duration::from_secs(10);
 /// A stall goes on being logged this often.
 const STALL_REPEAT: Duration = Duration::from_secs(30);
+/// What the launcher logs when tcpdump has stopped writing (the fault
+/// ledger counts it).
+pub const STALLED_LOG: &str = "tcpdump has written nothing although the launcher's tick reaches it every second: capture is stalled (tcpdump hung or stopped, or the interface is gone); the liveness probe fails from now on";
+/// What the launcher logs when a stalled tcpdump writes again.
+pub const WRITING_AGAIN_LOG: &str = "tcpdump is writing again";
 /// The probe fails when the heartbeat is older than this.
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(20);
 
@@ -64,7 +69,7 @@ impl Progress {
             if self.last_report.take().is_some() {
                 tracing::info!(
                     stalled_for = ?now - self.last_growth,
-                    "tcpdump is writing again"
+                    "{WRITING_AGAIN_LOG}"
                 );
             }
             self.written = written;
@@ -75,10 +80,7 @@ impl Progress {
         let silent = now - self.last_growth;
         let due = self.last_report.is_none_or(|at| now - at >= STALL_REPEAT);
         if silent >= STALL_AFTER && due {
-            tracing::error!(
-                silent_seconds = silent.as_secs(),
-                "tcpdump has written nothing although the launcher's tick reaches it every second: capture is stalled (tcpdump hung or stopped, or the interface is gone); the liveness probe fails from now on"
-            );
+            tracing::error!(silent_seconds = silent.as_secs(), "{STALLED_LOG}");
             self.last_report = Some(now);
         }
     }

@@ -2,19 +2,17 @@
 //! closed files handed over, signals forwarded, reaped, its exit status
 //! returned.
 //!
-//! States: Starting (until tcpdump says it is listening) → Capturing (a
-//! tick every second; each file handed over as soon as tcpdump closes it;
-//! the stall watch and the capture-side budget) → Draining (a stop was
-//! asked for; the kernel's last block still reaches the file) → Signalled
-//! (SIGTERM forwarded; SIGKILL after a grace period or at a second signal)
-//! → Exited (reaped; every file handed over).
-//!
-//! Nothing is ever signalled into tcpdump but the stop: `-U` writes each
-//! packet as it comes, from tcpdump's own loop.
+//! One `select!` receives everything that happens: tcpdump reaped, tcpdump
+//! listening, the one-second timer, a closed file, SIGTERM and SIGINT, and
+//! the stop deadlines. Where tcpdump is in its life, and so which of those
+//! matter, is the [`Lifecycle`] state machine; what capturing does with
+//! them is [`CaptureSide`].
 
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt as _;
@@ -29,19 +27,17 @@ use crate::budget::{self, Dropped};
 use crate::closed::{self, Closed, ClosedFiles};
 use crate::errors::LaunchError;
 use crate::handover::{hand_over_all, hand_over_closed_file};
+use crate::lifecycle::{BLOCK_DRAIN, Effect, KillCause, Lifecycle, STOP_GRACE};
 use crate::lines::LineSplitter;
 use crate::plan::Plan;
 use crate::stall::Progress;
 use crate::tick::Ticker;
 
-/// How long tcpdump gets to exit after a forwarded signal before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long tcpdump keeps capturing after a stop request: longer than
-/// libpcap's one-second block timeout, so every packet the kernel captured
-/// before the request has been handed to tcpdump.
-const BLOCK_DRAIN: Duration = Duration::from_millis(1_500);
 /// How often the capture side checks the spool budget without a hand-over.
 const BUDGET_EVERY_TICKS: u64 = 10;
+/// How tcpdump says it has opened the interface (and installed its signal
+/// handlers).
+pub const TCPDUMP_LISTENING: &str = "tcpdump: listening on";
 
 /// Runs tcpdump with the preflight arguments (`-d`: open the interface,
 /// compile the filter, capture nothing) so a bad interface or filter is
@@ -76,9 +72,8 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
 
     // Watching starts before tcpdump does: no close can be missed.
     let mut closed_files = ClosedFiles::watch(&plan.spool.active())?;
-    let mut ticker = Ticker::bind().await?;
-    let mut progress = Progress::new(plan.spool.clone());
-    let mut dropped = Dropped::default();
+    let ticker = Ticker::bind().await?;
+    let progress = Progress::new(plan.spool.clone());
 
     info!(command = %plan.command_line(), "starting tcpdump");
     let mut child = Command::new(&plan.tcpdump)
@@ -97,57 +92,40 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
             source,
         })?;
     let pid = child.id();
-    let (listening_tx, mut listening_rx) = oneshot::channel();
+    let (listening_tx, listening_rx) = oneshot::channel();
     let stderr_logger = child
         .stderr
         .take()
         .map(|stderr| tokio::spawn(log_stderr(stderr, listening_tx)));
 
-    let mut listening = false;
+    // Fused: once it has answered (or tcpdump's stderr closed without the
+    // line), it is never polled again.
+    let mut listening_rx = listening_rx.fuse();
     let mut every_second = tokio::time::interval(spool::tick::TICK_INTERVAL);
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seconds = 0u64;
-    let mut stopping = Stopping::No;
-    // Closed captures held back because tcpdump may still be writing them
-    // (see `hand_over_unless_open`); tried again every second.
-    let mut held: Vec<String> = Vec::new();
+    let mut capturing = CaptureSide::new(plan, pid, ticker, progress);
+    let mut state = Lifecycle::Starting;
 
     let status = loop {
+        if let Some(status) = state.exit_status() {
+            break status;
+        }
+        let deadline = state.deadline();
         tokio::select! {
-            status = child.wait() => break status.map_err(LaunchError::Wait)?,
-            Ok(()) = &mut listening_rx, if !listening => listening = true,
-            _ = every_second.tick(), if !matches!(stopping, Stopping::Signalled { .. } | Stopping::Killed) => {
-                ticker.tick();
-                progress.observe(listening && plan.ticks_reach_capture);
-                seconds += 1;
-                if seconds.is_multiple_of(BUDGET_EVERY_TICKS) {
-                    budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
-                }
-                if !held.is_empty() {
-                    held = hand_over_unless_open(plan, pid, std::mem::take(&mut held), &mut progress);
+            status = child.wait() => state = state.on_exit(status.map_err(LaunchError::Wait)?),
+            heard = &mut listening_rx, if state.awaits_listening() => {
+                if heard.is_ok() {
+                    state = state.on_listening();
                 }
             }
-            closed = closed_files.next() => {
-                let mut names: Vec<String> = match closed {
-                    Closed::File(name) => vec![name.to_string_lossy().into_owned()],
-                    Closed::Overflow => {
-                        warn!("lost track of closed files (inotify queue overflow); looking at every file");
-                        plan.spool
-                            .active_captures()
-                            .unwrap_or_default()
-                            .iter()
-                            .map(spool::CaptureFile::file_name)
-                            .collect()
-                    }
-                };
-                names.append(&mut held);
-                held = hand_over_unless_open(plan, pid, names, &mut progress);
-                budget::enforce(&plan.spool, plan.max_spool_bytes, &mut dropped);
-            }
-            _ = terminate.recv() => stopping = stopping.on_signal(&child, "SIGTERM"),
-            _ = interrupt.recv() => stopping = stopping.on_signal(&child, "SIGINT"),
-            _ = tokio::time::sleep_until(stopping.deadline()), if stopping.deadline_pending() => {
-                stopping = stopping.on_deadline(&child);
+            _ = every_second.tick(), if state.ticks() => capturing.every_second(state.watches_for_stalls()),
+            closed = closed_files.next() => capturing.closed(closed),
+            _ = terminate.recv() => state = stop_requested(state, &child, "SIGTERM"),
+            _ = interrupt.recv() => state = stop_requested(state, &child, "SIGINT"),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                let (next, effect) = state.on_deadline(Instant::now());
+                carry_out(effect, &child, None);
+                state = next;
             }
         }
     };
@@ -163,6 +141,95 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
         );
     }
     Ok(status)
+}
+
+/// What capturing does once a second and at each closed file: the tick,
+/// the stall watch, the hand-over and the capture-side budget.
+struct CaptureSide<'a> {
+    plan: &'a Plan,
+    pid: Option<u32>,
+    ticker: Ticker,
+    progress: Progress,
+    dropped: Dropped,
+    seconds: u64,
+    /// Closed captures held back because tcpdump may still be writing them
+    /// (see [`hand_over_unless_open`]); tried again every second.
+    held: Vec<String>,
+}
+
+impl<'a> CaptureSide<'a> {
+    fn new(plan: &'a Plan, pid: Option<u32>, ticker: Ticker, progress: Progress) -> Self {
+        Self {
+            plan,
+            pid,
+            ticker,
+            progress,
+            dropped: Dropped::default(),
+            seconds: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// `listening`: tcpdump has said so, and its silence is a stall.
+    fn every_second(&mut self, listening: bool) {
+        let plan = self.plan;
+        self.ticker.tick();
+        self.progress.observe(listening && plan.ticks_reach_capture);
+        self.seconds += 1;
+        if self.seconds.is_multiple_of(BUDGET_EVERY_TICKS) {
+            budget::enforce(&plan.spool, plan.max_spool_bytes, &mut self.dropped);
+        }
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.held = hand_over_unless_open(plan, self.pid, held, &mut self.progress);
+        }
+    }
+
+    fn closed(&mut self, closed: Closed) {
+        let plan = self.plan;
+        let mut names: Vec<String> = match closed {
+            Closed::File(name) => vec![name.to_string_lossy().into_owned()],
+            Closed::Overflow => {
+                warn!("lost track of closed files (inotify queue overflow); looking at every file");
+                plan.spool
+                    .active_captures()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(spool::CaptureFile::file_name)
+                    .collect()
+            }
+        };
+        names.append(&mut self.held);
+        self.held = hand_over_unless_open(plan, self.pid, names, &mut self.progress);
+        budget::enforce(&plan.spool, plan.max_spool_bytes, &mut self.dropped);
+    }
+}
+
+/// SIGTERM or SIGINT reached the launcher.
+fn stop_requested(state: Lifecycle, child: &Child, received: &'static str) -> Lifecycle {
+    let (next, effect) = state.on_stop_request(Instant::now());
+    carry_out(effect, child, Some(received));
+    next
+}
+
+/// Does what a transition asks for; `received` names the signal that
+/// caused it, if one did.
+fn carry_out(effect: Effect, child: &Child, received: Option<&'static str>) {
+    match effect {
+        Effect::Nothing => {}
+        Effect::Drain => {
+            info!(signal = received, drain = ?BLOCK_DRAIN, "stopping tcpdump once the kernel has handed over what it captured");
+        }
+        Effect::Terminate => send(child, Signal::SIGTERM),
+        Effect::Kill(KillCause::SecondRequest) => {
+            warn!(signal = received, "second signal: killing tcpdump now");
+            send(child, Signal::SIGKILL);
+        }
+        Effect::Kill(KillCause::GraceExpired) => {
+            warn!(grace = ?STOP_GRACE, "tcpdump did not stop in time; sending SIGKILL");
+            send(child, Signal::SIGKILL);
+        }
+    }
 }
 
 /// Hands over files reported closed, except one tcpdump may still be
@@ -184,30 +251,21 @@ fn hand_over_unless_open(
 ) -> Vec<String> {
     crate::handover::sort_in_capture_order(&mut names);
     names.dedup();
-    let (may_be_written, table_read) = match pid.map(closed::open_files) {
-        Some(Some(open)) => (open, true),
-        Some(None) => (
-            plan.spool
-                .active_captures()
-                .unwrap_or_default()
-                .pop()
-                .map(|newest| newest.path)
-                .into_iter()
-                .collect(),
-            false,
-        ),
-        None => (Vec::new(), true),
-    };
+    let writing = MayBeWriting::of(plan, pid);
     let mut held = Vec::new();
     for name in names {
         let name = name.as_str();
-        if may_be_written.contains(&plan.spool.active().join(name)) {
-            // An open file's own close will come; an unread table's guess
-            // is tried again.
-            if !table_read {
-                held.push(name.to_owned());
+        match &writing {
+            // An open file's own close will come.
+            MayBeWriting::Known(open) if open.contains(&plan.spool.active().join(name)) => {
+                continue;
             }
-            continue;
+            // A guess is tried again.
+            MayBeWriting::Guessed(Some(newest)) if *newest == plan.spool.active().join(name) => {
+                held.push(name.to_owned());
+                continue;
+            }
+            _ => {}
         }
         match hand_over_closed_file(&plan.spool, name) {
             Ok(Some(bytes)) => progress.handed_over(bytes),
@@ -220,69 +278,26 @@ fn hand_over_unless_open(
     held
 }
 
-/// How far stopping has got.
-#[derive(Debug, Clone, Copy)]
-enum Stopping {
-    No,
-    /// A stop was asked for; tcpdump keeps running until `forward_at` so
-    /// that what the kernel captured before the request reaches the file:
-    /// libpcap hands packets over in blocks, up to a second late, and
-    /// tcpdump drops whatever is still in the ring when it exits.
-    Draining {
-        forward_at: Instant,
-    },
-    /// SIGTERM sent; SIGKILL at `kill_at`.
-    Signalled {
-        kill_at: Instant,
-    },
-    /// SIGKILL sent; waiting to reap.
-    Killed,
+/// Which files tcpdump may still be writing, and how that is known.
+enum MayBeWriting {
+    /// From its descriptor table (or none: it has exited).
+    Known(Vec<PathBuf>),
+    /// Its table is unreadable: the newest capture in `active/`, if any.
+    Guessed(Option<PathBuf>),
 }
 
-impl Stopping {
-    fn on_signal(self, child: &Child, received: &str) -> Self {
-        match self {
-            Stopping::No => {
-                info!(signal = received, drain = ?BLOCK_DRAIN, "stopping tcpdump once the kernel has handed over what it captured");
-                Stopping::Draining {
-                    forward_at: Instant::now() + BLOCK_DRAIN,
-                }
-            }
-            _ => {
-                warn!(signal = received, "second signal: killing tcpdump now");
-                send(child, Signal::SIGKILL);
-                Stopping::Killed
-            }
-        }
-    }
-
-    fn on_deadline(self, child: &Child) -> Self {
-        match self {
-            Stopping::Draining { .. } => {
-                send(child, Signal::SIGTERM);
-                Stopping::Signalled {
-                    kill_at: Instant::now() + STOP_GRACE,
-                }
-            }
-            Stopping::Signalled { .. } => {
-                warn!(grace = ?STOP_GRACE, "tcpdump did not stop in time; sending SIGKILL");
-                send(child, Signal::SIGKILL);
-                Stopping::Killed
-            }
-            other => other,
-        }
-    }
-
-    fn deadline_pending(&self) -> bool {
-        matches!(self, Stopping::Draining { .. } | Stopping::Signalled { .. })
-    }
-
-    fn deadline(&self) -> Instant {
-        match self {
-            Stopping::Draining { forward_at } => *forward_at,
-            Stopping::Signalled { kill_at } => *kill_at,
-            // Not polled: the branch is disabled without a pending deadline.
-            Stopping::No | Stopping::Killed => Instant::now(),
+impl MayBeWriting {
+    fn of(plan: &Plan, pid: Option<u32>) -> Self {
+        match pid.map(closed::open_files) {
+            Some(Some(open)) => MayBeWriting::Known(open),
+            Some(None) => MayBeWriting::Guessed(
+                plan.spool
+                    .active_captures()
+                    .unwrap_or_default()
+                    .pop()
+                    .map(|newest| newest.path),
+            ),
+            None => MayBeWriting::Known(Vec::new()),
         }
     }
 }
@@ -305,7 +320,7 @@ async fn log_stderr(mut stderr: ChildStderr, listening: oneshot::Sender<()>) {
     let mut splitter = LineSplitter::default();
     let mut chunk = [0u8; 4096];
     let mut log_line = |text: &str| {
-        if text.starts_with("tcpdump: listening on")
+        if text.starts_with(TCPDUMP_LISTENING)
             && let Some(tx) = listening.take()
         {
             let _ = tx.send(());

@@ -230,7 +230,7 @@ fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
     nix::sys::signal::kill(tcpdump, Signal::SIGSTOP).unwrap();
     let stopped = std::time::Instant::now();
     wait_until(Duration::from_secs(30), "the stall in the log", || {
-        launcher_log(&spool).contains("capture is stalled")
+        launcher_log(&spool).contains(launcher::stall::STALLED_LOG)
     });
     wait_until(
         Duration::from_secs(30).saturating_sub(stopped.elapsed()),
@@ -326,9 +326,7 @@ fn with_the_uploader_away_the_capture_side_keeps_the_spool_in_budget() {
     signal(&launcher, Signal::SIGTERM);
     assert!(launcher.wait().unwrap().success());
     let log = launcher_log(&spool);
-    let drops = log
-        .matches("dropped the oldest waiting capture unsent")
-        .count();
+    let drops = log.matches(launcher::budget::DROPPED_LOG).count();
     assert!(drops >= 3, "only {drops} drops logged:\n{log}");
     // The launcher's limit (budget + 10 %) plus the file being written.
     let limit = 1024 * 1024 * 11 / 10 + 700_000;

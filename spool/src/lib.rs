@@ -33,7 +33,7 @@ mod name;
 pub mod pcap;
 pub mod tick;
 
-pub use files::{CaptureFile, Usage};
+pub use files::{CaptureFile, ReadyScan, StrayFile, StraysDropped, Usage};
 pub use layout::{
     ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, LAST_HANDED_OVER_FILE, QUARANTINE_DIR,
     READY_DIR, STATE_DIR, SpoolLayout,

@@ -101,3 +101,31 @@ pub fn assert_reference_block(name: &str, table: &str) {
         "docs/reference.md's {name} block is out of date with the code; run `UPDATE_DOCS=1 cargo test reference` and commit.\nexpected:\n{table}"
     );
 }
+
+/// One markdown table row per metric of a Prometheus text exposition, from
+/// its `# HELP` and `# TYPE` lines: the name as scraped (a counter's ends in
+/// `_total`), its type and its help text.
+pub fn metrics_table(exposition: &str) -> String {
+    let mut table = String::from("| metric | type | meaning |\n|---|---|---|\n");
+    let mut help: Option<(&str, &str)> = None;
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ');
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let text = help
+                .filter(|(helped, _)| *helped == name)
+                .map_or("", |(_, text)| text);
+            let scraped = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            table.push_str(&format!(
+                "| `{scraped}` | {kind} | {} |\n",
+                one_line(text.trim_end_matches('.'))
+            ));
+        }
+    }
+    table
+}

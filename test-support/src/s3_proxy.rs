@@ -10,6 +10,9 @@
 //!   `AccessDenied`.
 //! - [`Answer::DenyAll`]: answers every request 403 `AccessDenied` with the
 //!   given message, as S3 does for a role without permission.
+//! - [`Answer::DenyKeys`]: answers 403 `AccessDenied` to requests whose key
+//!   contains `containing` (as a bucket policy denying one prefix would),
+//!   and forwards every other request like `Forward`.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -25,6 +28,10 @@ pub enum Answer {
     },
     DenyAll {
         message: String,
+    },
+    DenyKeys {
+        upstream: SocketAddr,
+        containing: String,
     },
 }
 
@@ -153,6 +160,17 @@ fn handle(mut client: TcpStream, answer: &Answer, requests: &Mutex<Vec<Recorded>
             drain(&mut client, remaining);
             deny(&mut client, message);
         }
+        Answer::DenyKeys {
+            containing,
+            upstream,
+        } => {
+            if recorded.key().contains(containing.as_str()) {
+                drain(&mut client, remaining);
+                deny(&mut client, "Access Denied");
+                return;
+            }
+            forward(client, *upstream, &head, &rest, remaining);
+        }
         Answer::Forward {
             upstream,
             bucket_owner,
@@ -165,19 +183,30 @@ fn handle(mut client: TcpStream, answer: &Answer, requests: &Mutex<Vec<Recorded>
                 deny(&mut client, "Access Denied");
                 return;
             }
-            let Ok(mut server) = TcpStream::connect(upstream) else {
-                return;
-            };
-            server.write_all(&with_connection_close(&head)).unwrap();
-            server.write_all(&rest).unwrap();
-            let mut body = (&mut client).take(remaining as u64);
-            std::io::copy(&mut body, &mut server).unwrap();
-            let mut response = Vec::new();
-            let _ = server.read_to_end(&mut response);
-            let _ = client.write_all(&with_connection_close(final_response(&response)));
-            let _ = client.shutdown(Shutdown::Both);
+            forward(client, *upstream, &head, &rest, remaining);
         }
     }
+}
+
+/// Passes one request to `upstream` and its answer back.
+fn forward(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    head: &[u8],
+    rest: &[u8],
+    remaining: usize,
+) {
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    server.write_all(&with_connection_close(head)).unwrap();
+    server.write_all(rest).unwrap();
+    let mut body = (&mut client).take(remaining as u64);
+    std::io::copy(&mut body, &mut server).unwrap();
+    let mut response = Vec::new();
+    let _ = server.read_to_end(&mut response);
+    let _ = client.write_all(&with_connection_close(final_response(&response)));
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 /// Reads up to the end of the head; returns the head and what followed it.

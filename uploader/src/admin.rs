@@ -10,7 +10,9 @@
 //!   current; 503 with the failure's kind otherwise.
 //!
 //! With `hostNetwork` the port is open on the node, to anything that reaches
-//! the node. So it answers with kinds only (`not ready: access_denied`),
+//! the node: connections, request heads and their read time are bounded
+//! (`bounded_server.rs`), so slow or oversized requests cannot grow the
+//! uploader's memory or lock the probes out. So it answers with kinds only (`not ready: access_denied`),
 //! never the store's own words: newer S3 `AccessDenied` messages name the
 //! account and the role's ARN. The details go to the log.
 
@@ -29,6 +31,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
+use crate::bounded_server::{self, Limits};
 use crate::errors::AskError;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -40,19 +43,20 @@ struct AppState {
 }
 
 /// Binds the admin address (so a taken port fails at start) and returns the
-/// server future.
+/// server future, bounded as [`Limits::ADMIN`] says.
 pub async fn bind(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-) -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
+) -> std::io::Result<impl Future<Output = ()>> {
     let listener = TcpListener::bind(addr).await?;
+    let evicted = metrics.admin_connections_evicted.clone();
     let app = Router::new()
         .route("/metrics", get(metrics_route))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AppState { metrics, health });
-    Ok(async move { axum::serve(listener, app).await })
+    Ok(bounded_server::serve(listener, app, Limits::ADMIN, evicted))
 }
 
 async fn metrics_route(State(state): State<AppState>) -> impl IntoResponse {

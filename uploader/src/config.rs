@@ -19,6 +19,11 @@ pub const MIN_PART_MB: u64 = 5;
 pub const MAX_PARTS: u64 = 10_000;
 /// Transient retries per file in `--once` mode.
 const ONCE_RETRIES: usize = 5;
+/// Transient retries in one turn of a capture while serving (about two
+/// minutes with the default backoff); then it gives its lane to the next
+/// capture and waits its deferral (`RetryPolicy::deferral`), so that a
+/// capture that keeps failing never holds a lane for ever.
+const TURN_RETRIES: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -129,7 +134,11 @@ impl Config {
                 min_delay: Duration::from_millis(200.min(cli.retry_max_ms)),
                 max_delay: Duration::from_millis(cli.retry_max_ms),
                 permanent_delay: Duration::from_millis(cli.permanent_retry_ms),
-                max_transient_retries: (mode == Mode::Once).then_some(ONCE_RETRIES),
+                max_transient_retries: Some(if mode == Mode::Once {
+                    ONCE_RETRIES
+                } else {
+                    TURN_RETRIES
+                }),
             },
         })
     }

@@ -84,7 +84,7 @@ pub enum RunError {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
-    #[error("cannot serve metrics on {addr}: {source}")]
+    #[error("cannot listen on {addr} for the admin port (/metrics, /healthz, /readyz): {source}; {}", bind_hint(.source))]
     MetricsBind {
         addr: std::net::SocketAddr,
         source: std::io::Error,
@@ -96,6 +96,22 @@ pub enum RunError {
     },
     #[error("{} capture(s) left in the spool: {}", .0.len(), .0.join(", "))]
     LeftBehind(Vec<String>),
+}
+
+/// What to do when the admin address cannot be bound.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process already holds this port (with hostNetwork, any process on the node); stop it, or set METRICS_ADDR (--metrics-addr) to a free port, e.g. 0.0.0.0:9091, and the probes' port with it"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this host has that address; set METRICS_ADDR (--metrics-addr) to one of its addresses, or 0.0.0.0"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need CAP_NET_BIND_SERVICE; set METRICS_ADDR (--metrics-addr) to a port above 1023"
+        }
+        _ => "check METRICS_ADDR (--metrics-addr)",
+    }
 }
 
 /// A bad key template is a configuration error wherever it is found.

@@ -6,9 +6,15 @@
 //! outside the spool is ever read; hidden, temporary and foreign names are
 //! left alone. The watcher only wakes the scanner: a full scan is the truth,
 //! which also covers events the kernel dropped on queue overflow.
+//!
+//! What the scan found is opened with [`open_capture`] only: an entry can be
+//! replaced between the scan and the open, so the open itself refuses what
+//! is not a regular file, without following a symlink or waiting on a FIFO.
 
+use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use notify::{RecursiveMode, Watcher as _};
@@ -20,9 +26,79 @@ use tokio::sync::Notify;
 /// rule, shared with the launcher).
 pub use spool::CaptureFile as Capture;
 
-/// The captures in `ready/`, oldest first.
-pub fn scan(spool: &SpoolLayout) -> io::Result<Vec<Capture>> {
-    spool.ready_captures()
+/// Logged when the kernel dropped watch events (the fault ledger counts it).
+pub const WATCH_OVERFLOW_LOG: &str =
+    "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full";
+
+/// The captures in `ready/`, oldest first, and what there is not a
+/// regular file (to be quarantined, see `quarantine.rs`).
+pub fn scan(spool: &SpoolLayout) -> io::Result<spool::ReadyScan> {
+    spool.scan_ready()
+}
+
+/// An entry of `ready/` that is not a regular file, found when opening it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path} is not a regular file but {what}; it is never read")]
+pub struct NotRegular {
+    pub path: PathBuf,
+    pub what: &'static str,
+}
+
+/// Opens a capture for reading: never follows a symlink (`O_NOFOLLOW`),
+/// never waits for a FIFO's writer (`O_NONBLOCK`, which regular files
+/// ignore), never takes a terminal (`O_NOCTTY`); then checks with `fstat`
+/// that what was opened is a regular file. Anything else is an error whose
+/// inner error is [`NotRegular`] (see [`is_not_regular`]).
+pub fn open_capture(path: &Path) -> io::Result<File> {
+    use nix::fcntl::OFlag;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)?;
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() {
+        return Ok(file);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        NotRegular {
+            path: path.to_owned(),
+            what: describe(file_type),
+        },
+    ))
+}
+
+/// Whether opening failed because the entry is not a regular file: a
+/// symlink (`ELOOP` under `O_NOFOLLOW`), a socket (`ENXIO`), or anything
+/// [`open_capture`] found with `fstat`.
+pub fn is_not_regular(error: &io::Error) -> bool {
+    use nix::errno::Errno;
+    let errno = error.raw_os_error();
+    errno == Some(Errno::ELOOP as i32)
+        || errno == Some(Errno::ENXIO as i32)
+        || error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<NotRegular>())
+}
+
+/// What kind of entry a file type is, for logs.
+pub fn describe(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_symlink() {
+        "a symlink"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "of an unknown kind"
+    }
 }
 
 /// Watches `ready/` and wakes `wake` when a capture may have arrived: a file
@@ -45,10 +121,7 @@ pub fn watch(
         match &event {
             Ok(event) if event.need_rescan() => {
                 let times = lost.inc() + 1;
-                tracing::warn!(
-                    times,
-                    "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full"
-                );
+                tracing::warn!(times, "{WATCH_OVERFLOW_LOG}");
             }
             Err(error) => {
                 let times = lost.inc() + 1;
@@ -103,10 +176,41 @@ mod tests {
         std::os::unix::fs::symlink(&secret, ready.join("20261127T142500Z.pcap")).unwrap();
         let names: Vec<String> = scan(&spool)
             .unwrap()
+            .captures
             .iter()
             .map(Capture::file_name)
             .collect();
         assert_eq!(names, ["20261127T142503Z.pcap", "20261127T142504Z.pcap"]);
+    }
+
+    /// A FIFO swapped in after the scan: opening it neither blocks (no
+    /// writer will ever come) nor reads it; it is refused as not regular.
+    #[test]
+    fn a_fifo_swapped_into_ready_is_refused_without_blocking_the_hashing_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("20261127T142503Z.pcap");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(crate::hash::hash_file(&fifo, None).map(|_| ()));
+        });
+        let error = result
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("hashing a FIFO blocked")
+            .unwrap_err();
+        assert!(is_not_regular(&error), "{error}");
+        assert!(error.to_string().contains("a FIFO"), "{error}");
+    }
+
+    #[test]
+    fn a_symlink_swapped_into_ready_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"outside the spool").unwrap();
+        let link = dir.path().join("20261127T142503Z.pcap");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let error = crate::hash::hash_file(&link, None).unwrap_err();
+        assert!(is_not_regular(&error), "{error}");
     }
 
     #[test]
@@ -181,6 +285,6 @@ mod tests {
             lost.get() > 0,
             "a one-event queue and 2,000 renames: the overflow must be counted"
         );
-        assert_eq!(scan(&spool).unwrap().len(), names.len());
+        assert_eq!(scan(&spool).unwrap().captures.len(), names.len());
     }
 }

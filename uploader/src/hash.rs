@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt};
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -67,12 +67,10 @@ pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Opens a capture for reading without following a symlink.
+/// Opens a capture for reading: regular files only, symlinks never
+/// followed, FIFOs never waited on (see [`crate::find::open_capture`]).
 pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
+    crate::find::open_capture(path)
 }
 
 /// Hashes `path` (and, with `index_as`, indexes its flows). Returns the open

@@ -12,10 +12,13 @@
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
 //! [`object_metadata`] (what objects are called and carry: the `bucket`
 //! crate's contract, re-exported), [`metrics`],
-//! [`health`] (readiness), [`admin`] (HTTP endpoints), [`shutdown`]
+//! [`quarantine`] (what in `ready/` is not a regular file),
+//! [`health`] (readiness), [`admin`] (HTTP endpoints, served by
+//! [`bounded_server`]), [`shutdown`]
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
 
 pub mod admin;
+pub mod bounded_server;
 pub mod bucket_owner;
 pub mod budget;
 pub mod check;
@@ -30,6 +33,7 @@ pub mod health;
 pub mod metrics;
 pub mod once;
 pub mod pipeline;
+pub mod quarantine;
 pub mod queue;
 pub mod retry;
 pub mod s3;

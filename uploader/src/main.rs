@@ -49,6 +49,11 @@ fn main() -> ExitCode {
             &anyhow::Error::new(e).context("invalid configuration"),
             EXIT_CONFIG,
         ),
+        // The admin address is a setting: a taken port is fixed there.
+        Err(e @ RunError::MetricsBind { .. }) => report(
+            &anyhow::Error::new(e).context("invalid configuration"),
+            EXIT_CONFIG,
+        ),
         Err(e @ RunError::LeftBehind(_)) => report(
             &anyhow::Error::new(e).context("--once did not upload everything"),
             EXIT_RUNTIME,

@@ -22,8 +22,11 @@ pub struct Metrics {
     pub uploaded_bytes: Counter,
     pub failures: Family<KindLabel, Counter>,
     pub retries: Counter,
+    pub deferrals: Counter,
     pub dropped_files: Counter,
     pub dropped_bytes: Counter,
+    pub dropped_non_capture_files: Counter,
+    pub dropped_non_capture_bytes: Counter,
     pub spool_files: Gauge,
     pub spool_bytes: Gauge,
     pub oldest_pending_age_seconds: Gauge,
@@ -32,6 +35,8 @@ pub struct Metrics {
     pub damaged_captures: Counter,
     pub unconfirmed_checksums: Counter,
     pub lost_watch_events: Counter,
+    pub quarantined: Counter,
+    pub admin_connections_evicted: Counter,
 }
 
 impl Metrics {
@@ -41,8 +46,27 @@ impl Metrics {
         let uploaded_bytes = Counter::default();
         let failures = Family::<KindLabel, Counter>::default();
         let retries = Counter::default();
+        let deferrals = Counter::default();
+        registry.register(
+            "deferrals",
+            "Turns of a capture that failed: it gave its upload lane up and went to the back of the queue, to be tried again after its own growing delay",
+            deferrals.clone(),
+        );
         let dropped_files = Counter::default();
         let dropped_bytes = Counter::default();
+        let dropped_non_capture_files = Counter::default();
+        let dropped_non_capture_bytes = Counter::default();
+        registry.register(
+            "dropped_non_capture_files",
+            "Files that are not captures (quarantined, or foreign names in ready/) deleted to keep the spool under --max-spool-mb, before any capture",
+            dropped_non_capture_files.clone(),
+        );
+        registry.register_with_unit(
+            "dropped_non_capture",
+            "Bytes of files that are not captures deleted to keep the spool under --max-spool-mb",
+            Unit::Bytes,
+            dropped_non_capture_bytes.clone(),
+        );
         let spool_files = Gauge::default();
         let spool_bytes = Gauge::default();
         let oldest_pending_age_seconds = Gauge::default();
@@ -52,6 +76,18 @@ impl Metrics {
         let damaged_captures = Counter::default();
         let unconfirmed_checksums = Counter::default();
         let lost_watch_events = Counter::default();
+        let quarantined = Counter::default();
+        let admin_connections_evicted = Counter::default();
+        registry.register(
+            "admin_connections_evicted",
+            "Admin port connections closed before their request head arrived, to make room for a new one (all 64 slots taken)",
+            admin_connections_evicted.clone(),
+        );
+        registry.register(
+            "quarantined",
+            "Entries of ready/ that were not regular files (FIFOs, sockets, devices, symlinks, folders), moved to quarantine/ unread",
+            quarantined.clone(),
+        );
         registry.register(
             "lost_watch_events",
             "Times the kernel dropped ready/'s change events (inotify queue overflow) or the watch failed; each is answered with a full scan",
@@ -85,7 +121,7 @@ impl Metrics {
         );
         registry.register(
             "failures",
-            "Failed upload attempts by kind (transient ones are retried fast, others slowly)",
+            "Failed upload attempts, by the label kind (connection, timeout, server, throttled, checksum_mismatch, access_denied, no_such_bucket, …): transient ones are retried fast, others slowly",
             failures.clone(),
         );
         registry.register(
@@ -106,12 +142,12 @@ impl Metrics {
         );
         registry.register(
             "spool_files",
-            "Files in the spool (active and ready)",
+            "Files in the spool (active, ready and quarantine)",
             spool_files.clone(),
         );
         registry.register_with_unit(
             "spool",
-            "Bytes in the spool (active and ready)",
+            "Bytes in the spool (active, ready and quarantine)",
             Unit::Bytes,
             spool_bytes.clone(),
         );
@@ -123,7 +159,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "upload_duration",
-            "Time from picking a capture up to its verified upload, retries included",
+            "Time from picking a capture up to its verified upload, the retries of that turn included",
             Unit::Seconds,
             upload_duration.clone(),
         );
@@ -133,8 +169,11 @@ impl Metrics {
             uploaded_bytes,
             failures,
             retries,
+            deferrals,
             dropped_files,
             dropped_bytes,
+            dropped_non_capture_files,
+            dropped_non_capture_bytes,
             spool_files,
             spool_bytes,
             oldest_pending_age_seconds,
@@ -143,6 +182,8 @@ impl Metrics {
             damaged_captures,
             unconfirmed_checksums,
             lost_watch_events,
+            quarantined,
+            admin_connections_evicted,
         }
     }
 

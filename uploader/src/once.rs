@@ -12,6 +12,7 @@ pub async fn run(shipper: &Shipper) -> Result<(), RunError> {
     let failed = pipeline.close_and_wait().await;
     let left: Vec<String> = find::scan(&shipper.config.spool)
         .unwrap_or_default()
+        .captures
         .iter()
         .map(Capture::file_name)
         .collect();

@@ -8,10 +8,11 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::budget;
-use crate::config::Config;
-use crate::failure::FailureKind;
-use crate::find;
+use crate::config::{Config, Mode};
+use crate::failure::{FailureKind, UploadError};
+use crate::find::{self, Capture};
 use crate::metrics::Metrics;
+use crate::quarantine;
 use crate::queue::Queue;
 use crate::ship::Shipper;
 
@@ -36,15 +37,18 @@ impl Pipeline {
             let (queue, shipper, failed) = (queue.clone(), shipper.clone(), failed.clone());
             workers.spawn(async move {
                 while let Some(capture) = queue.next().await {
-                    if let Err(e) = shipper.ship(&capture).await
-                        && e.kind != FailureKind::Gone
-                    {
-                        failed
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(capture.file_name());
+                    match shipper.ship(&capture).await {
+                        Ok(()) => queue.finish(&capture.name),
+                        Err(e) if e.kind == FailureKind::Gone => queue.finish(&capture.name),
+                        Err(_) if shipper.config.mode == Mode::Once => {
+                            failed
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .push(capture.file_name());
+                            queue.finish(&capture.name);
+                        }
+                        Err(e) => defer(&shipper, &queue, capture, &e),
                     }
-                    queue.finish(&capture.name);
                 }
             });
         }
@@ -95,11 +99,32 @@ impl Pipeline {
     }
 }
 
+/// A capture whose turn failed gives its lane up: back in the queue, to be
+/// tried again after its own growing delay, while other captures go on.
+fn defer(shipper: &Shipper, queue: &Queue, capture: Capture, error: &UploadError) {
+    let file = capture.file_name();
+    let retry = &shipper.config.retry;
+    let (failed_turns, wait) = queue.defer(capture, |turns| retry.deferral(turns));
+    shipper.metrics.deferrals.inc();
+    let message = "upload failed; the capture goes to the back of the queue so that other captures go on (it stays in ready/)";
+    // Once per capture plainly; its later turns are counted (deferrals_total).
+    if failed_turns == 1 {
+        tracing::warn!(file, failed_turns, retry_in = ?wait, kind = %error.kind, error = %error.detail, "{message}");
+    } else {
+        tracing::debug!(file, failed_turns, retry_in = ?wait, kind = %error.kind, error = %error.detail, "{message}");
+    }
+}
+
 /// Scans `ready/`, feeds the queue, keeps the budget, updates the gauges.
 fn rescan(config: &Config, queue: &Queue, metrics: &Metrics) {
     metrics.scans.inc();
     match find::scan(&config.spool) {
-        Ok(found) => queue.refresh(found),
+        Ok(found) => {
+            for path in &found.not_regular {
+                quarantine::not_regular(&config.spool, path, metrics);
+            }
+            queue.refresh(found.captures);
+        }
         Err(e) => {
             tracing::error!(path = %config.spool.ready().display(), error = %e, "cannot scan ready/")
         }

@@ -28,11 +28,7 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         addr: config.metrics_addr,
         source,
     })?;
-    tasks.spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    });
+    tasks.spawn(server);
     tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz, /readyz");
     tasks.spawn(probe_until_ready(
         client,

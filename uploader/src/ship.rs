@@ -9,12 +9,13 @@ use backon::Retryable as _;
 use crate::config::{Config, Mode};
 use crate::delete;
 use crate::failure::{FailureKind, UploadError};
-use crate::find::Capture;
+use crate::find::{self, Capture};
 use crate::hash::{self, FileDigest};
 use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
 use crate::object_metadata::ObjectMetadata;
+use crate::quarantine;
 use crate::state;
 use crate::upload::{Job, PartPlan, Sender};
 use crate::verify::Verified;
@@ -62,49 +63,47 @@ impl Shipper {
         }
     }
 
-    /// Ships one capture. Returns when it is uploaded and deleted, when it
-    /// disappeared, or (`--once` only) when retries ran out.
+    /// Gives one capture one turn: hash, upload (with a bounded number of
+    /// fast retries), verify, delete. Returns when it is uploaded and
+    /// deleted, when it disappeared, or when the turn failed: the caller
+    /// then puts it back in the queue behind a deferral (`pipeline.rs`), so
+    /// that a capture that keeps failing never holds its worker.
     pub async fn ship(&self, capture: &Capture) -> Result<(), UploadError> {
         let started = Instant::now();
         let key = self
             .config
             .key_template
             .render(&self.key_context, &capture.name);
-        loop {
-            match self.attempt(capture, &key).await {
-                Ok(Shipped { size, hashing }) => {
-                    self.metrics.uploaded_files.inc();
-                    self.metrics.uploaded_bytes.inc_by(size);
-                    self.metrics
-                        .upload_duration
-                        .observe(started.elapsed().as_secs_f64());
-                    self.health.succeeded(Source::Upload);
-                    tracing::info!(
-                        file = %capture.file_name(),
-                        key,
-                        bytes = size,
-                        seconds = started.elapsed().as_secs_f64(),
-                        hashing_seconds = hashing.as_secs_f64(),
-                        "uploaded, verified and deleted"
-                    );
-                    return Ok(());
+        match self.attempt(capture, &key).await {
+            Ok(Shipped { size, hashing }) => {
+                self.metrics.uploaded_files.inc();
+                self.metrics.uploaded_bytes.inc_by(size);
+                self.metrics
+                    .upload_duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.health.succeeded(Source::Upload);
+                tracing::info!(
+                    file = %capture.file_name(),
+                    key,
+                    bytes = size,
+                    seconds = started.elapsed().as_secs_f64(),
+                    hashing_seconds = hashing.as_secs_f64(),
+                    "uploaded, verified and deleted"
+                );
+                Ok(())
+            }
+            Err(e) if e.kind == FailureKind::Gone => {
+                tracing::info!(file = %capture.file_name(), "capture left ready/ before its upload; skipped");
+                Err(e)
+            }
+            Err(e) => {
+                if !e.kind.is_transient() {
+                    self.health.failed(Source::Upload, &key, &e);
                 }
-                Err(e) if e.kind == FailureKind::Gone => {
-                    tracing::info!(file = %capture.file_name(), "capture left ready/ before its upload; skipped");
-                    return Err(e);
+                if self.config.mode == Mode::Once {
+                    tracing::error!(file = %capture.file_name(), key, error = %e, "giving up on this capture for this run; it stays in ready/");
                 }
-                Err(e) => {
-                    if !e.kind.is_transient() {
-                        self.health.failed(Source::Upload, &key, &e);
-                    }
-                    if self.config.mode == Mode::Once {
-                        tracing::error!(file = %capture.file_name(), key, error = %e, "giving up on this capture for this run; it stays in ready/");
-                        return Err(e);
-                    }
-                    tracing::debug!(file = %capture.file_name(), error = %e, delay = ?self.config.retry.permanent_delay, "retrying slowly");
-                    tokio::time::sleep(self.config.retry.permanent_delay).await;
-                    self.metrics.retries.inc();
-                }
+                Err(e)
             }
         }
     }
@@ -203,12 +202,19 @@ impl Shipper {
                 );
             }
         }
-        delete::remove_capture(job.path, &job.record).map_err(|e| {
-            UploadError::new(
-                FailureKind::LocalIo,
-                format!("uploaded but cannot delete {}: {e}", job.path.display()),
-            )
-        })?;
+        // The single-request path has no stamp check of its own: this one
+        // covers both, and also a path that now names another file.
+        delete::remove_uploaded(job.path, job.file, digest.stamp, &job.record).map_err(
+            |e| match e {
+                delete::NotDeleted::Changed { .. } => UploadError::new(
+                    FailureKind::ChecksumMismatch,
+                    format!("uploaded but not deleted: {e}; hashing it again"),
+                ),
+                delete::NotDeleted::Io { .. } => {
+                    UploadError::new(FailureKind::LocalIo, format!("uploaded but {e}"))
+                }
+            },
+        )?;
         Ok(Shipped {
             size: digest.size,
             hashing,
@@ -269,6 +275,10 @@ impl Shipper {
                 })?;
         result.map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                FailureKind::Gone
+            } else if find::is_not_regular(&e) {
+                // Swapped in after the scan: set aside, never read.
+                quarantine::not_regular(&self.config.spool, &capture.path, &self.metrics);
                 FailureKind::Gone
             } else {
                 FailureKind::LocalIo

@@ -6,14 +6,23 @@
 //! another version or describes other content means "start from empty". It
 //! is written to a temporary file, fsynced, renamed into place and the folder
 //! fsynced, so a crash leaves either the old record or the new one.
+//!
+//! The spool is shared with another container, so a record is read as
+//! untrusted input: never through a symlink, only a regular file, at most
+//! [`MAX_RECORD_BYTES`]. Reads and writes run off the async runtime.
 
 use std::fs::{self, File};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 const VERSION: u32 = 1;
+
+/// A real record is a few hundred bytes (an upload id, a key of at most
+/// 1,024 bytes); anything much larger is not one.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
@@ -71,20 +80,86 @@ pub fn record_path(state_dir: &Path, file_name: &str) -> PathBuf {
     state_dir.join(format!("{file_name}.json"))
 }
 
-/// Reads a record; anything unreadable is `None` (start from empty).
-pub fn load(path: &Path) -> Option<UploadRecord> {
-    let bytes = fs::read(path).ok()?;
-    match serde_json::from_slice::<UploadRecord>(&bytes) {
-        Ok(record) if record.version == VERSION => Some(record),
-        Ok(_) | Err(_) => {
-            tracing::warn!(path = %path.display(), "ignoring unreadable resume record");
+/// Why a record was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordRefused {
+    #[error("it cannot be opened (a symlink is never followed): {0}")]
+    Open(std::io::Error),
+    #[error("it is {0}, not a regular file")]
+    NotRegular(&'static str),
+    #[error("it is larger than {MAX_RECORD_BYTES} bytes")]
+    TooLarge,
+    #[error("it cannot be read: {0}")]
+    Read(std::io::Error),
+    #[error("it is not a version {VERSION} record: {0}")]
+    Invalid(String),
+}
+
+/// Reads a record off the async runtime; anything unusable is `None`
+/// (start from empty), with a warning naming why.
+pub async fn load(path: &Path) -> Option<UploadRecord> {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || read_record(&owned))
+        .await
+        .map_err(|e| RecordRefused::Read(std::io::Error::other(e)));
+    match read.and_then(|r| r) {
+        Ok(record) => Some(record),
+        Err(RecordRefused::Open(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(why) => {
+            tracing::warn!(path = %path.display(), reason = %why, "ignoring unusable resume record; the upload starts from empty");
             None
         }
     }
 }
 
-/// Writes a record atomically and durably.
-pub fn save(path: &Path, record: &UploadRecord) -> std::io::Result<()> {
+/// Reads and parses a record (blocking): a regular file, not followed if a
+/// symlink, not waited on if a FIFO, at most [`MAX_RECORD_BYTES`].
+pub fn read_record(path: &Path) -> Result<UploadRecord, RecordRefused> {
+    use nix::fcntl::OFlag;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(RecordRefused::Open)?;
+    let meta = file.metadata().map_err(RecordRefused::Read)?;
+    if !meta.file_type().is_file() {
+        return Err(RecordRefused::NotRegular(crate::find::describe(
+            meta.file_type(),
+        )));
+    }
+    if meta.len() > MAX_RECORD_BYTES {
+        return Err(RecordRefused::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    // The size checked above can grow meanwhile: the read is capped too.
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(RecordRefused::Read)?;
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err(RecordRefused::TooLarge);
+    }
+    match serde_json::from_slice::<UploadRecord>(&bytes) {
+        Ok(record) if record.version == VERSION => Ok(record),
+        Ok(record) => Err(RecordRefused::Invalid(format!(
+            "version {}",
+            record.version
+        ))),
+        Err(e) => Err(RecordRefused::Invalid(e.to_string())),
+    }
+}
+
+/// Writes a record atomically and durably, off the async runtime.
+pub async fn save(path: &Path, record: &UploadRecord) -> std::io::Result<()> {
+    let (path, record) = (path.to_owned(), record.clone());
+    tokio::task::spawn_blocking(move || save_blocking(&path, &record))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Writes a record atomically and durably (blocking). The temporary file is
+/// created new (`O_EXCL`), so a symlink planted under its name is replaced,
+/// never written through.
+pub fn save_blocking(path: &Path, record: &UploadRecord) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
@@ -92,8 +167,9 @@ pub fn save(path: &Path, record: &UploadRecord) -> std::io::Result<()> {
         .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp"));
     let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    remove(&temp)?;
     {
-        let mut file = File::create(&temp)?;
+        let mut file = File::options().write(true).create_new(true).open(&temp)?;
         file.write_all(&json)?;
         file.sync_all()?;
     }
@@ -118,8 +194,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = record_path(dir.path(), "20261127T142503Z.pcap");
         let record = UploadRecord::new("b", "k", "id", 10, 5, "ab");
-        save(&path, &record).unwrap();
-        assert_eq!(load(&path), Some(record.clone()));
+        save_blocking(&path, &record).unwrap();
+        assert_eq!(read_record(&path).unwrap(), record);
         assert!(record.matches("b", "k", 10, 5, "ab"));
         assert!(!record.matches("b", "k", 10, 6, "ab"));
         assert!(
@@ -128,11 +204,67 @@ mod tests {
         );
 
         fs::write(&path, b"{not json").unwrap();
-        assert_eq!(load(&path), None);
+        assert!(matches!(read_record(&path), Err(RecordRefused::Invalid(_))));
         fs::write(&path, br#"{"version":99}"#).unwrap();
-        assert_eq!(load(&path), None);
+        assert!(read_record(&path).is_err());
         remove(&path).unwrap();
         remove(&path).unwrap();
-        assert_eq!(load(&path), None);
+        assert!(read_record(&path).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_resume_record_is_ignored_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = record_path(dir.path(), "20261127T142503Z.pcap");
+        let record = UploadRecord::new("b", "k", "id", 10, 5, "ab");
+        // Valid JSON, padded past the cap with whitespace.
+        let mut json = serde_json::to_vec(&record).unwrap();
+        json.resize(MAX_RECORD_BYTES as usize + 10, b' ');
+        fs::write(&path, &json).unwrap();
+        let why = read_record(&path).unwrap_err();
+        assert!(matches!(why, RecordRefused::TooLarge), "{why}");
+        assert!(why.to_string().contains("larger than 65536 bytes"), "{why}");
+        assert_eq!(load(&path).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_resume_record_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        let record = UploadRecord::new("b", "k", "id", 10, 5, "ab");
+        save_blocking(&elsewhere, &record).unwrap();
+        let path = record_path(dir.path(), "20261127T142503Z.pcap");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let why = read_record(&path).unwrap_err();
+        assert!(matches!(why, RecordRefused::Open(_)), "{why}");
+        assert_eq!(load(&path).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_fifo_as_resume_record_does_not_block_the_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = record_path(dir.path(), "20261127T142503Z.pcap");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let loaded = tokio::time::timeout(std::time::Duration::from_secs(5), load(&path))
+            .await
+            .expect("reading a FIFO record blocked");
+        assert_eq!(loaded, None);
+        assert!(matches!(
+            read_record(&path),
+            Err(RecordRefused::NotRegular("a FIFO"))
+        ));
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, b"untouched").unwrap();
+        let path = record_path(dir.path(), "20261127T142503Z.pcap");
+        std::os::unix::fs::symlink(&target, dir.path().join(".20261127T142503Z.pcap.json.tmp"))
+            .unwrap();
+        save_blocking(&path, &UploadRecord::new("b", "k", "id", 10, 5, "ab")).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"untouched");
+        assert!(read_record(&path).is_ok());
     }
 }

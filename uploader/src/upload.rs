@@ -195,7 +195,7 @@ impl Sender {
         plan: PartPlan,
     ) -> Result<Option<(String, Vec<Option<HeldPart>>)>, UploadError> {
         let digest = job.digest;
-        let Some(record) = state::load(&job.record) else {
+        let Some(record) = state::load(&job.record).await else {
             return Ok(None);
         };
         if !record.matches(
@@ -321,7 +321,7 @@ impl Sender {
         );
         // Without the record a restart would only cost a new upload; the
         // abandoned one is cleaned up by the bucket's lifecycle rule.
-        if let Err(e) = state::save(&job.record, &record) {
+        if let Err(e) = state::save(&job.record, &record).await {
             tracing::warn!(record = %job.record.display(), error = %e, "cannot write resume record");
         }
         Ok(upload_id)

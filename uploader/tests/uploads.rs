@@ -209,7 +209,7 @@ fn missing_spool_is_refused_naming_path_and_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
+async fn once_uploads_what_is_ready_quarantines_symlinks_and_leaves_junk_alone() {
     let Some(garage) = Garage::start("once_symlinks_junk") else {
         return;
     };
@@ -244,11 +244,13 @@ async fn once_uploads_what_is_ready_and_leaves_symlinks_and_junk_alone() {
         spool.ready_names(),
         [
             ".20261127T100001Z.pcap",
-            "20261127T100000Z.pcap",
             "20261127T100002Z.pcap.tmp",
             "notes.txt"
         ]
     );
+    // The link itself moved, unfollowed (issue 20).
+    let quarantined = spool.root().join("quarantine/20261127T100000Z.pcap");
+    assert_eq!(std::fs::read_link(&quarantined).unwrap(), secret);
     assert_eq!(std::fs::read(&secret).unwrap(), b"outside the spool");
 }
 

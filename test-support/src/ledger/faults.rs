@@ -193,8 +193,8 @@ impl Rig {
     /// and say when it writes again.
     fn stop_tcpdump(&mut self) -> anyhow::Result<()> {
         let (stalls, again) = (
-            self.launcher.log_count("capture is stalled"),
-            self.launcher.log_count("tcpdump is writing again"),
+            self.launcher.log_count(launcher::stall::STALLED_LOG),
+            self.launcher.log_count(launcher::stall::WRITING_AGAIN_LOG),
         );
         let stopped_at = std::time::SystemTime::now();
         self.launcher.signal_tcpdump(Signal::SIGSTOP)?;
@@ -204,7 +204,7 @@ impl Rig {
         self.faults
             .stopped
             .push((stopped_at, std::time::SystemTime::now() + stopped));
-        let reported = self.launcher.log_count("capture is stalled") > stalls;
+        let reported = self.launcher.log_count(launcher::stall::STALLED_LOG) > stalls;
         self.launcher
             .signal_tcpdump(Signal::SIGCONT)
             .context("tcpdump vanished while stopped")?;
@@ -216,12 +216,12 @@ impl Rig {
             ));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.launcher.log_count("tcpdump is writing again") == again
+        while self.launcher.log_count(launcher::stall::WRITING_AGAIN_LOG) == again
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if self.launcher.log_count("tcpdump is writing again") > again {
+        if self.launcher.log_count(launcher::stall::WRITING_AGAIN_LOG) > again {
             self.faults.stalls_noticed_again += 1;
         }
         Ok(())

@@ -23,15 +23,16 @@ pub struct Drop {
     pub by: &'static str,
 }
 
-/// The budget drops in a JSON log.
-pub fn budget_drops(log: &str, by: &'static str) -> Vec<Drop> {
+/// The budget drops in a JSON log: events whose message is `logged` (the
+/// dropping binary's own constant), attributed to `by`.
+pub fn budget_drops(log: &str, logged: &str, by: &'static str) -> Vec<Drop> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|event| {
             event
                 .get("message")
                 .and_then(|m| m.as_str())
-                .is_some_and(|m| m.contains("dropped the oldest waiting capture unsent"))
+                .is_some_and(|m| m == logged)
         })
         .map(|event| Drop {
             file: event
@@ -71,9 +72,6 @@ pub struct Outcome {
     /// Times the uploader logged that the kernel dropped its watch events.
     pub watch_overflows: usize,
 }
-
-/// What the uploader logs when the kernel drops its watch events.
-pub const WATCH_OVERFLOW_LOG: &str = "change events of ready/ were lost";
 
 #[derive(Debug)]
 pub struct Report {
@@ -368,9 +366,12 @@ mod tests {
 
     #[test]
     fn budget_drops_are_read_from_both_logs() {
-        let log = r#"{"message":"spool over budget: dropped the oldest waiting capture unsent","file":"20261127T142503Z.pcap","bytes":1000}
-{"message":"uploaded, verified and deleted","file":"20261127T142504Z.pcap"}"#;
-        let drops = budget_drops(log, "uploader");
+        let log = format!(
+            "{}\n{}",
+            serde_json::json!({"message": uploader::budget::DROPPED_LOG, "file": "20261127T142503Z.pcap", "bytes": 1000}),
+            r#"{"message":"uploaded, verified and deleted","file":"20261127T142504Z.pcap"}"#
+        );
+        let drops = budget_drops(&log, uploader::budget::DROPPED_LOG, "uploader");
         assert_eq!(drops.len(), 1);
         assert_eq!(drops[0].file, "20261127T142503Z.pcap");
         assert_eq!(drops[0].bytes, 1000);
@@ -380,5 +381,20 @@ mod tests {
             .unwrap()
             .as_secs();
         assert_eq!(secs, 1_795_789_503);
+    }
+
+    /// The ledger finds these by `contains` on raw JSON lines: a wording
+    /// that JSON escapes (a quote, a backslash) would never match.
+    #[test]
+    fn product_log_wording_the_ledger_matches_is_unchanged_by_json() {
+        for wording in [
+            launcher::stall::STALLED_LOG,
+            launcher::stall::WRITING_AGAIN_LOG,
+            launcher::supervise::TCPDUMP_LISTENING,
+            uploader::find::WATCH_OVERFLOW_LOG,
+        ] {
+            let line = serde_json::json!({ "message": wording }).to_string();
+            assert!(line.contains(wording), "{wording:?} is escaped in {line}");
+        }
     }
 }
