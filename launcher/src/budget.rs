@@ -10,8 +10,7 @@ use spool::SpoolLayout;
 
 /// What the launcher logs for each capture it drops (the fault ledger
 /// counts them).
-pub const DROPPED_LOG: &str =
-    "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent";
+pub use spool::logging::counted::LAUNCHER_BUDGET_DROPPED as DROPPED_LOG;
 
 /// Drops counted since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -20,9 +20,9 @@ pub const STALL_AFTER: Duration = Duration::from_secs(10);
 const STALL_REPEAT: Duration = Duration::from_secs(30);
 /// What the launcher logs when tcpdump has stopped writing (the fault
 /// ledger counts it).
-pub const STALLED_LOG: &str = "tcpdump has written nothing although the launcher's tick reaches it every second: capture is stalled (tcpdump hung or stopped, or the interface is gone); the liveness probe fails from now on";
+pub use spool::logging::counted::TCPDUMP_STALLED as STALLED_LOG;
 /// What the launcher logs when a stalled tcpdump writes again.
-pub const WRITING_AGAIN_LOG: &str = "tcpdump is writing again";
+pub use spool::logging::counted::TCPDUMP_WRITING_AGAIN as WRITING_AGAIN_LOG;
 /// The probe fails when the heartbeat is older than this.
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(20);
 

@@ -37,7 +37,7 @@ use crate::tick::Ticker;
 const BUDGET_EVERY_TICKS: u64 = 10;
 /// How tcpdump says it has opened the interface (and installed its signal
 /// handlers).
-pub const TCPDUMP_LISTENING: &str = "tcpdump: listening on";
+pub use spool::logging::counted::TCPDUMP_LISTENING;
 
 /// Runs tcpdump with the preflight arguments (`-d`: open the interface,
 /// compile the filter, capture nothing) so a bad interface or filter is

@@ -50,3 +50,27 @@ pub fn exit_with(program: &str, reason: &str, code: u8) -> ExitCode {
     }
     ExitCode::from(code)
 }
+
+/// The log lines the fault ledger (test-support) counts, defined once here:
+/// each is logged by its binary (which re-exports it under its own name)
+/// and matched by the ledger, which cannot depend on the binaries' crates
+/// (their tests depend on it).
+pub mod counted {
+    /// Logged for each capture dropped unsent (the fault ledger counts them).
+    pub const UPLOADER_BUDGET_DROPPED: &str =
+        "spool over budget: dropped the oldest waiting capture unsent";
+    /// Logged when the kernel dropped watch events (the fault ledger counts it).
+    pub const UPLOADER_WATCH_OVERFLOW: &str =
+        "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full";
+    /// What the launcher logs for each capture it drops (the fault ledger
+    /// counts them).
+    pub const LAUNCHER_BUDGET_DROPPED: &str = "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent";
+    /// What the launcher logs when tcpdump has stopped writing (the fault
+    /// ledger counts it).
+    pub const TCPDUMP_STALLED: &str = "tcpdump has written nothing although the launcher's tick reaches it every second: capture is stalled (tcpdump hung or stopped, or the interface is gone); the liveness probe fails from now on";
+    /// What the launcher logs when a stalled tcpdump writes again.
+    pub const TCPDUMP_WRITING_AGAIN: &str = "tcpdump is writing again";
+    /// How tcpdump says it has opened the interface (and installed its signal
+    /// handlers).
+    pub const TCPDUMP_LISTENING: &str = "tcpdump: listening on";
+}

@@ -15,7 +15,7 @@ use crate::queue::Queue;
 use crate::state;
 
 /// Logged for each capture dropped unsent (the fault ledger counts them).
-pub const DROPPED_LOG: &str = "spool over budget: dropped the oldest waiting capture unsent";
+pub use spool::logging::counted::UPLOADER_BUDGET_DROPPED as DROPPED_LOG;
 
 /// Drops oldest waiting captures while the spool is over `max_bytes`;
 /// updates the spool gauges. Returns the number of captures dropped.

@@ -27,8 +27,7 @@ use tokio::sync::Notify;
 pub use spool::CaptureFile as Capture;
 
 /// Logged when the kernel dropped watch events (the fault ledger counts it).
-pub const WATCH_OVERFLOW_LOG: &str =
-    "change events of ready/ were lost (inotify queue overflow); scanning ready/ in full";
+pub use spool::logging::counted::UPLOADER_WATCH_OVERFLOW as WATCH_OVERFLOW_LOG;
 
 /// The captures in `ready/`, oldest first, and what there is not a
 /// regular file (to be quarantined, see `quarantine.rs`).

@@ -193,8 +193,10 @@ impl Rig {
     /// and say when it writes again.
     fn stop_tcpdump(&mut self) -> anyhow::Result<()> {
         let (stalls, again) = (
-            self.launcher.log_count(launcher::stall::STALLED_LOG),
-            self.launcher.log_count(launcher::stall::WRITING_AGAIN_LOG),
+            self.launcher
+                .log_count(spool::logging::counted::TCPDUMP_STALLED),
+            self.launcher
+                .log_count(spool::logging::counted::TCPDUMP_WRITING_AGAIN),
         );
         let stopped_at = std::time::SystemTime::now();
         self.launcher.signal_tcpdump(Signal::SIGSTOP)?;
@@ -204,7 +206,10 @@ impl Rig {
         self.faults
             .stopped
             .push((stopped_at, std::time::SystemTime::now() + stopped));
-        let reported = self.launcher.log_count(launcher::stall::STALLED_LOG) > stalls;
+        let reported = self
+            .launcher
+            .log_count(spool::logging::counted::TCPDUMP_STALLED)
+            > stalls;
         self.launcher
             .signal_tcpdump(Signal::SIGCONT)
             .context("tcpdump vanished while stopped")?;
@@ -216,12 +221,19 @@ impl Rig {
             ));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.launcher.log_count(launcher::stall::WRITING_AGAIN_LOG) == again
+        while self
+            .launcher
+            .log_count(spool::logging::counted::TCPDUMP_WRITING_AGAIN)
+            == again
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if self.launcher.log_count(launcher::stall::WRITING_AGAIN_LOG) > again {
+        if self
+            .launcher
+            .log_count(spool::logging::counted::TCPDUMP_WRITING_AGAIN)
+            > again
+        {
             self.faults.stalls_noticed_again += 1;
         }
         Ok(())

@@ -93,7 +93,8 @@ impl Launcher {
         });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.tcpdump_pid().is_none() || !self.log_says(launcher::supervise::TCPDUMP_LISTENING)
+        while self.tcpdump_pid().is_none()
+            || !self.log_says(spool::logging::counted::TCPDUMP_LISTENING)
         {
             if let Some(status) = self
                 .child

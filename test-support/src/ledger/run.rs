@@ -189,14 +189,18 @@ fn finish(
     let census = runtime.block_on(census::take(&client, &bucket, &expected))?;
 
     let uploader_log = std::fs::read_to_string(rig.uploader.log()).unwrap_or_default();
-    let mut drops = summary::budget_drops(&uploader_log, uploader::budget::DROPPED_LOG, "uploader");
+    let mut drops = summary::budget_drops(
+        &uploader_log,
+        spool::logging::counted::UPLOADER_BUDGET_DROPPED,
+        "uploader",
+    );
     let mut tcpdump = Vec::new();
     let mut killed_kernel_drops = 0;
     for run in &rig.launcher.runs {
         let log = std::fs::read_to_string(&run.log).unwrap_or_default();
         drops.extend(summary::budget_drops(
             &log,
-            launcher::budget::DROPPED_LOG,
+            spool::logging::counted::LAUNCHER_BUDGET_DROPPED,
             "launcher",
         ));
         let counts = pipeline::tcpdump_counts(&log);
@@ -222,7 +226,7 @@ fn finish(
         problems,
         watch_overflows: uploader_log
             .lines()
-            .filter(|l| l.contains(uploader::find::WATCH_OVERFLOW_LOG))
+            .filter(|l| l.contains(spool::logging::counted::UPLOADER_WATCH_OVERFLOW))
             .count(),
     };
     Ok(Report::new(

@@ -368,10 +368,14 @@ mod tests {
     fn budget_drops_are_read_from_both_logs() {
         let log = format!(
             "{}\n{}",
-            serde_json::json!({"message": uploader::budget::DROPPED_LOG, "file": "20261127T142503Z.pcap", "bytes": 1000}),
+            serde_json::json!({"message": spool::logging::counted::UPLOADER_BUDGET_DROPPED, "file": "20261127T142503Z.pcap", "bytes": 1000}),
             r#"{"message":"uploaded, verified and deleted","file":"20261127T142504Z.pcap"}"#
         );
-        let drops = budget_drops(&log, uploader::budget::DROPPED_LOG, "uploader");
+        let drops = budget_drops(
+            &log,
+            spool::logging::counted::UPLOADER_BUDGET_DROPPED,
+            "uploader",
+        );
         assert_eq!(drops.len(), 1);
         assert_eq!(drops[0].file, "20261127T142503Z.pcap");
         assert_eq!(drops[0].bytes, 1000);
@@ -388,10 +392,10 @@ mod tests {
     #[test]
     fn product_log_wording_the_ledger_matches_is_unchanged_by_json() {
         for wording in [
-            launcher::stall::STALLED_LOG,
-            launcher::stall::WRITING_AGAIN_LOG,
-            launcher::supervise::TCPDUMP_LISTENING,
-            uploader::find::WATCH_OVERFLOW_LOG,
+            spool::logging::counted::TCPDUMP_STALLED,
+            spool::logging::counted::TCPDUMP_WRITING_AGAIN,
+            spool::logging::counted::TCPDUMP_LISTENING,
+            spool::logging::counted::UPLOADER_WATCH_OVERFLOW,
         ] {
             let line = serde_json::json!({ "message": wording }).to_string();
             assert!(line.contains(wording), "{wording:?} is escaped in {line}");
