@@ -1,6 +1,7 @@
 //! The hand-over between finding work and the upload workers: captures
-//! waiting (oldest first) and captures being uploaded. Also where the spool
-//! budget picks what to drop, under the same lock, so that a capture being
+//! waiting (oldest first) and captures being uploaded. The spool budget
+//! takes what it drops from here ([`Queue::take_waiting`]), under the same
+//! lock the workers take their captures with, so that a capture being
 //! uploaded is never dropped.
 //!
 //! A capture whose turn failed is [deferred](Queue::defer): it waits in the
@@ -25,9 +26,9 @@ pub struct Queue {
 }
 
 #[derive(Debug, Default)]
-pub struct Inner {
-    pub pending: BTreeMap<CaptureName, Capture>,
-    pub in_flight: HashSet<CaptureName>,
+struct Inner {
+    pending: BTreeMap<CaptureName, Capture>,
+    in_flight: HashSet<CaptureName>,
     /// Captures whose last turn failed: kept while they are in `ready/`.
     deferred: HashMap<CaptureName, Deferral>,
     /// No more work will be added (`--once`).
@@ -43,8 +44,20 @@ struct Deferral {
 }
 
 impl Queue {
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The waiting captures, oldest first, each leaving the queue as it is
+    /// taken from the iterator; those not taken stay. The queue is locked
+    /// from the first capture taken until the iterator is dropped, so no
+    /// worker starts on a capture meanwhile, and one in flight is never
+    /// among them. For the budget, which drops what it takes.
+    pub fn take_waiting(&self) -> TakeWaiting<'_> {
+        TakeWaiting {
+            queue: self,
+            locked: None,
+        }
     }
 
     /// Replaces what is waiting with what a scan found.
@@ -154,6 +167,26 @@ impl Queue {
     }
 }
 
+/// See [`Queue::take_waiting`].
+#[derive(Debug)]
+pub struct TakeWaiting<'a> {
+    queue: &'a Queue,
+    /// Taken lazily: a budget under its limit never locks the queue.
+    locked: Option<MutexGuard<'a, Inner>>,
+}
+
+impl Iterator for TakeWaiting<'_> {
+    type Item = Capture;
+
+    fn next(&mut self) -> Option<Capture> {
+        let queue = self.queue;
+        let inner = self.locked.get_or_insert_with(|| queue.lock());
+        let (name, capture) = inner.pending.pop_first()?;
+        inner.deferred.remove(&name);
+        Some(capture)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,19 +232,36 @@ mod tests {
         assert_eq!(turns, 2, "its backoff grows per failed turn");
     }
 
-    #[test]
-    fn a_deferred_capture_is_one_the_budget_may_drop() {
+    #[tokio::test]
+    async fn a_deferred_capture_is_one_the_budget_may_drop() {
         let queue = Queue::default();
         queue.refresh(vec![capture("20261127T142501Z.pcap")]);
-        let failing = queue.lock().pending.pop_first().unwrap().1;
-        queue.lock().in_flight.insert(failing.name);
+        let failing = queue.next().await.unwrap();
         queue.defer(failing, |_| Duration::from_secs(60));
-        let inner = queue.lock();
-        assert!(inner.in_flight.is_empty());
-        assert!(
-            inner
-                .pending
-                .contains_key(&CaptureName::parse_ready("20261127T142501Z.pcap").unwrap())
-        );
+        let taken: Vec<_> = queue.take_waiting().map(|c| c.file_name()).collect();
+        assert_eq!(taken, ["20261127T142501Z.pcap"]);
+        assert_eq!(queue.oldest(), None, "a dropped capture stayed queued");
+    }
+
+    #[tokio::test]
+    async fn the_budget_never_takes_a_capture_in_flight_and_leaves_what_it_did_not_take() {
+        let queue = Queue::default();
+        queue.refresh(vec![
+            capture("20261127T142501Z.pcap"),
+            capture("20261127T142502Z.pcap"),
+            capture("20261127T142503Z.pcap"),
+        ]);
+        let uploading = queue.next().await.unwrap();
+        assert_eq!(uploading.file_name(), "20261127T142501Z.pcap");
+
+        let taken: Vec<_> = queue
+            .take_waiting()
+            .take(1)
+            .map(|c| c.file_name())
+            .collect();
+
+        assert_eq!(taken, ["20261127T142502Z.pcap"], "oldest waiting first");
+        let left = queue.next().await.unwrap();
+        assert_eq!(left.file_name(), "20261127T142503Z.pcap");
     }
 }
