@@ -6,8 +6,9 @@
 //!
 //! A capture whose turn failed is [deferred](Queue::defer): it waits in the
 //! queue again, not handed out before its not-before time, with its own
-//! count of failed turns (so its backoff grows while others keep moving),
-//! and, waiting, it is one the budget may drop.
+//! count of [failed turns](Queue::failed_turns) (so the retry policy can
+//! make its wait grow while others keep moving), and, waiting, it is one
+//! the budget may drop.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -125,17 +126,22 @@ impl Queue {
         }
     }
 
+    /// Failed turns in a row of a capture (0 when its last turn, if any,
+    /// did not fail).
+    pub fn failed_turns(&self, name: &CaptureName) -> u32 {
+        self.lock().deferred.get(name).map_or(0, |d| d.failed_turns)
+    }
+
     /// Puts a capture whose turn failed back in the queue, not to be handed
-    /// out again before `delay(failed turns in a row)` has passed. Returns
-    /// the failed turns and the delay.
-    pub fn defer(&self, capture: Capture, delay: impl Fn(u32) -> Duration) -> (u32, Duration) {
+    /// out again before `wait` has passed. Returns its failed turns in a
+    /// row.
+    pub fn defer(&self, capture: Capture, wait: Duration) -> u32 {
         let mut inner = self.lock();
         let failed_turns = inner
             .deferred
             .get(&capture.name)
             .map_or(0, |d| d.failed_turns)
             .saturating_add(1);
-        let wait = delay(failed_turns);
         inner.deferred.insert(
             capture.name,
             Deferral {
@@ -148,7 +154,7 @@ impl Queue {
         drop(inner);
         // Waiting workers recompute when the earliest deferral is due.
         self.wake.notify_waiters();
-        (failed_turns, wait)
+        failed_turns
     }
 
     /// The capture's turn ended for good (uploaded, gone, or given up on).
@@ -208,9 +214,9 @@ mod tests {
         ]);
         let failing = queue.next().await.unwrap();
         assert_eq!(failing.file_name(), "20261127T142501Z.pcap");
-        let (turns, wait) =
-            queue.defer(failing, |turns| Duration::from_secs(10 * u64::from(turns)));
-        assert_eq!((turns, wait), (1, Duration::from_secs(10)));
+        assert_eq!(queue.failed_turns(&failing.name), 0);
+        let turns = queue.defer(failing, Duration::from_secs(10));
+        assert_eq!(turns, 1);
         // A rescan meanwhile keeps the deferral.
         queue.refresh(vec![
             capture("20261127T142501Z.pcap"),
@@ -228,8 +234,12 @@ mod tests {
         let again = queue.next().await.unwrap();
         assert_eq!(again.file_name(), "20261127T142501Z.pcap");
         assert_eq!(started.elapsed(), Duration::from_secs(10));
-        let (turns, _) = queue.defer(again, |turns| Duration::from_secs(10 * u64::from(turns)));
-        assert_eq!(turns, 2, "its backoff grows per failed turn");
+        assert_eq!(queue.failed_turns(&again.name), 1);
+        let turns = queue.defer(again, Duration::from_secs(20));
+        assert_eq!(
+            turns, 2,
+            "its failed turns are counted, for its backoff to grow"
+        );
     }
 
     #[tokio::test]
@@ -237,7 +247,7 @@ mod tests {
         let queue = Queue::default();
         queue.refresh(vec![capture("20261127T142501Z.pcap")]);
         let failing = queue.next().await.unwrap();
-        queue.defer(failing, |_| Duration::from_secs(60));
+        queue.defer(failing, Duration::from_secs(60));
         let taken: Vec<_> = queue.take_waiting().map(|c| c.file_name()).collect();
         assert_eq!(taken, ["20261127T142501Z.pcap"]);
         assert_eq!(queue.oldest(), None, "a dropped capture stayed queued");
