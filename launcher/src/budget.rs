@@ -1,12 +1,15 @@
 //! The capture side's own spool budget: when the spool is over
-//! `--max-spool-mb` plus 10 %, the uploader is not draining it (down,
-//! crash-looping, or far behind), and the launcher drops the oldest waiting
-//! captures itself, each logged and counted, so that the kubelet never
-//! evicts the pod (and every capture in it) for outgrowing its volume.
-//! Files that are not captures (quarantined, foreign names in `ready/`) go
-//! first: nothing else ever removes them.
+//! `--max-spool-mb` plus 10 % (`plan.rs`), the uploader is not draining it
+//! (down, crash-looping, or far behind), and the launcher keeps the rule of
+//! [`spool::budget`] itself (strays first, then the oldest waiting captures
+//! with their resume records), each drop logged and counted, so that the
+//! kubelet never evicts the pod (and every capture in it) for outgrowing
+//! its volume. The launcher cannot see the uploader's queue, so every
+//! capture in `ready/` may be dropped; one the uploader has meanwhile
+//! shipped is simply not counted.
 
 use spool::SpoolLayout;
+use spool::budget::SpoolBudget;
 
 /// What the launcher logs for each capture it drops (the fault ledger
 /// counts them).
@@ -23,12 +26,12 @@ pub struct Dropped {
 
 /// Drops the oldest ready captures while the spool is over `max_bytes`.
 pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
-    let mut bytes = spool.usage().bytes;
-    if bytes <= max_bytes {
-        return;
-    }
-    let strays = spool.drop_strays(bytes, max_bytes);
-    for stray in &strays.dropped {
+    let budget = SpoolBudget::new(max_bytes);
+    // An unreadable ready/ offers nothing: the warning below says so.
+    let waiting = spool.ready_captures().unwrap_or_default();
+    let enforced = budget.enforce(spool, waiting);
+    let mut bytes = enforced.before.bytes;
+    for stray in &enforced.strays {
         bytes = bytes.saturating_sub(stray.size);
         dropped.non_capture_files += 1;
         tracing::warn!(
@@ -40,45 +43,32 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
             "spool over budget and not drained by the uploader: deleted a file that is not a capture, before any capture"
         );
     }
-    if let Some((path, e)) = &strays.error {
-        tracing::error!(file = %path.display(), error = %e, "cannot delete a file that is not a capture to keep the spool budget");
-    }
-    let Ok(waiting) = spool.ready_captures() else {
-        return;
-    };
-    for capture in waiting {
-        if bytes <= max_bytes {
-            break;
-        }
-        match std::fs::remove_file(&capture.path) {
-            Ok(()) => {
-                bytes = bytes.saturating_sub(capture.size);
-                dropped.files += 1;
-                dropped.bytes += capture.size;
-                tracing::warn!(
-                    file = %capture.file_name(),
-                    bytes = capture.size,
-                    spool_bytes = bytes,
-                    max_bytes,
-                    dropped_files_total = dropped.files,
-                    dropped_bytes_total = dropped.bytes,
-                    "{DROPPED_LOG}"
-                );
-            }
-            // The uploader took it meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::error!(file = %capture.path.display(), error = %e, "cannot drop a capture to keep the spool budget");
-                return;
-            }
-        }
-    }
-    if bytes > max_bytes {
+    for capture in &enforced.captures {
+        bytes = bytes.saturating_sub(capture.size);
+        dropped.files += 1;
+        dropped.bytes += capture.size;
         tracing::warn!(
+            file = %capture.file_name(),
+            bytes = capture.size,
             spool_bytes = bytes,
             max_bytes,
-            "spool still over budget with nothing left to drop in ready/"
+            dropped_files_total = dropped.files,
+            dropped_bytes_total = dropped.bytes,
+            "{DROPPED_LOG}"
         );
+    }
+    match &enforced.error {
+        Some((path, e)) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot delete a file to keep the spool budget");
+        }
+        None if budget.is_exceeded_by(enforced.after()) => {
+            tracing::warn!(
+                spool_bytes = enforced.after().bytes,
+                max_bytes,
+                "spool still over budget with nothing left to drop in ready/"
+            );
+        }
+        None => {}
     }
 }
 
@@ -138,6 +128,27 @@ mod tests {
                 bytes: 0,
                 non_capture_files: 1,
             }
+        );
+    }
+
+    /// Nothing else removes a resume record whose capture is gone: left
+    /// behind, records would pile up in `state/`.
+    #[test]
+    fn a_dropped_capture_takes_its_resume_record_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        let capture = spool.ready().join("20261127T142501Z.pcap");
+        std::fs::write(&capture, vec![0u8; 1000]).unwrap();
+        let record = spool.resume_record("20261127T142501Z.pcap");
+        std::fs::write(&record, b"{}").unwrap();
+        let mut dropped = Dropped::default();
+        enforce(&spool, 500, &mut dropped);
+        assert_eq!(dropped.files, 1);
+        assert!(!capture.exists());
+        assert!(
+            !record.exists(),
+            "the dropped capture's resume record was left in state/"
         );
     }
 }

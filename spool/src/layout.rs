@@ -26,6 +26,13 @@ pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
 /// launcher container knows it too.
 pub const LAST_HANDED_OVER_FILE: &str = "last-handed-over";
 
+/// The resume record of the capture named `file_name`, in `state_dir`:
+/// written by the uploader during a multipart upload, removed with the
+/// capture (uploaded, or dropped by the budget).
+pub fn resume_record_path(state_dir: &Path, file_name: &str) -> PathBuf {
+    state_dir.join(format!("{file_name}.json"))
+}
+
 /// The folders under one spool root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolLayout {
@@ -63,6 +70,12 @@ impl SpoolLayout {
 
     pub fn last_handed_over(&self) -> PathBuf {
         self.root.join(LAST_HANDED_OVER_FILE)
+    }
+
+    /// Where the uploader keeps the resume record of the capture named
+    /// `file_name` in `ready/` (see [`resume_record_path`]).
+    pub fn resume_record(&self, file_name: &str) -> PathBuf {
+        resume_record_path(&self.state(), file_name)
     }
 
     /// The folders, in the order they are created.

@@ -22,9 +22,12 @@
 //! What the objects in the bucket are called and carry is the `bucket`
 //! crate's contract, not this one's.
 //!
+//! Both binaries keep the spool within its size by one rule, [`budget`].
+//!
 //! Both binaries also share their edge here: [`logging`] (log set-up, the
 //! last line, the exit codes).
 
+pub mod budget;
 mod files;
 mod layout;
 pub mod logging;
@@ -36,7 +39,7 @@ pub mod tick;
 pub use files::{CaptureFile, ReadyScan, StrayFile, StraysDropped, Usage};
 pub use layout::{
     ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, LAST_HANDED_OVER_FILE, QUARANTINE_DIR,
-    READY_DIR, STATE_DIR, SpoolLayout,
+    READY_DIR, STATE_DIR, SpoolLayout, resume_record_path,
 };
 pub use mark::{UPLOAD_DSCP, UPLOAD_TOS, upload_connection_filter, upload_mark_filter};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

@@ -1,18 +1,13 @@
-//! The spool budget. Kubernetes evicts a pod whose emptyDir outgrows its
-//! `sizeLimit`, and every capture in it is lost; so when the spool (active,
-//! ready and quarantine) is over `--max-spool-mb`, files that are not
-//! captures go first (quarantined files, foreign names in `ready/`: nothing
-//! would ever remove them, and they would otherwise crowd out every new
-//! capture), then the oldest waiting captures are deleted unsent until it
-//! fits. A capture being uploaded is never dropped; each drop is logged and
-//! counted.
+//! The spool budget, as the uploader keeps it: the rule is
+//! [`spool::budget`] (strays first, then the oldest waiting captures with
+//! their resume records); the uploader offers only the captures waiting in
+//! its queue, never one being uploaded, and logs and counts each drop.
 
 use spool::SpoolLayout;
+use spool::budget::SpoolBudget;
 
-use crate::delete;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::state;
 
 /// Logged for each capture dropped unsent (the fault ledger counts them).
 pub use spool::logging::counted::UPLOADER_BUDGET_DROPPED as DROPPED_LOG;
@@ -20,14 +15,11 @@ pub use spool::logging::counted::UPLOADER_BUDGET_DROPPED as DROPPED_LOG;
 /// Drops oldest waiting captures while the spool is over `max_bytes`;
 /// updates the spool gauges. Returns the number of captures dropped.
 pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Metrics) -> usize {
-    let usage = spool.usage();
-    let mut bytes = usage.bytes;
-    let mut files = usage.files;
-    let mut dropped = 0;
-    let strays = spool.drop_strays(bytes, max_bytes);
-    for stray in &strays.dropped {
+    let budget = SpoolBudget::new(max_bytes);
+    let enforced = budget.enforce(spool, queue.take_waiting());
+    let mut bytes = enforced.before.bytes;
+    for stray in &enforced.strays {
         bytes = bytes.saturating_sub(stray.size);
-        files = files.saturating_sub(1);
         metrics.dropped_non_capture_files.inc();
         metrics.dropped_non_capture_bytes.inc_by(stray.size);
         tracing::warn!(
@@ -38,50 +30,39 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Met
             "spool over budget: deleted a file that is not a capture (quarantined, or a foreign name in ready/), before any capture"
         );
     }
-    if let Some((path, e)) = &strays.error {
-        tracing::error!(file = %path.display(), error = %e, "cannot delete a file that is not a capture to keep the spool budget");
+    for capture in &enforced.captures {
+        bytes = bytes.saturating_sub(capture.size);
+        metrics.dropped_files.inc();
+        metrics.dropped_bytes.inc_by(capture.size);
+        tracing::warn!(
+            file = %capture.file_name(),
+            bytes = capture.size,
+            spool_bytes = bytes,
+            max_bytes,
+            "{DROPPED_LOG}"
+        );
     }
-    if bytes > max_bytes {
-        let mut inner = queue.lock();
-        while bytes > max_bytes {
-            let Some((_, capture)) = inner.pending.pop_first() else {
-                tracing::warn!(
-                    spool_bytes = bytes,
-                    max_bytes,
-                    "spool over budget but nothing left that may be dropped (all in flight or still being written)"
-                );
-                break;
-            };
-            let record = state::record_path(&spool.state(), &capture.file_name());
-            match delete::remove_capture(&capture.path, &record) {
-                Ok(()) => {
-                    bytes = bytes.saturating_sub(capture.size);
-                    files = files.saturating_sub(1);
-                    dropped += 1;
-                    metrics.dropped_files.inc();
-                    metrics.dropped_bytes.inc_by(capture.size);
-                    tracing::warn!(
-                        file = %capture.file_name(),
-                        bytes = capture.size,
-                        spool_bytes = bytes,
-                        max_bytes,
-                        "{DROPPED_LOG}"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(file = %capture.path.display(), error = %e, "cannot drop capture to keep the spool budget");
-                    break;
-                }
-            }
+    let after = enforced.after();
+    match &enforced.error {
+        Some((path, e)) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot delete a file to keep the spool budget");
         }
+        None if budget.is_exceeded_by(after) => {
+            tracing::warn!(
+                spool_bytes = after.bytes,
+                max_bytes,
+                "spool over budget but nothing left that may be dropped (all in flight or still being written)"
+            );
+        }
+        None => {}
     }
     metrics
         .spool_bytes
-        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        .set(i64::try_from(after.bytes).unwrap_or(i64::MAX));
     metrics
         .spool_files
-        .set(i64::try_from(files).unwrap_or(i64::MAX));
-    dropped
+        .set(i64::try_from(after.files).unwrap_or(i64::MAX));
+    enforced.captures.len()
 }
 
 #[cfg(test)]
@@ -125,5 +106,34 @@ mod tests {
         enforce(&spool, 1000, &Queue::default(), &metrics);
         assert!(stray.exists());
         assert_eq!(metrics.dropped_non_capture_files.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_capture_being_uploaded_is_never_dropped_and_a_dropped_one_leaves_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        for name in ["20261127T142501Z.pcap", "20261127T142502Z.pcap"] {
+            std::fs::write(spool.ready().join(name), vec![0u8; 1000]).unwrap();
+            std::fs::write(spool.resume_record(name), b"{}").unwrap();
+        }
+        let queue = Queue::default();
+        queue.refresh(spool.ready_captures().unwrap());
+        let uploading = queue.next().await.unwrap();
+        let metrics = Metrics::new();
+
+        let dropped = enforce(&spool, 500, &queue, &metrics);
+
+        assert_eq!(dropped, 1);
+        assert!(uploading.path.exists(), "the capture in flight was dropped");
+        assert!(spool.resume_record(&uploading.file_name()).exists());
+        assert!(!spool.ready().join("20261127T142502Z.pcap").exists());
+        assert!(!spool.resume_record("20261127T142502Z.pcap").exists());
+        assert_eq!(
+            queue.oldest(),
+            Some(uploading.name),
+            "only the one in flight is left"
+        );
+        assert_eq!(metrics.dropped_bytes.get(), 1000);
     }
 }

@@ -139,6 +139,7 @@ impl Config {
                 } else {
                     TURN_RETRIES
                 }),
+                give_up_after_a_turn: mode == Mode::Once,
             },
         })
     }

@@ -1,5 +1,5 @@
-//! Deleting a capture from the spool: after its upload was verified, or when
-//! the spool budget drops it. The resume record goes with it.
+//! Deleting a capture from the spool after its upload was verified (the
+//! budget's drops are `spool::budget`'s). The resume record goes with it.
 //!
 //! After an upload, the path is unlinked only if it still names the bytes
 //! that were sent: the descriptor that was hashed is unchanged (size,
@@ -26,7 +26,7 @@ pub enum NotDeleted {
 
 /// Removes the capture and its resume record. A capture already gone is
 /// fine: someone else (an operator) removed it.
-pub fn remove_capture(path: &Path, record: &Path) -> io::Result<()> {
+fn remove_capture(path: &Path, record: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}

@@ -7,8 +7,8 @@
 //! is ready, and a wake-up when that changes) feeds the [`queue`] (oldest
 //! first, what is in flight), whose workers [`ship`] each capture through
 //! [`hash`], [`upload`], [`verify`] and [`delete`]; [`failure`] says what
-//! went wrong and whether it is transient, [`retry`] how often to try
-//! again. Around them: [`spool_check`] (is the spool usable), [`state`]
+//! went wrong and whether it is transient, [`retry`] the one decision
+//! after a failure (retry, hash again, defer, give up). Around them: [`spool_check`] (is the spool usable), [`state`]
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
 //! [`object_metadata`] (what objects are called and carry: the `bucket`
 //! crate's contract, re-exported), [`metrics`],

@@ -3,18 +3,19 @@
 //! captures failed (what `--once` reports).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::budget;
-use crate::config::{Config, Mode};
-use crate::failure::{FailureKind, UploadError};
+use crate::config::Config;
+use crate::failure::UploadError;
 use crate::find::{self, Capture};
 use crate::metrics::Metrics;
 use crate::quarantine;
 use crate::queue::Queue;
-use crate::ship::Shipper;
+use crate::ship::{Shipper, TurnEnd};
 
 #[derive(Debug)]
 pub struct Pipeline {
@@ -37,17 +38,19 @@ impl Pipeline {
             let (queue, shipper, failed) = (queue.clone(), shipper.clone(), failed.clone());
             workers.spawn(async move {
                 while let Some(capture) = queue.next().await {
-                    match shipper.ship(&capture).await {
-                        Ok(()) => queue.finish(&capture.name),
-                        Err(e) if e.kind == FailureKind::Gone => queue.finish(&capture.name),
-                        Err(_) if shipper.config.mode == Mode::Once => {
+                    let turn = queue.failed_turns(&capture.name).saturating_add(1);
+                    match shipper.ship(&capture, turn).await {
+                        TurnEnd::Shipped | TurnEnd::Forgotten => queue.finish(&capture.name),
+                        TurnEnd::GaveUp(_) => {
                             failed
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .push(capture.file_name());
                             queue.finish(&capture.name);
                         }
-                        Err(e) => defer(&shipper, &queue, capture, &e),
+                        TurnEnd::Deferred { wait, error } => {
+                            defer(&shipper, &queue, capture, wait, &error)
+                        }
                     }
                 }
             });
@@ -101,10 +104,9 @@ impl Pipeline {
 
 /// A capture whose turn failed gives its lane up: back in the queue, to be
 /// tried again after its own growing delay, while other captures go on.
-fn defer(shipper: &Shipper, queue: &Queue, capture: Capture, error: &UploadError) {
+fn defer(shipper: &Shipper, queue: &Queue, capture: Capture, wait: Duration, error: &UploadError) {
     let file = capture.file_name();
-    let retry = &shipper.config.retry;
-    let (failed_turns, wait) = queue.defer(capture, |turns| retry.deferral(turns));
+    let failed_turns = queue.defer(capture, wait);
     shipper.metrics.deferrals.inc();
     let message = "upload failed; the capture goes to the back of the queue so that other captures go on (it stays in ready/)";
     // Once per capture plainly; its later turns are counted (deferrals_total).

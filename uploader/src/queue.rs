@@ -1,12 +1,14 @@
 //! The hand-over between finding work and the upload workers: captures
-//! waiting (oldest first) and captures being uploaded. Also where the spool
-//! budget picks what to drop, under the same lock, so that a capture being
+//! waiting (oldest first) and captures being uploaded. The spool budget
+//! takes what it drops from here ([`Queue::take_waiting`]), under the same
+//! lock the workers take their captures with, so that a capture being
 //! uploaded is never dropped.
 //!
 //! A capture whose turn failed is [deferred](Queue::defer): it waits in the
 //! queue again, not handed out before its not-before time, with its own
-//! count of failed turns (so its backoff grows while others keep moving),
-//! and, waiting, it is one the budget may drop.
+//! count of [failed turns](Queue::failed_turns) (so the retry policy can
+//! make its wait grow while others keep moving), and, waiting, it is one
+//! the budget may drop.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -25,9 +27,9 @@ pub struct Queue {
 }
 
 #[derive(Debug, Default)]
-pub struct Inner {
-    pub pending: BTreeMap<CaptureName, Capture>,
-    pub in_flight: HashSet<CaptureName>,
+struct Inner {
+    pending: BTreeMap<CaptureName, Capture>,
+    in_flight: HashSet<CaptureName>,
     /// Captures whose last turn failed: kept while they are in `ready/`.
     deferred: HashMap<CaptureName, Deferral>,
     /// No more work will be added (`--once`).
@@ -43,8 +45,20 @@ struct Deferral {
 }
 
 impl Queue {
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The waiting captures, oldest first, each leaving the queue as it is
+    /// taken from the iterator; those not taken stay. The queue is locked
+    /// from the first capture taken until the iterator is dropped, so no
+    /// worker starts on a capture meanwhile, and one in flight is never
+    /// among them. For the budget, which drops what it takes.
+    pub fn take_waiting(&self) -> TakeWaiting<'_> {
+        TakeWaiting {
+            queue: self,
+            locked: None,
+        }
     }
 
     /// Replaces what is waiting with what a scan found.
@@ -112,17 +126,22 @@ impl Queue {
         }
     }
 
+    /// Failed turns in a row of a capture (0 when its last turn, if any,
+    /// did not fail).
+    pub fn failed_turns(&self, name: &CaptureName) -> u32 {
+        self.lock().deferred.get(name).map_or(0, |d| d.failed_turns)
+    }
+
     /// Puts a capture whose turn failed back in the queue, not to be handed
-    /// out again before `delay(failed turns in a row)` has passed. Returns
-    /// the failed turns and the delay.
-    pub fn defer(&self, capture: Capture, delay: impl Fn(u32) -> Duration) -> (u32, Duration) {
+    /// out again before `wait` has passed. Returns its failed turns in a
+    /// row.
+    pub fn defer(&self, capture: Capture, wait: Duration) -> u32 {
         let mut inner = self.lock();
         let failed_turns = inner
             .deferred
             .get(&capture.name)
             .map_or(0, |d| d.failed_turns)
             .saturating_add(1);
-        let wait = delay(failed_turns);
         inner.deferred.insert(
             capture.name,
             Deferral {
@@ -135,7 +154,7 @@ impl Queue {
         drop(inner);
         // Waiting workers recompute when the earliest deferral is due.
         self.wake.notify_waiters();
-        (failed_turns, wait)
+        failed_turns
     }
 
     /// The capture's turn ended for good (uploaded, gone, or given up on).
@@ -151,6 +170,26 @@ impl Queue {
         let pending = inner.pending.keys().next().copied();
         let flying = inner.in_flight.iter().min().copied();
         pending.into_iter().chain(flying).min()
+    }
+}
+
+/// See [`Queue::take_waiting`].
+#[derive(Debug)]
+pub struct TakeWaiting<'a> {
+    queue: &'a Queue,
+    /// Taken lazily: a budget under its limit never locks the queue.
+    locked: Option<MutexGuard<'a, Inner>>,
+}
+
+impl Iterator for TakeWaiting<'_> {
+    type Item = Capture;
+
+    fn next(&mut self) -> Option<Capture> {
+        let queue = self.queue;
+        let inner = self.locked.get_or_insert_with(|| queue.lock());
+        let (name, capture) = inner.pending.pop_first()?;
+        inner.deferred.remove(&name);
+        Some(capture)
     }
 }
 
@@ -175,9 +214,9 @@ mod tests {
         ]);
         let failing = queue.next().await.unwrap();
         assert_eq!(failing.file_name(), "20261127T142501Z.pcap");
-        let (turns, wait) =
-            queue.defer(failing, |turns| Duration::from_secs(10 * u64::from(turns)));
-        assert_eq!((turns, wait), (1, Duration::from_secs(10)));
+        assert_eq!(queue.failed_turns(&failing.name), 0);
+        let turns = queue.defer(failing, Duration::from_secs(10));
+        assert_eq!(turns, 1);
         // A rescan meanwhile keeps the deferral.
         queue.refresh(vec![
             capture("20261127T142501Z.pcap"),
@@ -195,23 +234,44 @@ mod tests {
         let again = queue.next().await.unwrap();
         assert_eq!(again.file_name(), "20261127T142501Z.pcap");
         assert_eq!(started.elapsed(), Duration::from_secs(10));
-        let (turns, _) = queue.defer(again, |turns| Duration::from_secs(10 * u64::from(turns)));
-        assert_eq!(turns, 2, "its backoff grows per failed turn");
+        assert_eq!(queue.failed_turns(&again.name), 1);
+        let turns = queue.defer(again, Duration::from_secs(20));
+        assert_eq!(
+            turns, 2,
+            "its failed turns are counted, for its backoff to grow"
+        );
     }
 
-    #[test]
-    fn a_deferred_capture_is_one_the_budget_may_drop() {
+    #[tokio::test]
+    async fn a_deferred_capture_is_one_the_budget_may_drop() {
         let queue = Queue::default();
         queue.refresh(vec![capture("20261127T142501Z.pcap")]);
-        let failing = queue.lock().pending.pop_first().unwrap().1;
-        queue.lock().in_flight.insert(failing.name);
-        queue.defer(failing, |_| Duration::from_secs(60));
-        let inner = queue.lock();
-        assert!(inner.in_flight.is_empty());
-        assert!(
-            inner
-                .pending
-                .contains_key(&CaptureName::parse_ready("20261127T142501Z.pcap").unwrap())
-        );
+        let failing = queue.next().await.unwrap();
+        queue.defer(failing, Duration::from_secs(60));
+        let taken: Vec<_> = queue.take_waiting().map(|c| c.file_name()).collect();
+        assert_eq!(taken, ["20261127T142501Z.pcap"]);
+        assert_eq!(queue.oldest(), None, "a dropped capture stayed queued");
+    }
+
+    #[tokio::test]
+    async fn the_budget_never_takes_a_capture_in_flight_and_leaves_what_it_did_not_take() {
+        let queue = Queue::default();
+        queue.refresh(vec![
+            capture("20261127T142501Z.pcap"),
+            capture("20261127T142502Z.pcap"),
+            capture("20261127T142503Z.pcap"),
+        ]);
+        let uploading = queue.next().await.unwrap();
+        assert_eq!(uploading.file_name(), "20261127T142501Z.pcap");
+
+        let taken: Vec<_> = queue
+            .take_waiting()
+            .take(1)
+            .map(|c| c.file_name())
+            .collect();
+
+        assert_eq!(taken, ["20261127T142502Z.pcap"], "oldest waiting first");
+        let left = queue.next().await.unwrap();
+        assert_eq!(left.file_name(), "20261127T142503Z.pcap");
     }
 }

@@ -1,33 +1,26 @@
-//! One capture from `ready/` to S3 and out of the spool: hash, upload,
-//! verify, delete — retried per `retry.rs` until it went.
+//! One turn of one capture from `ready/` to S3 and out of the spool: hash,
+//! upload, verify, delete. Every failure goes to the one decision,
+//! [`RetryPolicy::decide`](crate::retry::RetryPolicy::decide): retry the
+//! step, hash again, or end the turn (deferred, given up on, or forgotten).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use backon::Retryable as _;
-
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::delete;
 use crate::failure::{FailureKind, UploadError};
 use crate::find::{self, Capture};
-use crate::hash::{self, FileDigest};
+use crate::hash::{self, FileDigest, Sha256Digest};
 use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
 use crate::object_metadata::ObjectMetadata;
 use crate::quarantine;
+use crate::retry::Decision;
 use crate::state;
 use crate::upload::{Job, PartPlan, Sender};
 use crate::verify::Verified;
-
-/// How often a capture is hashed again after the store refused its body as
-/// corrupted, before the slow retry schedule takes over.
-const MISMATCH_REHASHES: u32 = 3;
-
-/// The first unconfirmed upload is reported plainly once; later ones are
-/// only counted.
-static UNCONFIRMED_REPORTED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
 
 /// Whole-file hashing passes at once. Hashing runs several times faster
 /// than a store takes the bytes, so one lane keeps the senders fed; more
@@ -43,6 +36,31 @@ pub struct Shipper {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     hashing: Arc<tokio::sync::Semaphore>,
+    /// The first upload the store did not confirm is reported plainly once
+    /// (by any worker); later ones are only counted.
+    unconfirmed_reported: Arc<AtomicBool>,
+}
+
+/// How one turn of one capture ended.
+#[derive(Debug)]
+pub enum TurnEnd {
+    /// Uploaded, verified and deleted.
+    Shipped,
+    /// The capture left `ready/` before it went: nothing left to do.
+    Forgotten,
+    /// Back of the queue, not to be tried again before `wait` has passed.
+    Deferred { wait: Duration, error: UploadError },
+    /// Given up on for this run (`--once`); it stays in `ready/`.
+    GaveUp(UploadError),
+}
+
+/// What a turn does after a failed attempt (see [`Shipper::after_failure`]).
+enum Next {
+    /// The same step again.
+    Retry,
+    /// Back to hashing the capture.
+    Rehash,
+    End(TurnEnd),
 }
 
 impl Shipper {
@@ -60,21 +78,22 @@ impl Shipper {
             metrics,
             health,
             hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_LANES)),
+            unconfirmed_reported: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Gives one capture one turn: hash, upload (with a bounded number of
-    /// fast retries), verify, delete. Returns when it is uploaded and
-    /// deleted, when it disappeared, or when the turn failed: the caller
-    /// then puts it back in the queue behind a deferral (`pipeline.rs`), so
-    /// that a capture that keeps failing never holds its worker.
-    pub async fn ship(&self, capture: &Capture) -> Result<(), UploadError> {
+    /// Gives one capture its turn number `turn` (1 for its first): hash,
+    /// upload, verify, delete, each failure decided by the retry policy. A
+    /// turn that cannot finish ends: the caller then defers the capture
+    /// (`pipeline.rs`), so that a capture that keeps failing never holds
+    /// its worker.
+    pub async fn ship(&self, capture: &Capture, turn: u32) -> TurnEnd {
         let started = Instant::now();
         let key = self
             .config
             .key_template
             .render(&self.key_context, &capture.name);
-        match self.attempt(capture, &key).await {
+        let end = match self.turn(capture, &key, turn).await {
             Ok(Shipped { size, hashing }) => {
                 self.metrics.uploaded_files.inc();
                 self.metrics.uploaded_bytes.inc_by(size);
@@ -90,169 +109,179 @@ impl Shipper {
                     hashing_seconds = hashing.as_secs_f64(),
                     "uploaded, verified and deleted"
                 );
-                Ok(())
+                return TurnEnd::Shipped;
             }
-            Err(e) if e.kind == FailureKind::Gone => {
+            Err(end) => end,
+        };
+        match &end {
+            TurnEnd::Forgotten => {
                 tracing::info!(file = %capture.file_name(), "capture left ready/ before its upload; skipped");
-                Err(e)
             }
-            Err(e) => {
-                if !e.kind.is_transient() {
-                    self.health.failed(Source::Upload, &key, &e);
+            TurnEnd::Deferred { error, .. } | TurnEnd::GaveUp(error) => {
+                if !error.kind.is_transient() {
+                    self.health.failed(Source::Upload, &key, error);
                 }
-                if self.config.mode == Mode::Once {
-                    tracing::error!(file = %capture.file_name(), key, error = %e, "giving up on this capture for this run; it stays in ready/");
+                if matches!(end, TurnEnd::GaveUp(_)) {
+                    tracing::error!(file = %capture.file_name(), key, error = %error, "giving up on this capture for this run; it stays in ready/");
                 }
-                Err(e)
             }
+            TurnEnd::Shipped => {}
         }
+        end
     }
 
-    /// Hash, then upload with fast retries of transient failures, then
-    /// delete. A body the store refused as corrupted (checksum mismatch) is
-    /// hashed again before the next try: the file on disk is the truth.
-    async fn attempt(&self, capture: &Capture, key: &str) -> Result<Shipped, UploadError> {
-        let mut mismatches = 0;
-        loop {
-            match self.attempt_once(capture, key).await {
-                Err(e)
-                    if e.kind == FailureKind::ChecksumMismatch
-                        && mismatches < MISMATCH_REHASHES =>
+    /// Inspect (hash), publish (the capture, then its index), retire
+    /// (delete). A body the store refused as corrupted is hashed again
+    /// before it is sent again: the file on disk is the truth.
+    async fn turn(&self, capture: &Capture, key: &str, turn: u32) -> Result<Shipped, TurnEnd> {
+        let mut failures = 0u32;
+        // What the bucket already holds from this turn, so that hashing
+        // again (for the index, or for a stamp that moved) does not send
+        // the same bytes twice.
+        let mut published: Option<(Sha256Digest, Verified)> = None;
+        'inspect: loop {
+            let hashing_started = Instant::now();
+            let (file, digest) = match self.hash(capture, key).await {
+                Ok(hashed) => hashed,
+                Err(e) => match self
+                    .after_failure(&mut failures, turn, key, "hashing", e)
+                    .await
                 {
-                    mismatches += 1;
-                    tracing::warn!(file = %capture.file_name(), key, error = %e.detail, "the store refused the body as corrupted; hashing the capture again before the next try");
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn attempt_once(&self, capture: &Capture, key: &str) -> Result<Shipped, UploadError> {
-        let hashing_started = Instant::now();
-        let (file, digest) = self.hash(capture, key).await?;
-        let hashing = hashing_started.elapsed();
-        if let Some(damage) = digest.pcap.damage {
-            self.metrics.damaged_captures.inc();
-            tracing::error!(
-                file = %capture.file_name(),
-                key,
-                packets = digest.pcap.packets,
-                damage = %damage,
-                "capture is damaged; uploading it all the same (it is evidence), marked `pcap: damaged` in its metadata"
-            );
-        }
-        let metadata = ObjectMetadata::for_capture(
-            &digest.sha256_hex(),
-            capture.name.start(),
-            &self.key_context.node,
-            &digest.pcap,
-        )
-        .to_headers();
-        let job = Job {
-            file: &file,
-            path: &capture.path,
-            key,
-            digest: &digest,
-            metadata: &metadata,
-            record: state::record_path(&self.config.spool.state(), &capture.file_name()),
-        };
-        let parts = self
-            .config
-            .is_multipart(digest.size)
-            .then(|| PartPlan::new(digest.size, self.config.part_size_for(digest.size)));
-        let upload = || async {
-            // The budget never drops a capture in flight, but a person might.
-            if std::fs::symlink_metadata(job.path).is_err() {
-                return Err(UploadError::new(FailureKind::Gone, "capture disappeared"));
-            }
-            if let Some(plan) = parts {
-                self.sender.multipart(&job, plan).await
-            } else {
-                self.sender.put_single(&job).await
-            }
-        };
-        // A corrupted body is not re-sent as it is: `attempt` hashes again.
-        let verified = self
-            .with_fast_retries(key, "upload", upload, |kind| {
-                kind != FailureKind::ChecksumMismatch
-            })
-            .await?;
-        if let Some(gz) = &digest.index {
-            let index_key = bucket::index_keys::index_key(
-                self.config.key_template.static_prefix(),
-                &self.key_context.node,
-                capture.name.start(),
-                &capture.file_name(),
-            );
-            // The capture stays on the node until its index is in the bucket too.
-            self.with_fast_retries(
-                &index_key,
-                "flow index upload",
-                || self.sender.put_index(&index_key, gz),
-                |_| true,
-            )
-            .await?;
-        }
-        if verified == Verified::Unconfirmed {
-            self.metrics.unconfirmed_checksums.inc();
-            if !UNCONFIRMED_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!(
+                    Next::Retry | Next::Rehash => continue 'inspect,
+                    Next::End(end) => return Err(end),
+                },
+            };
+            let hashing = hashing_started.elapsed();
+            if let Some(damage) = digest.pcap.damage {
+                self.metrics.damaged_captures.inc();
+                tracing::error!(
+                    file = %capture.file_name(),
                     key,
-                    "the store accepted an upload without confirming its SHA-256 (some S3-compatible stores ignore the checksum header): uploads to it are not verified by the store; counted in s3_tcpdump_uploader_unconfirmed_checksums_total"
+                    packets = digest.pcap.packets,
+                    damage = %damage,
+                    "capture is damaged; uploading it all the same (it is evidence), marked `pcap: damaged` in its metadata"
                 );
             }
-        }
-        // The single-request path has no stamp check of its own: this one
-        // covers both, and also a path that now names another file.
-        delete::remove_uploaded(job.path, job.file, digest.stamp, &job.record).map_err(
-            |e| match e {
-                delete::NotDeleted::Changed { .. } => UploadError::new(
-                    FailureKind::ChecksumMismatch,
-                    format!("uploaded but not deleted: {e}; hashing it again"),
-                ),
-                delete::NotDeleted::Io { .. } => {
-                    UploadError::new(FailureKind::LocalIo, format!("uploaded but {e}"))
+            let metadata = ObjectMetadata::for_capture(
+                &digest.sha256_hex(),
+                capture.name.start(),
+                &self.key_context.node,
+                &digest.pcap,
+            )
+            .to_headers();
+            let job = Job {
+                file: &file,
+                path: &capture.path,
+                key,
+                digest: &digest,
+                metadata: &metadata,
+                record: state::record_path(&self.config.spool.state(), &capture.file_name()),
+            };
+            let verified = match published {
+                Some((sha256, verified)) if sha256 == digest.sha256 => verified,
+                _ => loop {
+                    match self.publish_capture(&job).await {
+                        Ok(verified) => break verified,
+                        Err(e) => match self
+                            .after_failure(&mut failures, turn, key, "upload", e)
+                            .await
+                        {
+                            Next::Retry => {}
+                            Next::Rehash => continue 'inspect,
+                            Next::End(end) => return Err(end),
+                        },
+                    }
+                },
+            };
+            published = Some((digest.sha256, verified));
+            if let Some(gz) = &digest.index {
+                let index_key = bucket::index_keys::index_key(
+                    self.config.key_template.static_prefix(),
+                    &self.key_context.node,
+                    capture.name.start(),
+                    &capture.file_name(),
+                );
+                // The capture stays on the node until its index is in the bucket too.
+                while let Err(e) = self.sender.put_index(&index_key, gz).await {
+                    match self
+                        .after_failure(&mut failures, turn, &index_key, "flow index upload", e)
+                        .await
+                    {
+                        Next::Retry => {}
+                        // The index comes out of the hashing pass.
+                        Next::Rehash => continue 'inspect,
+                        Next::End(end) => return Err(end),
+                    }
                 }
-            },
-        )?;
-        Ok(Shipped {
-            size: digest.size,
-            hashing,
-        })
+            }
+            if verified == Verified::Unconfirmed {
+                self.metrics.unconfirmed_checksums.inc();
+                if !self.unconfirmed_reported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        key,
+                        "the store accepted an upload without confirming its SHA-256 (some S3-compatible stores ignore the checksum header): uploads to it are not verified by the store; counted in s3_tcpdump_uploader_unconfirmed_checksums_total"
+                    );
+                }
+            }
+            match retire(&job, &digest) {
+                Ok(()) => {
+                    return Ok(Shipped {
+                        size: digest.size,
+                        hashing,
+                    });
+                }
+                Err(e) => match self
+                    .after_failure(&mut failures, turn, key, "delete", e)
+                    .await
+                {
+                    Next::Retry | Next::Rehash => continue 'inspect,
+                    Next::End(end) => return Err(end),
+                },
+            }
+        }
     }
 
-    /// Runs `op` with fast retries of transient failures (those `also`
-    /// accepts), counting every failure and retry.
-    async fn with_fast_retries<T, Fut>(
+    /// One attempt at sending the capture.
+    async fn publish_capture(&self, job: &Job<'_>) -> Result<Verified, UploadError> {
+        // The budget never drops a capture in flight, but a person might.
+        if std::fs::symlink_metadata(job.path).is_err() {
+            return Err(UploadError::new(FailureKind::Gone, "capture disappeared"));
+        }
+        if self.config.is_multipart(job.digest.size) {
+            let plan = PartPlan::new(job.digest.size, self.config.part_size_for(job.digest.size));
+            self.sender.multipart(job, plan).await
+        } else {
+            self.sender.put_single(job).await
+        }
+    }
+
+    /// Counts a failed attempt and asks the retry policy what comes next;
+    /// waits out a retry's delay.
+    async fn after_failure(
         &self,
+        failures: &mut u32,
+        turn: u32,
         key: &str,
         what: &str,
-        op: impl FnMut() -> Fut,
-        also: impl Fn(FailureKind) -> bool,
-    ) -> Result<T, UploadError>
-    where
-        Fut: std::future::Future<Output = Result<T, UploadError>>,
-    {
-        let mut op = op;
-        let counted = || {
-            let attempt = op();
-            async {
-                let result = attempt.await;
-                if let Err(e) = &result {
-                    self.metrics.failure(e.kind);
-                }
-                result
-            }
-        };
-        counted
-            .retry(self.config.retry.backoff())
-            .sleep(tokio::time::sleep)
-            .when(|e: &UploadError| e.kind.is_transient() && also(e.kind))
-            .notify(|e: &UploadError, delay| {
+        error: UploadError,
+    ) -> Next {
+        self.metrics.failure(error.kind);
+        *failures = failures.saturating_add(1);
+        match self.config.retry.decide(error.kind, *failures, turn) {
+            Decision::RetryAfter(delay) => {
                 self.metrics.retries.inc();
-                tracing::warn!(key, kind = %e.kind, error = %e.detail, ?delay, "{what} failed; retrying");
-            })
-            .await
+                tracing::warn!(key, kind = %error.kind, error = %error.detail, ?delay, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                Next::Retry
+            }
+            Decision::Rehash => {
+                tracing::warn!(key, error = %error.detail, "the store refused the body as corrupted; hashing the capture again before the next try");
+                Next::Rehash
+            }
+            Decision::Defer(wait) => Next::End(TurnEnd::Deferred { wait, error }),
+            Decision::GiveUp => Next::End(TurnEnd::GaveUp(error)),
+            Decision::Forget => Next::End(TurnEnd::Forgotten),
+        }
     }
 
     async fn hash(
@@ -283,7 +312,6 @@ impl Shipper {
             } else {
                 FailureKind::LocalIo
             };
-            self.metrics.failure(kind);
             UploadError::new(kind, format!("hashing {}: {e}", capture.path.display()))
         })
     }
@@ -295,4 +323,19 @@ impl Shipper {
 struct Shipped {
     size: u64,
     hashing: std::time::Duration,
+}
+
+/// Deletes the capture once the bucket holds it. The single-request path
+/// has no stamp check of its own: this one covers both, and also a path
+/// that now names another file (then it is hashed and sent again).
+fn retire(job: &Job<'_>, digest: &FileDigest) -> Result<(), UploadError> {
+    delete::remove_uploaded(job.path, job.file, digest.stamp, &job.record).map_err(|e| match e {
+        delete::NotDeleted::Changed { .. } => UploadError::new(
+            FailureKind::ChecksumMismatch,
+            format!("uploaded but not deleted: {e}; hashing it again"),
+        ),
+        delete::NotDeleted::Io { .. } => {
+            UploadError::new(FailureKind::LocalIo, format!("uploaded but {e}"))
+        }
+    })
 }

@@ -77,7 +77,7 @@ impl UploadRecord {
 
 /// The record path of one capture.
 pub fn record_path(state_dir: &Path, file_name: &str) -> PathBuf {
-    state_dir.join(format!("{file_name}.json"))
+    spool::resume_record_path(state_dir, file_name)
 }
 
 /// Why a record was not used.
