@@ -27,6 +27,10 @@ pub const LAST_PACKET: &str = "last-packet";
 pub const PCAP: &str = "pcap";
 /// [`PCAP`]'s value for a whole capture.
 pub const PCAP_OK: &str = "ok";
+/// Present only when the flow index was asked for but not written:
+/// `skipped: <why>` (it passed its size limit, or could not be written).
+/// The capture itself is whole; only `captures find` cannot name its flows.
+pub const INDEX: &str = "index";
 
 /// The metadata of one capture.
 pub fn for_capture(

@@ -142,12 +142,16 @@ impl Shipper {
                 "capture is damaged; uploading it all the same (it is evidence), marked `pcap: damaged` in its metadata"
             );
         }
-        let metadata = object_metadata::for_capture(
+        let mut metadata = object_metadata::for_capture(
             &digest.sha256_hex(),
             capture.name.start(),
             &self.key_context.node,
             &digest.pcap,
         );
+        if let Some(why) = &digest.index_skipped {
+            tracing::warn!(file = %capture.file_name(), key, reason = %why, "no flow index for this capture; uploading it without one, marked `index: skipped` in its metadata");
+            metadata.insert(object_metadata::INDEX.to_owned(), format!("skipped: {why}"));
+        }
         let job = Job {
             file: &file,
             path: &capture.path,
