@@ -444,13 +444,15 @@ impl FileExplainer<'_> {
         let stats = self
             .table
             .finish_each(|record| merger.push(record, &mut |whole| explainer.keep(whole)));
-        std::mem::take(&mut self.merger).finish(&mut |whole| self.explainer.keep(whole));
+        let merged =
+            std::mem::take(&mut self.merger).finish(&mut |whole| self.explainer.keep(whole));
         self.explainer.files.push(FileReport {
             path: self.name,
             packets: summary.packets,
             link_type: summary.link_type,
             not_ip: stats.not_ip,
-            flows: stats.flows,
+            // A flow handed out in segments counts once.
+            flows: stats.flows.saturating_sub(merged),
             damage: summary.damage.map(|d| {
                 format!(
                     "read {} whole packets ({} bytes), then stopped: {d}",

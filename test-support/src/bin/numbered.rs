@@ -6,7 +6,7 @@
 //!   numbered send --port P --rate R --seconds S [--first N] [--sizes 64,512]
 //!   numbered count --total N [--first F] FILE...
 //!   numbered synthetic --dir DIR --bytes B [--count N] [--flows K] [--start UNIX_SECS]
-//!   numbered many-flows --dir DIR --flows N [--shape udp|port-scan] [--seconds S]
+//!   numbered many-flows --dir DIR --flows N [--shape udp|port-scan] [--seconds S] [--count C --step S]
 //!
 //! `send` and `count` print one JSON line.
 #![allow(clippy::print_stderr)]
@@ -88,6 +88,11 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 1_796_000_000)]
         start: i64,
+        /// Files to write, STEP seconds apart (each of FLOWS flows).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value_t = 60)]
+        step: i64,
     },
 }
 
@@ -146,7 +151,10 @@ fn run(cli: Cli) -> Result<(), String> {
             shape,
             seconds,
             start,
-        } => many_flows(&dir, flows, &shape, seconds, start),
+            count,
+            step,
+        } => (0..i64::from(count))
+            .try_for_each(|i| many_flows(&dir, flows, &shape, seconds, start + i * step)),
     }
 }
 
