@@ -1,6 +1,7 @@
 //! Regression tests for issue 20, item 2: a capture of more flows than the
 //! flow table holds is indexed in bounded memory, and every flow can still
 //! be found once its partial records are merged.
+#![allow(clippy::expect_used)]
 
 use std::collections::HashSet;
 use std::net::IpAddr;

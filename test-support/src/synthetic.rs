@@ -123,7 +123,8 @@ pub fn write_many_flows(
                 write(&frame, at)?;
             }
             FlowShape::PortScan => {
-                let target = [10, 3, (i / 65_535 >> 8) as u8, (i / 65_535) as u8];
+                let host = i / 65_535;
+                let target = [10, 3, (host >> 8) as u8, host as u8];
                 let port = (i % 65_535) as u16 + 1;
                 let scanner = ([10, 9, 9, 9], 40_000);
                 etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
