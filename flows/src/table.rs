@@ -28,11 +28,11 @@ const MAX_PENDING_DNS: usize = 256;
 /// DNS ids waiting for answers over the whole table: past it, a query
 /// counts as unanswered right away, as past [`MAX_PENDING_DNS`].
 pub const MAX_PENDING_DNS_TOTAL: usize = 65_536;
-/// Live flows the table holds by default: about 500 bytes each with the
-/// map's overhead, so some 16 MiB, and more flows than a node's busiest
-/// minute of real connections (a port scan or random source ports are what
-/// reach it).
-pub const MAX_LIVE_FLOWS: usize = 32_768;
+/// Live flows the table holds by default: about 500 bytes each, in a map
+/// of twice as many slots, so some 16 MiB; more flows than two minutes of
+/// a busy node's real connections (a port scan or random source ports are
+/// what reach it, and those flows are handed out as partial records).
+pub const MAX_LIVE_FLOWS: usize = 16_384;
 /// When the table is full, this fraction of it (the least recently seen
 /// flows) is handed out at once: one scan of the table per batch keeps the
 /// cost per packet constant.

@@ -112,8 +112,13 @@ fn hash_and_index(
     let mut size: u64 = 0;
     let mut buffer = vec![0u8; BUFFER];
     let mut pcap = PcapCheck::new();
-    let mut index =
-        index_as.map(|key| flows::IndexWriter::new(key, Vec::new()).max_bytes(max_index_bytes));
+    // Room for the largest index up front: address space only until
+    // written, and never moved while it grows (growing a Vec copies it, and
+    // the allocator may keep both copies resident).
+    let room = usize::try_from(max_index_bytes).unwrap_or(usize::MAX);
+    let mut index = index_as.map(|key| {
+        flows::IndexWriter::new(key, Vec::with_capacity(room)).max_bytes(max_index_bytes)
+    });
     loop {
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
