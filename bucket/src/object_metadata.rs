@@ -27,6 +27,11 @@ pub const LAST_PACKET: &str = "last-packet";
 pub const PCAP: &str = "pcap";
 /// [`PCAP`]'s value for a whole capture.
 pub const PCAP_OK: &str = "ok";
+/// Present only when the flow index was asked for but not written:
+/// `skipped: <why>` (it passed its size limit, or could not be written).
+/// The capture itself is whole; only `captures find` cannot name its flows.
+pub const INDEX: &str = "index";
+const INDEX_SKIPPED_PREFIX: &str = "skipped: ";
 
 /// A metadata value that is missing or cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +79,9 @@ pub struct ObjectMetadata {
     pub first_packet: Option<DateTime<Utc>>,
     pub last_packet: Option<DateTime<Utc>>,
     pub pcap: PcapVerdict,
+    /// Why the capture has no flow index, when one was asked for but not
+    /// written ([`INDEX`]).
+    pub index_skipped: Option<String>,
 }
 
 impl ObjectMetadata {
@@ -96,6 +104,7 @@ impl ObjectMetadata {
                 None => PcapVerdict::Whole,
                 Some(damage) => PcapVerdict::Damaged(damage.to_string()),
             },
+            index_skipped: None,
         }
     }
 
@@ -123,6 +132,9 @@ impl ObjectMetadata {
                     time.to_rfc3339_opts(SecondsFormat::Micros, true),
                 );
             }
+        }
+        if let Some(why) = &self.index_skipped {
+            headers.insert(INDEX.to_owned(), format!("{INDEX_SKIPPED_PREFIX}{why}"));
         }
         headers
     }
@@ -155,6 +167,19 @@ impl ObjectMetadata {
                 });
             }
         };
+        let index_skipped = match headers.get(INDEX) {
+            None => None,
+            Some(value) => match value.strip_prefix(INDEX_SKIPPED_PREFIX) {
+                Some(why) => Some(why.to_owned()),
+                None => {
+                    return Err(MetadataError::Invalid {
+                        name: INDEX,
+                        value: value.clone(),
+                        expected: "`skipped: …`",
+                    });
+                }
+            },
+        };
         let packets = required(PACKETS)?;
         Ok(Self {
             sha256: required(SHA256)?.clone(),
@@ -169,6 +194,7 @@ impl ObjectMetadata {
             first_packet: optional_time(FIRST_PACKET)?,
             last_packet: optional_time(LAST_PACKET)?,
             pcap,
+            index_skipped,
         })
     }
 }
@@ -225,6 +251,20 @@ mod tests {
             let read = ObjectMetadata::from_headers(&written.to_headers()).unwrap();
             assert_eq!(read, written);
         }
+    }
+
+    #[test]
+    fn a_skipped_index_is_written_as_index_skipped_and_read_back() {
+        let mut written = ObjectMetadata::for_capture("ab", start(), "n", &PcapSummary::default());
+        assert!(!written.to_headers().contains_key(INDEX));
+        written.index_skipped = Some("larger than 33554432 bytes".to_owned());
+        let headers = written.to_headers();
+        assert_eq!(headers[INDEX], "skipped: larger than 33554432 bytes");
+        assert_eq!(ObjectMetadata::from_headers(&headers).unwrap(), written);
+        let mut odd = headers;
+        odd.insert(INDEX.to_owned(), "maybe".to_owned());
+        let err = ObjectMetadata::from_headers(&odd).unwrap_err().to_string();
+        assert!(err.contains("index") && err.contains("maybe"), "{err}");
     }
 
     #[test]

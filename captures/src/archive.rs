@@ -31,7 +31,7 @@ use bucket::index_keys::{INDEX_DIR, INDEX_SUFFIX, index_hour_prefix, index_node_
 use bucket::layout_record::{LAYOUT_OBJECT, LayoutRecord, LayoutRecordError};
 use bucket::object_metadata::{MetadataError, ObjectMetadata};
 use chrono::{DateTime, TimeDelta, Utc};
-use flows::{FlowRecord, Symptom};
+use flows::{FlowRecord, IndexReader, PartialMerger, ReadLimits, Symptom};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -50,6 +50,11 @@ pub const MAX_FOLDERS_SEARCHED: usize = 20;
 const PARALLEL_DOWNLOADS: usize = 4;
 /// Metadata requests in flight at once.
 const PARALLEL_HEADS: usize = 16;
+/// Open partial records held per index object while merging a flow's
+/// segments ([`flows::merge`]): objects are read [`PARALLEL_HEADS`] at a
+/// time, so this bounds that memory to some 30 MiB. Past it a flow's
+/// segments are listed unmerged (still found).
+const MAX_OPEN_PARTIALS_PER_INDEX: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -219,6 +224,17 @@ pub struct Found {
     pub flows: Vec<FlowRecord>,
     /// The captures holding those flows, in key order.
     pub captures: Vec<String>,
+    /// Index objects that were not read (too large, not an index): their
+    /// captures' flows are missing from `flows`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedIndex>,
+}
+
+/// An index object `find` did not read, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedIndex {
+    pub key: String,
+    pub reason: String,
 }
 
 /// What `find` and `fetch --host` filter on.
@@ -236,9 +252,13 @@ impl FlowFilter {
 
     /// Whether `flow` is one the filter asks for.
     pub fn matches(&self, flow: &FlowRecord) -> bool {
-        self.host.is_none_or(|h| flow.involves(h))
-            && self.port.is_none_or(|p| flow.uses_port(p))
-            && self.symptom.is_none_or(|s| flow.count(s) > 0)
+        self.matches_ends(flow) && self.symptom.is_none_or(|s| flow.count(s) > 0)
+    }
+
+    /// Whether `flow`'s ends are those asked for: the same in every
+    /// segment of a flow, so it can be asked before segments are merged.
+    fn matches_ends(&self, flow: &FlowRecord) -> bool {
+        self.host.is_none_or(|h| flow.involves(h)) && self.port.is_none_or(|p| flow.uses_port(p))
     }
 }
 
@@ -472,22 +492,25 @@ impl Archive {
         if index_keys.is_empty() {
             return Err(self.empty_window());
         }
-        let window = self.selection.window;
-        let per_object: Vec<Vec<FlowRecord>> = futures::stream::iter(index_keys)
-            .map(|key| self.read_index(key))
-            .buffered(PARALLEL_HEADS)
-            .try_collect()
-            .await?;
-        let mut flows: Vec<FlowRecord> = per_object
-            .into_iter()
-            .flatten()
-            .filter(|f| window.overlaps(f.first, f.last) && filter.matches(f))
-            .collect();
+        // Each object is filtered as it streams in: only matching flows
+        // are kept, whatever the objects hold.
+        let mut flows = Vec::new();
+        let mut refused = Vec::new();
+        let mut per_object = futures::stream::iter(index_keys)
+            .map(|key| self.read_index(key, filter))
+            .buffered(PARALLEL_HEADS);
+        while let Some(object) = per_object.try_next().await? {
+            match object {
+                Ok(matching) => flows.extend(matching),
+                Err(refusal) => refused.push(refusal),
+            }
+        }
         flows.sort_by(|a, b| (a.first, &a.capture).cmp(&(b.first, &b.capture)));
         let captures: BTreeSet<String> = flows.iter().map(|f| f.capture.clone()).collect();
         Ok(Found {
             flows,
             captures: captures.into_iter().collect(),
+            refused,
         })
     }
 
@@ -633,7 +656,16 @@ impl Archive {
         })
     }
 
-    async fn read_index(&self, key: String) -> Result<Vec<FlowRecord>, ArchiveError> {
+    /// The flows of one index object that are in the window and match,
+    /// read as the object streams in ([`IndexReader`]: bounded gzip window
+    /// and line length, a cap on what it decompresses to) with a flow's
+    /// partial records merged. An object that breaks a limit or is not an
+    /// index is refused (the inner `Err`), not a reason to stop.
+    async fn read_index(
+        &self,
+        key: String,
+        filter: &FlowFilter,
+    ) -> Result<Result<Vec<FlowRecord>, RefusedIndex>, ArchiveError> {
         let out = self
             .client
             .get_object()
@@ -642,19 +674,47 @@ impl Archive {
             .send()
             .await
             .map_err(|e| self.s3_error(&e, &format!("read {key}")))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ArchiveError::Index {
+        let window = self.selection.window;
+        let mut body = out.body;
+        let mut matching = Vec::new();
+        let mut keep = |whole: FlowRecord| {
+            if window.overlaps(whole.first, whole.last) && filter.matches(&whole) {
+                matching.push(whole);
+            }
+        };
+        let mut merger = PartialMerger::new(MAX_OPEN_PARTIALS_PER_INDEX);
+        let mut reader = IndexReader::new(ReadLimits::default(), |record: FlowRecord| {
+            if filter.matches_ends(&record) {
+                merger.push(record, &mut keep);
+            }
+        });
+        let refuse = |why: flows::ReadError| {
+            let hint = match why {
+                flows::ReadError::TooLarge { .. } | flows::ReadError::LineTooLong { .. } => {
+                    "no flag raises this limit: the uploader's index objects stay far below it, so check who wrote this one"
+                }
+                _ => "check who wrote this object",
+            };
+            RefusedIndex {
+                key: key.clone(),
+                reason: format!("{why}; {hint}"),
+            }
+        };
+        loop {
+            let chunk = body.try_next().await.map_err(|e| ArchiveError::Index {
                 key: key.clone(),
                 detail: e.to_string(),
-            })?
-            .into_bytes();
-        flows::read_index(bytes.as_ref()).map_err(|e| ArchiveError::Index {
-            key,
-            detail: e.to_string(),
-        })
+            })?;
+            let Some(chunk) = chunk else { break };
+            if let Err(why) = reader.feed(&chunk) {
+                return Ok(Err(refuse(why)));
+            }
+        }
+        if let Err(why) = reader.finish() {
+            return Ok(Err(refuse(why)));
+        }
+        merger.finish(&mut keep);
+        Ok(Ok(matching))
     }
 
     /// Keys (and, with `folders`, the common prefixes at `/`) under `prefix`.

@@ -3,13 +3,17 @@
 //!
 //! Each capture is streamed once through [`spool::pcap::PcapCheck`] into a
 //! [`flows::FlowTable`] ([`Explainer::file`] takes its bytes in chunks, from
-//! a local file or from a download being hashed); only flows with a symptom,
-//! the handshake and DNS answer times (for percentiles) and the open DNS
-//! error runs are kept, so memory follows the live and the failing flows,
-//! not the file size.
+//! a local file or from a download being hashed). The table holds a bounded
+//! number of live flows (it hands the least recent out early, as partial
+//! records, which a [`PartialMerger`] joins again within its own bound);
+//! totals are summed as records go by, and only the
+//! [`MAX_REPORTED_FLOWS`] worst flows, the handshake and DNS answer times
+//! (fixed-size histograms) and the open DNS error runs are kept. So memory
+//! has a ceiling whatever the number of flows or the file size.
 
 use hdrhistogram::Histogram;
-use std::collections::HashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::net::IpAddr;
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flows::schema::SLOW_DNS_MS;
-use flows::{DnsAnswer, FlowRecord, FlowTable};
+use flows::{DnsAnswer, FlowRecord, FlowTable, PartialMerger};
 use serde::Serialize;
 use spool::pcap::{DamageKind, PcapCheck};
 
@@ -97,8 +101,13 @@ pub struct DnsBurst {
 /// Clients named per burst.
 pub const MAX_BURST_CLIENTS: usize = 8;
 
+/// Flows with a symptom a report lists, worst first: more than a person
+/// reads, and a bound on memory when every flow has one (a port scan).
+/// The totals count every flow.
+pub const MAX_REPORTED_FLOWS: usize = 10_000;
+
 /// Totals of each symptom over all files.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub resets: u64,
     pub resets_in_handshake: u64,
@@ -114,6 +123,29 @@ pub struct Totals {
     pub icmp_frag_needed: u64,
 }
 
+impl Totals {
+    /// Adds one flow's counts (saturating: a count from a hostile capture
+    /// never wraps into a small one).
+    fn add(&mut self, f: &FlowRecord) {
+        for (total, count) in [
+            (&mut self.resets, f.resets_src.saturating_add(f.resets_dst)),
+            (&mut self.resets_in_handshake, f.resets_in_handshake),
+            (&mut self.syn_unanswered, f.syn_unanswered),
+            (&mut self.retransmissions, f.retransmissions),
+            (&mut self.dup_acks, f.dup_acks),
+            (&mut self.zero_windows, f.zero_windows),
+            (&mut self.dns_unanswered, f.dns_unanswered),
+            (&mut self.dns_nxdomain, f.dns_nxdomain),
+            (&mut self.dns_servfail, f.dns_servfail),
+            (&mut self.dns_slow, f.dns_slow),
+            (&mut self.icmp_unreachable, f.icmp_unreachable),
+            (&mut self.icmp_frag_needed, f.icmp_frag_needed),
+        ] {
+            *total = total.saturating_add(count);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub files: Vec<FileReport>,
@@ -123,8 +155,11 @@ pub struct Report {
     pub dns_answers: Option<DnsTimes>,
     /// NXDOMAIN and SERVFAIL bursts, in time order.
     pub dns_error_bursts: Vec<DnsBurst>,
-    /// Flows with at least one symptom, worst first.
+    /// Flows with at least one symptom, worst first (at most
+    /// [`MAX_REPORTED_FLOWS`]).
     pub flows: Vec<FlowRecord>,
+    /// Flows with a symptom beyond those listed (counted in the totals).
+    pub flows_not_listed: u64,
 }
 
 /// Which flows a report is about: all, or those of a bucket selection
@@ -161,12 +196,48 @@ struct Run {
     clients: Vec<IpAddr>,
 }
 
+/// A flow with a symptom, ordered by how it ranks in the report (the worst
+/// is the greatest).
+#[derive(Debug)]
+struct Ranked(FlowRecord);
+
+impl Ranked {
+    fn rank(&self) -> (u64, Reverse<Option<DateTime<Utc>>>) {
+        (self.0.severity(), Reverse(self.0.first_symptom))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
 /// Reads captures one after the other and collects what the report needs.
 #[derive(Debug, Default)]
 pub struct Explainer {
     scope: Scope,
+    /// The flow table's cap, when not the default.
+    max_live_flows: Option<usize>,
     files: Vec<FileReport>,
-    failing: Vec<FlowRecord>,
+    totals: Totals,
+    /// The worst flows so far, the least bad on top (to leave first).
+    worst: BinaryHeap<Reverse<Ranked>>,
+    flows_not_listed: u64,
     handshakes: Times,
     dns_times: Times,
     /// DNS answers slower than `SLOW_DNS_MS`, counted exactly.
@@ -183,11 +254,23 @@ impl Explainer {
         }
     }
 
+    /// Holds at most `max_live` live flows per capture instead of
+    /// [`flows::table::MAX_LIVE_FLOWS`].
+    pub fn max_live_flows(mut self, max_live: usize) -> Self {
+        self.max_live_flows = Some(max_live);
+        self
+    }
+
     /// Starts reading one capture, named `name` in the report.
     pub fn file(&mut self, name: impl Into<String>) -> FileExplainer<'_> {
         let name = name.into();
+        let mut table = FlowTable::new(name.clone()).collect_dns_answers();
+        if let Some(max_live) = self.max_live_flows {
+            table = table.max_live(max_live);
+        }
         FileExplainer {
-            table: FlowTable::new(name.clone()).collect_dns_answers(),
+            table,
+            merger: PartialMerger::default(),
             check: PcapCheck::new(),
             name,
             explainer: self,
@@ -224,8 +307,14 @@ impl Explainer {
         if let Some(us) = record.handshake_us {
             self.handshakes.record(us);
         }
-        if record.severity() > 0 {
-            self.failing.push(record);
+        if record.severity() == 0 {
+            return;
+        }
+        self.totals.add(&record);
+        self.worst.push(Reverse(Ranked(record)));
+        if self.worst.len() > MAX_REPORTED_FLOWS {
+            self.worst.pop();
+            self.flows_not_listed += 1;
         }
     }
 
@@ -284,24 +373,8 @@ impl Explainer {
             self.close_run(key, run);
         }
         self.bursts.sort_by_key(|b| (b.from, b.server));
-        let mut totals = Totals::default();
-        // Saturating: the counts come from untrusted captures and indexes.
-        for f in &self.failing {
-            let add = |total: &mut u64, n: u64| *total = total.saturating_add(n);
-            add(&mut totals.resets, f.count(flows::Symptom::Reset));
-            add(&mut totals.resets_in_handshake, f.resets_in_handshake);
-            add(&mut totals.syn_unanswered, f.syn_unanswered);
-            add(&mut totals.retransmissions, f.retransmissions);
-            add(&mut totals.dup_acks, f.dup_acks);
-            add(&mut totals.zero_windows, f.zero_windows);
-            add(&mut totals.dns_unanswered, f.dns_unanswered);
-            add(&mut totals.dns_nxdomain, f.dns_nxdomain);
-            add(&mut totals.dns_servfail, f.dns_servfail);
-            add(&mut totals.dns_slow, f.dns_slow);
-            add(&mut totals.icmp_unreachable, f.icmp_unreachable);
-            add(&mut totals.icmp_frag_needed, f.icmp_frag_needed);
-        }
-        self.failing.sort_by(|a, b| {
+        let mut failing: Vec<FlowRecord> = self.worst.into_iter().map(|r| r.0.0).collect();
+        failing.sort_by(|a, b| {
             b.severity()
                 .cmp(&a.severity())
                 .then(a.first_symptom.cmp(&b.first_symptom))
@@ -309,7 +382,7 @@ impl Explainer {
         let slow = self.dns_slow;
         Report {
             files: self.files,
-            totals,
+            totals: self.totals,
             handshakes: self.handshakes.percentiles(),
             dns_answers: self.dns_times.percentiles().map(|times| DnsTimes {
                 times,
@@ -317,7 +390,8 @@ impl Explainer {
                 slow_ms: SLOW_DNS_MS,
             }),
             dns_error_bursts: self.bursts,
-            flows: self.failing,
+            flows: failing,
+            flows_not_listed: self.flows_not_listed,
         }
     }
 }
@@ -329,6 +403,7 @@ pub struct FileExplainer<'a> {
     name: String,
     check: PcapCheck,
     table: FlowTable,
+    merger: PartialMerger,
 }
 
 impl FileExplainer<'_> {
@@ -342,9 +417,9 @@ impl FileExplainer<'_> {
     }
 
     fn drain(&mut self) {
-        let done: Vec<FlowRecord> = self.table.drain().collect();
-        for record in done {
-            self.explainer.keep(record);
+        let explainer = &mut *self.explainer;
+        for record in self.table.drain() {
+            self.merger.push(record, &mut |whole| explainer.keep(whole));
         }
         let answers: Vec<DnsAnswer> = self.table.drain_dns_answers().collect();
         for answer in &answers {
@@ -365,16 +440,20 @@ impl FileExplainer<'_> {
                 detail: damage.to_string(),
             });
         }
-        let (rest, stats) = self.table.finish();
-        for record in rest {
-            self.explainer.keep(record);
-        }
+        let explainer = &mut *self.explainer;
+        let merger = &mut self.merger;
+        let stats = self
+            .table
+            .finish_each(|record| merger.push(record, &mut |whole| explainer.keep(whole)));
+        let merged =
+            std::mem::take(&mut self.merger).finish(&mut |whole| self.explainer.keep(whole));
         self.explainer.files.push(FileReport {
             path: self.name,
             packets: summary.packets,
             link_type: summary.link_type,
             not_ip: stats.not_ip,
-            flows: stats.flows,
+            // A flow handed out in segments counts once.
+            flows: stats.flows.saturating_sub(merged),
             damage: summary.damage.map(|d| {
                 format!(
                     "read {} whole packets ({} bytes), then stopped: {d}",
@@ -517,6 +596,13 @@ pub fn render_text(report: &Report) -> String {
                 endpoint(f.src, f.sport),
                 endpoint(f.dst, f.dport),
                 escaped(&describe(f).join(", "))
+            );
+        }
+        if report.flows_not_listed > 0 {
+            let _ = writeln!(
+                s,
+                "  … and {} more flows with symptoms (counted in the totals)",
+                report.flows_not_listed
             );
         }
     }

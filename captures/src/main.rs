@@ -304,11 +304,11 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
     let found = archive(args).await?.find_flows(filter).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
-        return Ok(());
+        return refused_indexes(&found);
     }
     if found.flows.is_empty() {
         println!("no matching flows in the index for this window");
-        return Ok(());
+        return refused_indexes(&found);
     }
     for f in &found.flows {
         let symptoms: Vec<String> = Symptom::ALL
@@ -336,7 +336,32 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
             escaped(&f.capture)
         );
     }
+    refused_indexes(&found)
+}
+
+/// Names each index object `find` refused on stderr; an error (exit 1)
+/// when there was one, since the flows shown are then not all.
+fn refused_indexes(found: &captures::archive::Found) -> anyhow::Result<()> {
+    print_refused(found);
+    anyhow::ensure!(
+        found.refused.is_empty(),
+        "{} index object(s) refused (named above); the flows shown are those of the others",
+        found.refused.len()
+    );
     Ok(())
+}
+
+fn print_refused(found: &captures::archive::Found) {
+    for refused in &found.refused {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "captures: skipped index object {}: {}",
+                refused.key.escape_debug(),
+                refused.reason.escape_debug()
+            );
+        }
+    }
 }
 
 /// Explains the captures of a selection (only those holding matching flows
@@ -368,7 +393,10 @@ async fn explain_selection(
 async fn selected_captures(archive: &Archive, filter: &FlowFilter) -> anyhow::Result<Vec<Capture>> {
     let mut captures = archive.list_captures().await?.captures;
     if !filter.is_empty() {
-        let holding = archive.find_flows(filter).await?.captures;
+        let found = archive.find_flows(filter).await?;
+        // Captures whose index was refused cannot be selected by flow.
+        print_refused(&found);
+        let holding = found.captures;
         captures.retain(|c| holding.contains(&c.key));
         anyhow::ensure!(
             !captures.is_empty(),

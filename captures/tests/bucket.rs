@@ -1025,3 +1025,59 @@ fn captures_reads_a_bucket_written_with_a_custom_key_template_with_no_flag() {
     );
     assert_eq!(listing["captures"][0]["key"], key.as_str(), "{listing:#}");
 }
+
+/// Issue 20, item 4: any node's role can write any node's index, so an
+/// index object is untrusted input.
+#[test]
+fn find_refuses_a_gzip_bomb_index_by_name_and_still_finds_the_other_flows() {
+    let test = "find_refuses_a_gzip_bomb_index_by_name_and_still_finds_the_other_flows";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(scene(&garage));
+    // 1 GiB of zeros (one endless line), some 1 MB compressed, where
+    // node-a's index of a capture at base + 100 s would be.
+    let bomb = StdCommand::new("sh")
+        .args(["-c", "head -c 1073741824 /dev/zero | gzip -1"])
+        .output()
+        .unwrap();
+    assert!(bomb.status.success() && bomb.stdout.len() < 8 << 20);
+    let start = scene.base + TimeDelta::seconds(100);
+    let bomb_key = bucket::index_keys::index_key(
+        KeyTemplate::parse(DEFAULT_TEMPLATE)
+            .unwrap()
+            .static_prefix(),
+        "node-a",
+        start,
+        &CaptureName::new(start, 0).ready_file_name(),
+    );
+    runtime().block_on(async {
+        garage
+            .client()
+            .await
+            .put_object()
+            .bucket(garage.bucket())
+            .key(&bomb_key)
+            .body(ByteStream::from(bomb.stdout))
+            .send()
+            .await
+            .unwrap();
+    });
+    let [from, to] = window(&scene);
+    let out = garage
+        .captures_over("find", &from, &to, &["--host", "10.0.0.2", "--json"])
+        .assert()
+        .failure();
+    let found = json(&out);
+    let flows = found["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{found:#}");
+    assert_eq!(flows[0]["capture"], scene.a1.key.as_str());
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&format!("skipped index object {bomb_key}"))
+            && stderr.contains("longer than 65536 bytes")
+            && stderr.contains("1 index object(s) refused"),
+        "{stderr}"
+    );
+    assert_eq!(found["refused"][0]["key"], bomb_key.as_str(), "{found:#}");
+}

@@ -231,3 +231,41 @@ fn a_torn_capture_is_explained_up_to_where_it_stops_and_says_so() {
     // What came before the tear is still explained.
     assert_eq!(flow_to(&report, injected.refused)["resets_in_handshake"], 1);
 }
+
+/// Issue 20, item 2: explain holds a bounded number of flows; its totals
+/// do not depend on that bound.
+#[test]
+fn explain_totals_on_a_many_flow_capture_equal_those_of_an_unbounded_table() {
+    use captures::explain::{Explainer, MAX_REPORTED_FLOWS, Report, Scope};
+    use test_support::synthetic::{FlowShape, write_many_flows};
+    let flows = 30_000u64;
+    let mut scan = Vec::new();
+    write_many_flows(&mut scan, flows, FlowShape::PortScan, 1_796_000_000, 60).unwrap();
+    let mut udp = Vec::new();
+    write_many_flows(&mut udp, flows, FlowShape::Udp, 1_796_000_100, 60).unwrap();
+    let report = |max_live: usize| -> Report {
+        let mut explainer = Explainer::new(Scope::default()).max_live_flows(max_live);
+        for (name, pcap) in [("scan", &scan), ("udp", &udp)] {
+            let mut reading = explainer.file(name);
+            for chunk in pcap.chunks(1 << 16) {
+                assert!(reading.feed(chunk));
+            }
+            reading.finish().unwrap();
+        }
+        explainer.finish()
+    };
+    let bounded = report(500);
+    let unbounded = report(10_000_000);
+    assert_eq!(bounded.totals, unbounded.totals);
+    // Half the SYNs answered by RST, half never.
+    assert_eq!(bounded.totals.syn_unanswered, flows / 2);
+    assert_eq!(bounded.totals.resets_in_handshake, flows / 2);
+    for r in [&bounded, &unbounded] {
+        assert_eq!(r.flows.len(), MAX_REPORTED_FLOWS);
+        assert_eq!(r.flows.len() as u64 + r.flows_not_listed, flows);
+    }
+    let counts =
+        |r: &Report| -> Vec<(u64, u64)> { r.files.iter().map(|f| (f.packets, f.flows)).collect() };
+    assert_eq!(counts(&bounded), counts(&unbounded));
+    assert_eq!(counts(&bounded)[1], (flows, flows));
+}

@@ -200,6 +200,7 @@ fn keys_and_index_fields_with_escape_sequences_print_escaped_and_huge_counters_a
         handshake_us: None,
         dns_slowest_us: None,
         first_symptom: None,
+        partial: false,
     };
     runtime().block_on(async {
         let client = garage.client().await;

@@ -14,9 +14,14 @@
 
 pub mod decode;
 pub mod index;
+pub mod merge;
 pub mod schema;
 pub mod table;
 
-pub use index::{IndexError, IndexWriter, IndexingCheck, read_index};
+pub use index::{
+    IndexError, IndexReader, IndexWriter, IndexingCheck, MAX_INDEX_BYTES, ReadError, ReadLimits,
+    read_index,
+};
+pub use merge::PartialMerger;
 pub use schema::{FlowRecord, Symptom};
 pub use table::{DnsAnswer, FlowTable, TableStats};

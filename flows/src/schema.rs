@@ -43,13 +43,25 @@
 //! | `handshake_us` | Option u64 | SYN to SYN/ACK, microseconds |
 //! | `dns_slowest_us` | Option u64 | slowest DNS query to answer, microseconds |
 //! | `first_symptom` | Option RFC 3339 | time of the first packet that counted as a symptom |
+//! | `partial` | bool | the record is one segment of a flow handed out early because the flow table was full (schema 2) |
 //!
 //! Fields added after the first release (`dup_acks`, `dns_slow`) read as 0
-//! from older index objects.
+//! from older index objects, and `partial` as `false`.
 //!
 //! A flow that spans captures has one record in each. Records are written
 //! when a flow has been idle for [`IDLE_SECS`] of capture time or at the end
 //! of the capture, so their order is not sorted.
+//!
+//! Schema versions ([`SCHEMA_VERSION`]): 1, the first release; 2 adds
+//! `partial`. The flow table holds a bounded number of flows
+//! ([`crate::table::MAX_LIVE_FLOWS`]); when a new flow finds it full, the
+//! least recently seen flows are written as `partial: true` records and
+//! forgotten, and a later packet of one of them starts a new record of the
+//! same flow (possibly with `src` and `dst` the other way round). A flow's
+//! segments are in the same object, each partial one before the record that
+//! continues it; readers merge them ([`crate::merge`]). Counters add up
+//! across segments, except that a SYN or DNS query whose answer came in a
+//! later segment counts as unanswered in its own segment.
 
 use std::net::IpAddr;
 
@@ -65,6 +77,9 @@ pub const IDLE_SECS: u64 = 120;
 /// milliseconds from cache, tens to a hundred or so when it recurses), well
 /// below the 5 s after which a client's resolver retries.
 pub const SLOW_DNS_MS: u64 = 200;
+
+/// The index schema written by this version (see the module's notes).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One flow of one capture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +114,10 @@ pub struct FlowRecord {
     pub handshake_us: Option<u64>,
     pub dns_slowest_us: Option<u64>,
     pub first_symptom: Option<DateTime<Utc>>,
+    /// One segment of a flow handed out early (the flow table was full);
+    /// after [`FlowRecord::absorb`] of its last segment, the whole flow.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// The symptom families a person asks for (`captures find --symptom`).
@@ -187,6 +206,48 @@ impl FlowRecord {
         weighted.iter().fold(0u64, |a, (weight, n)| {
             a.saturating_add(n.saturating_mul(*weight))
         })
+    }
+
+    /// Adds a later segment of the same flow (same capture, same ends in
+    /// either order): counts add up (oriented as `self`), times widen, and
+    /// the result is partial only while `next` is.
+    pub fn absorb(&mut self, next: FlowRecord) {
+        let mut next = next;
+        if (next.src, next.sport) != (self.src, self.sport) {
+            std::mem::swap(&mut next.packets_src, &mut next.packets_dst);
+            std::mem::swap(&mut next.bytes_src, &mut next.bytes_dst);
+            std::mem::swap(&mut next.resets_src, &mut next.resets_dst);
+        }
+        self.first = self.first.min(next.first);
+        self.last = self.last.max(next.last);
+        for (total, more) in [
+            (&mut self.packets_src, next.packets_src),
+            (&mut self.bytes_src, next.bytes_src),
+            (&mut self.packets_dst, next.packets_dst),
+            (&mut self.bytes_dst, next.bytes_dst),
+            (&mut self.resets_src, next.resets_src),
+            (&mut self.resets_dst, next.resets_dst),
+            (&mut self.resets_in_handshake, next.resets_in_handshake),
+            (&mut self.syn_unanswered, next.syn_unanswered),
+            (&mut self.retransmissions, next.retransmissions),
+            (&mut self.dup_acks, next.dup_acks),
+            (&mut self.zero_windows, next.zero_windows),
+            (&mut self.dns_unanswered, next.dns_unanswered),
+            (&mut self.dns_nxdomain, next.dns_nxdomain),
+            (&mut self.dns_servfail, next.dns_servfail),
+            (&mut self.dns_slow, next.dns_slow),
+            (&mut self.icmp_unreachable, next.icmp_unreachable),
+            (&mut self.icmp_frag_needed, next.icmp_frag_needed),
+        ] {
+            *total = total.saturating_add(more);
+        }
+        self.handshake_us = self.handshake_us.or(next.handshake_us);
+        self.dns_slowest_us = self.dns_slowest_us.max(next.dns_slowest_us);
+        self.first_symptom = match (self.first_symptom, next.first_symptom) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.partial = next.partial;
     }
 
     /// Whether `addr` is either end of the flow.

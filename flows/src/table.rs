@@ -1,6 +1,15 @@
 //! The live flows of one capture and their symptom counts. Packets come in
 //! one at a time; a flow idle for [`IDLE_SECS`] of capture time is finished
 //! and handed out, so memory follows the live flows, not the file size.
+//!
+//! The live flows are capped ([`MAX_LIVE_FLOWS`]): traffic chooses how many
+//! flows a minute holds (a port scan, random DNS source ports), so when a
+//! new flow finds the table full, the least recently seen flows are handed
+//! out early as partial records ([`FlowRecord::partial`]) and forgotten. A
+//! later packet of such a flow starts a new record; readers merge them
+//! ([`crate::merge`]). Each flow's own state is bounded too (pending DNS
+//! ids, table-wide [`MAX_PENDING_DNS_TOTAL`]), so the table's memory has a
+//! ceiling whatever the traffic.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,6 +25,18 @@ use crate::schema::{FlowRecord, IDLE_SECS, SLOW_DNS_MS};
 /// sends more unanswered queries than this counts the rest as unanswered
 /// right away instead of growing.
 const MAX_PENDING_DNS: usize = 256;
+/// DNS ids waiting for answers over the whole table: past it, a query
+/// counts as unanswered right away, as past [`MAX_PENDING_DNS`].
+pub const MAX_PENDING_DNS_TOTAL: usize = 65_536;
+/// Live flows the table holds by default: about 500 bytes each, in a map
+/// of twice as many slots, so some 16 MiB; more flows than two minutes of
+/// a busy node's real connections (a port scan or random source ports are
+/// what reach it, and those flows are handed out as partial records).
+pub const MAX_LIVE_FLOWS: usize = 16_384;
+/// When the table is full, this fraction of it (the least recently seen
+/// flows) is handed out at once: one scan of the table per batch keeps the
+/// cost per packet constant.
+const EVICT_FRACTION: usize = 16;
 /// How often (capture time) idle flows are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -40,8 +61,14 @@ pub struct TableStats {
     pub records: u64,
     /// Records without an IP packet (ARP, other link types, cut headers).
     pub not_ip: u64,
-    /// Flows handed out so far.
+    /// Records handed out so far (a flow handed out early counts once per
+    /// record).
     pub flows: u64,
+    /// Of those, partial records: flows handed out early because the table
+    /// was full.
+    pub partial: u64,
+    /// The most flows the table held at once (never above its cap).
+    pub live_high_water: usize,
 }
 
 /// Both ends in a fixed order, so either direction finds the flow.
@@ -227,25 +254,31 @@ impl Flow {
 
     /// Counts one DNS message; for an answer, returns how long its query
     /// waited (`Some(None)` when the query was not seen).
+    /// `pending_total` is the table's count of pending ids, kept in step.
     fn dns(
         &mut self,
         id: u16,
         response: bool,
         rcode: u8,
         at: Duration,
+        pending_total: &mut usize,
     ) -> Option<Option<Duration>> {
         if !response {
-            if self.dns_pending.len() < MAX_PENDING_DNS {
-                self.dns_pending.entry(id).or_insert(at);
+            if self.dns_pending.contains_key(&id) {
+                return None;
+            }
+            if self.dns_pending.len() < MAX_PENDING_DNS && *pending_total < MAX_PENDING_DNS_TOTAL {
+                self.dns_pending.insert(id, at);
+                *pending_total += 1;
             } else {
                 self.dns_overflow += 1;
             }
             return None;
         }
-        let took = self
-            .dns_pending
-            .remove(&id)
-            .map(|asked| at.saturating_sub(asked));
+        let took = self.dns_pending.remove(&id).map(|asked| {
+            *pending_total = pending_total.saturating_sub(1);
+            at.saturating_sub(asked)
+        });
         if let Some(took) = took {
             self.dns_slowest = Some(self.dns_slowest.map_or(took, |s| s.max(took)));
             if took > Duration::from_millis(SLOW_DNS_MS) {
@@ -267,7 +300,9 @@ impl Flow {
         Some(took)
     }
 
-    fn record(mut self, capture: &str) -> FlowRecord {
+    /// The flow's record; `partial` when it is handed out before its end
+    /// (the table was full).
+    fn record(mut self, capture: &str, partial: bool) -> FlowRecord {
         let unanswered_dns = self.dns_pending.len() as u64 + self.dns_overflow;
         if let Some(asked) = self.dns_pending.values().min().copied() {
             self.symptom(asked);
@@ -307,6 +342,7 @@ impl Flow {
             handshake_us: self.handshake.map(micros),
             dns_slowest_us: self.dns_slowest.map(micros),
             first_symptom: self.first_symptom.map(time),
+            partial,
         }
     }
 }
@@ -333,6 +369,9 @@ pub fn time(since_epoch: Duration) -> DateTime<Utc> {
 pub struct FlowTable {
     capture: String,
     flows: HashMap<Key, Flow>,
+    max_live: usize,
+    /// DNS ids pending over every live flow.
+    pending_dns: usize,
     done: Vec<FlowRecord>,
     last_sweep: Option<Duration>,
     stats: TableStats,
@@ -347,11 +386,20 @@ impl FlowTable {
         Self {
             capture: capture.into(),
             flows: HashMap::new(),
+            max_live: MAX_LIVE_FLOWS,
+            pending_dns: 0,
             done: Vec::new(),
             last_sweep: None,
             stats: TableStats::default(),
             dns_answers: None,
         }
+    }
+
+    /// Holds at most `max_live` flows (at least one) instead of
+    /// [`MAX_LIVE_FLOWS`].
+    pub fn max_live(mut self, max_live: usize) -> Self {
+        self.max_live = max_live.max(1);
+        self
     }
 
     /// Also keeps every DNS answer (its time, how long it took, its RCODE)
@@ -401,6 +449,7 @@ impl FlowTable {
     fn add_packet(&mut self, at: Duration, frame_len: u32, packet: &Packet) {
         let (src, dst) = ((packet.src, packet.sport), (packet.dst, packet.dport));
         let key = Key::new(packet.proto, src, dst);
+        self.make_room_for(&key);
         let flow = self.flows.entry(key).or_insert_with(|| {
             // A SYN/ACK seen first was sent by the side that did not open.
             let reversed = matches!(packet.detail, Detail::Tcp(t) if t.syn && t.ack_flag);
@@ -428,9 +477,10 @@ impl FlowTable {
                 response,
                 rcode,
             } => {
-                if let (Some(took), Some(answers)) =
-                    (flow.dns(id, response, rcode, at), self.dns_answers.as_mut())
-                {
+                if let (Some(took), Some(answers)) = (
+                    flow.dns(id, response, rcode, at, &mut self.pending_dns),
+                    self.dns_answers.as_mut(),
+                ) {
                     answers.push(DnsAnswer {
                         at,
                         took,
@@ -450,9 +500,11 @@ impl FlowTable {
     /// Counts an ICMP error against the flow whose packet it quotes.
     fn icmp_error(&mut self, quoted: &Quoted, frag_needed: bool, at: Duration) {
         let (src, dst) = ((quoted.src, quoted.sport), (quoted.dst, quoted.dport));
+        let key = Key::new(quoted.proto, src, dst);
+        self.make_room_for(&key);
         let flow = self
             .flows
-            .entry(Key::new(quoted.proto, src, dst))
+            .entry(key)
             .or_insert_with(|| Flow::new(quoted.proto, src, dst, at));
         if frag_needed {
             flow.icmp_frag_needed += 1;
@@ -460,6 +512,38 @@ impl FlowTable {
             flow.icmp_unreachable += 1;
         }
         flow.symptom(at);
+    }
+
+    /// Before `key` is looked up to be counted: when it is new and the
+    /// table is full, hands out the least recently seen flows as partial
+    /// records. Keeps the high-water mark.
+    fn make_room_for(&mut self, key: &Key) {
+        if self.flows.contains_key(key) {
+            return;
+        }
+        if self.flows.len() >= self.max_live {
+            self.evict_least_recent();
+        }
+        self.stats.live_high_water = self.stats.live_high_water.max(self.flows.len() + 1);
+    }
+
+    fn evict_least_recent(&mut self) {
+        let mut by_age: Vec<(Duration, Key)> =
+            self.flows.iter().map(|(k, f)| (f.last, *k)).collect();
+        let batch = (self.max_live / EVICT_FRACTION).clamp(1, by_age.len().max(1));
+        if batch < by_age.len() {
+            by_age.select_nth_unstable_by_key(batch, |(last, _)| *last);
+            by_age.truncate(batch);
+        }
+        by_age.sort_unstable_by_key(|(last, _)| *last);
+        for (_, key) in by_age {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.pending_dns = self.pending_dns.saturating_sub(flow.dns_pending.len());
+                self.done.push(flow.record(&self.capture, true));
+                self.stats.flows += 1;
+                self.stats.partial += 1;
+            }
+        }
     }
 
     fn sweep(&mut self, now: Duration) {
@@ -472,7 +556,8 @@ impl FlowTable {
             .collect();
         for key in gone {
             if let Some(flow) = self.flows.remove(&key) {
-                self.done.push(flow.record(&self.capture));
+                self.pending_dns = self.pending_dns.saturating_sub(flow.dns_pending.len());
+                self.done.push(flow.record(&self.capture, false));
                 self.stats.flows += 1;
             }
         }
@@ -484,14 +569,26 @@ impl FlowTable {
     }
 
     /// Ends the capture: every flow still live is finished, oldest first.
-    pub fn finish(mut self) -> (Vec<FlowRecord>, TableStats) {
-        let mut rest: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
-        rest.sort_by_key(|f| f.first);
-        self.stats.flows += rest.len() as u64;
-        let capture = self.capture;
-        let mut out = self.done;
-        out.extend(rest.into_iter().map(|f| f.record(&capture)));
-        (out, self.stats)
+    pub fn finish(self) -> (Vec<FlowRecord>, TableStats) {
+        let mut out = Vec::new();
+        let stats = self.finish_each(|record| out.push(record));
+        (out, stats)
+    }
+
+    /// Ends the capture, handing each record to `each` (those not drained
+    /// yet, then every live flow, oldest first) without gathering them.
+    pub fn finish_each(mut self, mut each: impl FnMut(FlowRecord)) -> TableStats {
+        self.done.drain(..).for_each(&mut each);
+        let mut by_start: Vec<(Duration, Key)> =
+            self.flows.iter().map(|(k, f)| (f.first, *k)).collect();
+        by_start.sort_unstable_by_key(|(first, _)| *first);
+        for (_, key) in by_start {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.stats.flows += 1;
+                each(flow.record(&self.capture, false));
+            }
+        }
+        self.stats
     }
 }
 
@@ -637,6 +734,57 @@ mod tests {
         let (rest, stats) = t.finish();
         assert_eq!(stats.flows, 1000);
         assert_eq!(rest.len() + handed_out, 1000);
+    }
+
+    #[test]
+    fn a_full_table_hands_out_the_least_recent_flows_as_partial_records() {
+        let mut t = FlowTable::new("k").max_live(64);
+        for i in 0..1000u16 {
+            add(
+                &mut t,
+                u64::from(i),
+                &tcp(A, B, (10000 + i, 80), 1, "S", 100, &[]),
+            );
+            assert!(t.live() <= 64);
+        }
+        // The first flow comes back: a new record of the same flow.
+        add(&mut t, 1000, &tcp(B, A, (80, 10000), 900, "SA", 100, &[]));
+        let handed_out: Vec<FlowRecord> = t.drain().collect();
+        assert!(handed_out.iter().all(|f| f.partial));
+        let (rest, stats) = t.finish();
+        assert!(rest.iter().all(|f| !f.partial));
+        let newest_out = handed_out.iter().map(|f| f.sport).max().unwrap();
+        let oldest_kept = rest.iter().map(|f| f.sport).filter(|p| *p != 10000).min();
+        assert!(
+            oldest_kept.unwrap() > newest_out,
+            "the least recent leave first"
+        );
+        assert!(
+            rest.iter().any(|f| f.sport == 10000),
+            "a flow that comes back is counted again"
+        );
+        assert_eq!(stats.live_high_water, 64);
+        assert_eq!(stats.flows, 1001);
+        assert_eq!(stats.partial as usize, handed_out.len());
+    }
+
+    #[test]
+    fn pending_dns_ids_are_bounded_over_the_whole_table() {
+        let mut t = FlowTable::new("k");
+        let per_flow = MAX_PENDING_DNS as u16;
+        let flows = (MAX_PENDING_DNS_TOTAL / MAX_PENDING_DNS) as u16 + 4;
+        for port in 0..flows {
+            for id in 0..per_flow {
+                add(&mut t, 0, &dns(A, B, (5000 + port, 53), id, None));
+            }
+        }
+        assert_eq!(t.pending_dns, MAX_PENDING_DNS_TOTAL);
+        let (flows, _) = t.finish();
+        let unanswered: u64 = flows.iter().map(|f| f.dns_unanswered).sum();
+        assert_eq!(
+            unanswered,
+            u64::from(flows.len() as u16) * u64::from(per_flow)
+        );
     }
 
     #[test]

@@ -57,6 +57,101 @@ pub fn write_capture(
     Ok(packets)
 }
 
+/// The traffic of a capture of many distinct flows ([`write_many_flows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowShape {
+    /// One UDP datagram per flow, from ever new client address and port
+    /// (what random source ports or a busy resolver's clients make).
+    Udp,
+    /// SYNs from one scanner to every port of many hosts: the odd ones
+    /// answered by RST/ACK (closed port), the even ones never (filtered).
+    PortScan,
+}
+
+impl FlowShape {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "udp" => Some(Self::Udp),
+            "port-scan" => Some(Self::PortScan),
+            _ => None,
+        }
+    }
+}
+
+/// Client `i` of a many-flows capture: a distinct address and port each.
+fn many_flows_client(i: u64) -> ([u8; 4], u16) {
+    let host = i / 50_000;
+    (
+        [10, 64 + (host >> 8) as u8, host as u8, 1],
+        10_000 + (i % 50_000) as u16,
+    )
+}
+
+/// Writes a pcap of `flows` distinct flows of `shape` to `out`, spread
+/// evenly over `seconds` from `start_secs` (Unix time). Returns the number
+/// of packets.
+pub fn write_many_flows(
+    out: impl Write,
+    flows: u64,
+    shape: FlowShape,
+    start_secs: u64,
+    seconds: u64,
+) -> std::io::Result<u64> {
+    let mut writer =
+        PcapWriter::with_header(out, PcapHeader::default()).map_err(std::io::Error::other)?;
+    let mut frame = Vec::with_capacity(128);
+    let mut packets = 0u64;
+    let step_ns = seconds.max(1) * 1_000_000_000 / flows.max(1);
+    let mut write = |frame: &[u8], at: Duration| -> std::io::Result<()> {
+        packets += 1;
+        writer
+            .write_packet(&PcapPacket::new(at, frame.len() as u32, frame))
+            .map(drop)
+            .map_err(std::io::Error::other)
+    };
+    for i in 0..flows {
+        let at = Duration::from_secs(start_secs) + Duration::from_nanos(i * step_ns);
+        frame.clear();
+        match shape {
+            FlowShape::Udp => {
+                let (client, port) = many_flows_client(i);
+                etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv4(client, [10, 2, 0, 1], 64)
+                    .udp(port, 8125)
+                    .write(&mut frame, &i.to_be_bytes())
+                    .map_err(std::io::Error::other)?;
+                write(&frame, at)?;
+            }
+            FlowShape::PortScan => {
+                let host = i / 65_535;
+                let target = [10, 3, (host >> 8) as u8, host as u8];
+                let port = (i % 65_535) as u16 + 1;
+                let scanner = ([10, 9, 9, 9], 40_000);
+                etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv4(scanner.0, target, 64)
+                    .tcp(scanner.1, port, i as u32, 1_024)
+                    .syn()
+                    .write(&mut frame, &[])
+                    .map_err(std::io::Error::other)?;
+                write(&frame, at)?;
+                if i % 2 == 1 {
+                    frame.clear();
+                    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+                        .ipv4(target, scanner.0, 64)
+                        .tcp(port, scanner.1, 0, 0)
+                        .rst()
+                        .ack((i as u32).wrapping_add(1))
+                        .write(&mut frame, &[])
+                        .map_err(std::io::Error::other)?;
+                    write(&frame, at + Duration::from_micros(50))?;
+                }
+            }
+        }
+    }
+    writer.into_writer().flush()?;
+    Ok(packets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,12 @@ pub struct FileDigest {
     /// What the pcap check found in the same read.
     pub pcap: PcapSummary,
     /// The flow index built in the same read (gzip JSON lines), when asked.
-    pub index: Option<Vec<u8>>,
+    /// Shared, not copied, by each try of its upload: it can be tens of MiB.
+    pub index: Option<bytes::Bytes>,
+    /// Why no index was built although one was asked for (it passed its
+    /// size limit, or could not be written): the capture is uploaded
+    /// without one, and its metadata says why.
+    pub index_skipped: Option<String>,
     /// The file's size and change times when it was hashed (see [`Stamp`]).
     pub stamp: Option<Stamp>,
 }
@@ -88,11 +93,28 @@ pub fn hash_file(path: &Path, index_as: Option<&str>) -> std::io::Result<(File, 
 /// Hashes what `reader` yields; with `index_as` (the capture's object key),
 /// also builds its flow index in the same pass.
 pub fn hash_reader(reader: &mut impl Read, index_as: Option<&str>) -> std::io::Result<FileDigest> {
+    hash_and_index(reader, index_as, flows::MAX_INDEX_BYTES)
+}
+
+/// [`hash_reader`], with the index given up past `max_index_bytes`
+/// (compressed): the table holds a bounded number of flows, and the index
+/// is held in memory until it is sent, so both are bounded.
+fn hash_and_index(
+    reader: &mut impl Read,
+    index_as: Option<&str>,
+    max_index_bytes: u64,
+) -> std::io::Result<FileDigest> {
     let mut whole = Sha256::new();
     let mut size: u64 = 0;
     let mut buffer = vec![0u8; BUFFER];
     let mut pcap = PcapCheck::new();
-    let mut index = index_as.map(|key| flows::IndexWriter::new(key, Vec::new()));
+    // Room for the largest index up front: address space only until
+    // written, and never moved while it grows (growing a Vec copies it, and
+    // the allocator may keep both copies resident).
+    let room = usize::try_from(max_index_bytes).unwrap_or(usize::MAX);
+    let mut index = index_as.map(|key| {
+        flows::IndexWriter::new(key, Vec::with_capacity(room)).max_bytes(max_index_bytes)
+    });
     loop {
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
@@ -108,14 +130,19 @@ pub fn hash_reader(reader: &mut impl Read, index_as: Option<&str>) -> std::io::R
         }
         size += n as u64;
     }
+    // An index that cannot be built within its limits is skipped, never a
+    // reason to hold the capture back: it would be retried for ever.
+    let (index, index_skipped) = match index.map(flows::IndexWriter::finish) {
+        None => (None, None),
+        Some(Ok((gz, _))) => (Some(bytes::Bytes::from(gz)), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+    };
     Ok(FileDigest {
         size,
         sha256: whole.finalize().into(),
         pcap: pcap.finish(),
-        index: index
-            .map(|index| index.finish().map(|(gz, _)| gz))
-            .transpose()
-            .map_err(std::io::Error::other)?,
+        index,
+        index_skipped,
         stamp: None,
     })
 }
@@ -222,10 +249,33 @@ mod tests {
         let d = hash_reader(&mut pcap.as_slice(), Some("k/x.pcap")).unwrap();
         assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&pcap)));
         assert_eq!(d.pcap.packets, 2);
-        let flows = flows::read_index(d.index.unwrap().as_slice()).unwrap();
+        let flows = flows::read_index(d.index.unwrap().as_ref()).unwrap();
         assert_eq!(flows.len(), 1, "{flows:?}");
         assert_eq!(flows[0].capture, "k/x.pcap");
         assert_eq!(flows[0].resets_dst + flows[0].resets_src, 1, "{flows:?}");
+    }
+
+    /// Issue 20, item 2: an index that cannot be built within its bounds
+    /// never holds the capture back.
+    #[test]
+    fn a_capture_whose_index_passes_its_size_limit_is_hashed_without_one_and_says_why() {
+        let mut pcap = Vec::new();
+        test_support::synthetic::write_many_flows(
+            &mut pcap,
+            5_000,
+            test_support::synthetic::FlowShape::Udp,
+            1_796_000_000,
+            60,
+        )
+        .unwrap();
+        let d = hash_and_index(&mut pcap.as_slice(), Some("k/x.pcap"), 1_000).unwrap();
+        assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&pcap)));
+        assert_eq!(d.pcap.packets, 5_000);
+        assert!(d.index.is_none());
+        let why = d.index_skipped.unwrap();
+        assert!(why.contains("passed 1000 bytes compressed"), "{why}");
+        let whole = hash_reader(&mut pcap.as_slice(), Some("k/x.pcap")).unwrap();
+        assert!(whole.index.is_some() && whole.index_skipped.is_none());
     }
 
     #[test]

@@ -162,13 +162,17 @@ impl Shipper {
                     "capture is damaged; uploading it all the same (it is evidence), marked `pcap: damaged` in its metadata"
                 );
             }
-            let metadata = ObjectMetadata::for_capture(
+            let mut metadata = ObjectMetadata::for_capture(
                 &digest.sha256_hex(),
                 capture.name.start(),
                 &self.key_context.node,
                 &digest.pcap,
-            )
-            .to_headers();
+            );
+            if let Some(why) = &digest.index_skipped {
+                tracing::warn!(file = %capture.file_name(), key, reason = %why, "no flow index for this capture; uploading it without one, marked `index: skipped` in its metadata");
+                metadata.index_skipped = Some(why.to_string());
+            }
+            let metadata = metadata.to_headers();
             let job = Job {
                 file: &file,
                 path: &capture.path,

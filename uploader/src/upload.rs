@@ -134,15 +134,15 @@ impl Sender {
         self.put_object(put).await
     }
 
-    /// Uploads a capture's flow index (small, in memory) in one request,
+    /// Uploads a capture's flow index (in memory, bounded) in one request,
     /// checked by its SHA-256 like the capture.
-    pub async fn put_index(&self, key: &str, gz: &[u8]) -> Result<Verified, UploadError> {
+    pub async fn put_index(&self, key: &str, gz: &bytes::Bytes) -> Result<Verified, UploadError> {
         use sha2::Digest as _;
         let _permit = self.requests.acquire().await.map_err(closed)?;
         let sha256: crate::hash::Sha256Digest = sha2::Sha256::digest(gz).into();
         let put = Put {
             key,
-            body: ByteStream::from(gz.to_vec()),
+            body: ByteStream::from(gz.clone()),
             size: gz.len() as u64,
             sha256: &sha256,
             content_type: bucket::index_keys::INDEX_CONTENT_TYPE,

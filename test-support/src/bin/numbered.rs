@@ -6,6 +6,7 @@
 //!   numbered send --port P --rate R --seconds S [--first N] [--sizes 64,512]
 //!   numbered count --total N [--first F] FILE...
 //!   numbered synthetic --dir DIR --bytes B [--count N] [--flows K] [--start UNIX_SECS]
+//!   numbered many-flows --dir DIR --flows N [--shape udp|port-scan] [--seconds S] [--count C --step S]
 //!
 //! `send` and `count` print one JSON line.
 #![allow(clippy::print_stderr)]
@@ -72,6 +73,27 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         step: i64,
     },
+    /// Write one valid pcap of FLOWS distinct flows into DIR, named as the
+    /// launcher names ready captures: one UDP datagram each (`udp`), or
+    /// SYNs to many ports, half answered by RST (`port-scan`).
+    ManyFlows {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        flows: u64,
+        #[arg(long, default_value = "udp")]
+        shape: String,
+        /// Capture time the flows are spread over.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1_796_000_000)]
+        start: i64,
+        /// Files to write, STEP seconds apart (each of FLOWS flows).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value_t = 60)]
+        step: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +145,16 @@ fn run(cli: Cli) -> Result<(), String> {
             start,
             step,
         } => synthetic(&dir, count, bytes, flows, start, step),
+        Command::ManyFlows {
+            dir,
+            flows,
+            shape,
+            seconds,
+            start,
+            count,
+            step,
+        } => (0..i64::from(count))
+            .try_for_each(|i| many_flows(&dir, flows, &shape, seconds, start + i * step)),
     }
 }
 
@@ -198,5 +230,36 @@ fn synthetic(
         test_support::synthetic::write_capture(writer, bytes, flows, at.unsigned_abs())
             .map_err(|e| format!("writing {}: {e}", out.display()))?;
     }
+    Ok(())
+}
+
+fn many_flows(
+    dir: &std::path::Path,
+    flows: u64,
+    shape: &str,
+    seconds: u64,
+    start: i64,
+) -> Result<(), String> {
+    let shape = test_support::synthetic::FlowShape::parse(shape)
+        .ok_or_else(|| format!("--shape {shape:?}: use udp or port-scan"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let started = chrono::DateTime::from_timestamp(start, 0)
+        .ok_or_else(|| format!("{start} is not a time"))?;
+    let out = dir.join(CaptureName::new(started, 0).ready_file_name());
+    let file =
+        std::fs::File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let packets = test_support::synthetic::write_many_flows(
+        writer,
+        flows,
+        shape,
+        start.unsigned_abs(),
+        seconds,
+    )
+    .map_err(|e| format!("writing {}: {e}", out.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({"file": out, "flows": flows, "packets": packets})
+    );
     Ok(())
 }
