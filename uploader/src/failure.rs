@@ -7,8 +7,8 @@
 //! schedule is `retry.rs`. Both kinds keep the file: nothing is ever given
 //! up on while the uploader runs.
 //!
-//! - **Transient** (retried without limit, capped exponential backoff with
-//!   jitter, per file while other files keep moving): the store could not be
+//! - **Transient** (retried fast within a turn, capped exponential backoff
+//!   with jitter, per file while other files keep moving; see `retry.rs`): the store could not be
 //!   reached or answered "not now" — connection refused or reset, timeouts,
 //!   DNS, 5xx, `SlowDown`/429, `RequestTimeout` — or the body arrived
 //!   corrupted (`BadDigest` on AWS, `InvalidDigest` on garage, or our own

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 
-// `upload.rs` still names these by their old home; kept until its
-// in-flight changes are merged, then it imports `failure` directly.
-pub use crate::failure::{FailureKind, classify};
+use crate::failure::FailureKind;
 
 /// The retry schedule and when a turn ends.
 #[derive(Debug, Clone)]
