@@ -26,15 +26,25 @@ pub struct FileDigest {
     pub sha256: Sha256Digest,
     /// What the pcap check found in the same read.
     pub pcap: PcapSummary,
-    /// The flow index built in the same read (gzip JSON lines), when asked.
-    /// Shared, not copied, by each try of its upload: it can be tens of MiB.
-    pub index: Option<bytes::Bytes>,
-    /// Why no index was built although one was asked for (it passed its
-    /// size limit, or could not be written): the capture is uploaded
-    /// without one, and its metadata says why.
-    pub index_skipped: Option<String>,
+    /// The flow index built in the same read, or why there is none.
+    pub index: FlowIndex,
     /// The file's size and change times when it was hashed (see [`Stamp`]).
     pub stamp: Option<Stamp>,
+}
+
+/// The flow index of the inspecting read: one outcome, so that "built"
+/// and "skipped" can never both be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowIndex {
+    /// `FLOW_INDEX=false`, or a read that only hashes.
+    NotAsked,
+    /// Gzip JSON lines, shared (not copied) by each try of its upload: it
+    /// can be tens of MiB.
+    Built(bytes::Bytes),
+    /// Why none was built although one was asked for (it passed its size
+    /// limit, or could not be written): the capture is uploaded without
+    /// one, and its metadata says why.
+    Skipped(String),
 }
 
 impl FileDigest {
@@ -132,17 +142,16 @@ fn hash_and_index(
     }
     // An index that cannot be built within its limits is skipped, never a
     // reason to hold the capture back: it would be retried for ever.
-    let (index, index_skipped) = match index.map(flows::IndexWriter::finish) {
-        None => (None, None),
-        Some(Ok((gz, _))) => (Some(bytes::Bytes::from(gz)), None),
-        Some(Err(e)) => (None, Some(e.to_string())),
+    let index = match index.map(flows::IndexWriter::finish) {
+        None => FlowIndex::NotAsked,
+        Some(Ok((gz, _))) => FlowIndex::Built(bytes::Bytes::from(gz)),
+        Some(Err(e)) => FlowIndex::Skipped(e.to_string()),
     };
     Ok(FileDigest {
         size,
         sha256: whole.finalize().into(),
         pcap: pcap.finish(),
         index,
-        index_skipped,
         stamp: None,
     })
 }
@@ -249,7 +258,10 @@ mod tests {
         let d = hash_reader(&mut pcap.as_slice(), Some("k/x.pcap")).unwrap();
         assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&pcap)));
         assert_eq!(d.pcap.packets, 2);
-        let flows = flows::read_index(d.index.unwrap().as_ref()).unwrap();
+        let FlowIndex::Built(gz) = d.index else {
+            panic!("no index: {:?}", d.index)
+        };
+        let flows = flows::read_index(gz.as_ref()).unwrap();
         assert_eq!(flows.len(), 1, "{flows:?}");
         assert_eq!(flows[0].capture, "k/x.pcap");
         assert_eq!(flows[0].resets_dst + flows[0].resets_src, 1, "{flows:?}");
@@ -271,11 +283,16 @@ mod tests {
         let d = hash_and_index(&mut pcap.as_slice(), Some("k/x.pcap"), 1_000).unwrap();
         assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&pcap)));
         assert_eq!(d.pcap.packets, 5_000);
-        assert!(d.index.is_none());
-        let why = d.index_skipped.unwrap();
+        let FlowIndex::Skipped(why) = d.index else {
+            panic!("not skipped: {:?}", d.index)
+        };
         assert!(why.contains("passed 1000 bytes compressed"), "{why}");
         let whole = hash_reader(&mut pcap.as_slice(), Some("k/x.pcap")).unwrap();
-        assert!(whole.index.is_some() && whole.index_skipped.is_none());
+        assert!(
+            matches!(whole.index, FlowIndex::Built(_)),
+            "{:?}",
+            whole.index
+        );
     }
 
     #[test]

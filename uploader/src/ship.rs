@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::delete;
 use crate::failure::{FailureKind, UploadError};
 use crate::find::{self, Capture};
-use crate::hash::{self, FileDigest, Sha256Digest};
+use crate::hash::{self, FileDigest, FlowIndex, Sha256Digest};
 use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
@@ -168,7 +168,7 @@ impl Shipper {
                 &self.key_context.node,
                 &digest.pcap,
             );
-            if let Some(why) = &digest.index_skipped {
+            if let FlowIndex::Skipped(why) = &digest.index {
                 tracing::warn!(file = %capture.file_name(), key, reason = %why, "no flow index for this capture; uploading it without one, marked `index: skipped` in its metadata");
                 metadata.index_skipped = Some(why.to_string());
             }
@@ -198,7 +198,7 @@ impl Shipper {
                 },
             };
             published = Some((digest.sha256, verified));
-            if let Some(gz) = &digest.index {
+            if let FlowIndex::Built(gz) = &digest.index {
                 let index_key = bucket::index_keys::index_key(
                     self.config.key_template.static_prefix(),
                     &self.key_context.node,
