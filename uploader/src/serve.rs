@@ -17,6 +17,7 @@ use crate::{admin, find, keys, s3, shutdown};
 
 pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), RunError> {
     let config = shipper.config.clone();
+    let signals = shutdown::Signals::install();
     let mut tasks = JoinSet::new();
     let server = admin::bind(
         config.metrics_addr,
@@ -60,7 +61,7 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         }
     });
 
-    let signal = shutdown::requested().await;
+    let signal = signals.requested().await;
     tracing::info!(
         signal,
         timeout = ?config.drain_timeout,

@@ -1,4 +1,4 @@
-//! Shutdown: a future that completes on SIGTERM or SIGINT, and the drain
+//! Shutdown: [`Signals`], which completes on SIGTERM or SIGINT, and the drain
 //! that follows it.
 //!
 //! SIGTERM is how Kubernetes stops the pod: the capture container stops at
@@ -13,18 +13,40 @@ use std::time::Duration;
 use spool::SpoolLayout;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Completes when SIGTERM or SIGINT arrives; returns its name.
-pub async fn requested() -> &'static str {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the default action (exit) applies anyway.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught from the moment this is made: made before
+/// the admin port answers, so that a signal that comes as soon as the
+/// probes pass still drains instead of killing the process (the default
+/// action) before anything listens for it.
+#[derive(Debug)]
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers. Without them the default action (exit)
+    /// applies, as it would anyway.
+    pub fn install() -> Self {
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        if let Err(error) = term.as_ref().and(int.as_ref()) {
+            tracing::warn!(%error, "could not catch SIGTERM/SIGINT: a stop will not drain the spool");
+        }
+        Self {
+            term: term.ok(),
+            int: int.ok(),
+        }
+    }
+
+    /// Completes when SIGTERM or SIGINT arrives; returns its name.
+    pub async fn requested(mut self) -> &'static str {
+        let (Some(term), Some(int)) = (self.term.as_mut(), self.int.as_mut()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 
