@@ -31,10 +31,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
-use admin_http::Limits;
 use crate::errors::AskError;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use admin_http::Limits;
 
 #[derive(Debug, Clone)]
 struct AppState {
