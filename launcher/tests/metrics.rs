@@ -59,6 +59,8 @@ fn sigusr1_at_ten_hertz_under_load_loses_and_damages_nothing_and_the_counters_fo
         "no packet counted while capturing:\n{midway}"
     );
     assert!(sample(&midway, "s3_tcpdump_launcher_captures_handed_over_total") > 0.0);
+    assert_eq!(http_get(addr, "/healthz").0, 200, "tcpdump is writing");
+    assert_eq!(http_get(addr, "/other").0, 404);
     sender.join().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let after = scrape(addr);
