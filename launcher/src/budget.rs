@@ -11,6 +11,8 @@
 use spool::SpoolLayout;
 use spool::budget::SpoolBudget;
 
+use crate::metrics::Metrics;
+
 /// What the launcher logs for each capture it drops (the fault ledger
 /// counts them).
 pub use spool::logging::counted::LAUNCHER_BUDGET_DROPPED as DROPPED_LOG;
@@ -25,7 +27,7 @@ pub struct Dropped {
 }
 
 /// Drops the oldest ready captures while the spool is over `max_bytes`.
-pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
+pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped, metrics: &Metrics) {
     let budget = SpoolBudget::new(max_bytes);
     // An unreadable ready/ offers nothing: the warning below says so.
     let waiting = spool.ready_captures().unwrap_or_default();
@@ -34,6 +36,7 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
     for stray in &enforced.strays {
         bytes = bytes.saturating_sub(stray.size);
         dropped.non_capture_files += 1;
+        metrics.budget_dropped_non_capture_files.inc();
         tracing::warn!(
             file = %stray.path.display(),
             bytes = stray.size,
@@ -47,6 +50,8 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped) {
         bytes = bytes.saturating_sub(capture.size);
         dropped.files += 1;
         dropped.bytes += capture.size;
+        metrics.budget_dropped_captures.inc();
+        metrics.budget_dropped_bytes.inc_by(capture.size);
         tracing::warn!(
             file = %capture.file_name(),
             bytes = capture.size,
@@ -90,7 +95,8 @@ mod tests {
         }
         std::fs::write(spool.active().join("20261127T142504Z.pcap"), vec![0u8; 500]).unwrap();
         let mut dropped = Dropped::default();
-        enforce(&spool, 2000, &mut dropped);
+        let metrics = Metrics::new();
+        enforce(&spool, 2000, &mut dropped, &metrics);
         assert_eq!(
             dropped,
             Dropped {
@@ -106,8 +112,10 @@ mod tests {
             .map(|c| c.file_name())
             .collect();
         assert_eq!(left, ["20261127T142503Z.pcap"]);
-        enforce(&spool, 2000, &mut dropped);
+        enforce(&spool, 2000, &mut dropped, &metrics);
         assert_eq!(dropped.files, 2, "under budget: nothing more dropped");
+        assert_eq!(metrics.budget_dropped_captures.get(), 2);
+        assert_eq!(metrics.budget_dropped_bytes.get(), 2000);
     }
 
     #[test]
@@ -119,7 +127,8 @@ mod tests {
         let capture = spool.ready().join("20261127T142503Z.pcap");
         std::fs::write(&capture, vec![0u8; 1000]).unwrap();
         let mut dropped = Dropped::default();
-        enforce(&spool, 2000, &mut dropped);
+        let metrics = Metrics::new();
+        enforce(&spool, 2000, &mut dropped, &metrics);
         assert!(capture.exists(), "a capture was dropped before the stray");
         assert_eq!(
             dropped,
@@ -143,7 +152,8 @@ mod tests {
         let record = spool.resume_record("20261127T142501Z.pcap");
         std::fs::write(&record, b"{}").unwrap();
         let mut dropped = Dropped::default();
-        enforce(&spool, 500, &mut dropped);
+        let metrics = Metrics::new();
+        enforce(&spool, 500, &mut dropped, &metrics);
         assert_eq!(dropped.files, 1);
         assert!(!capture.exists());
         assert!(

@@ -93,6 +93,32 @@ pub struct Cli {
     #[arg(long, env = "MAX_SPOOL_MB", default_value_t = 2048)]
     pub max_spool_mb: u64,
 
+    /// Address of the launcher's metrics port: `/metrics` (Prometheus) and
+    /// `/healthz` (the `--probe` verdict).
+    ///
+    /// With hostNetwork this port is opened on the node; keep it apart
+    /// from the uploader's METRICS_ADDR (both containers read the one
+    /// ConfigMap, so this variable has a name of its own), e.g.
+    /// `127.0.0.1:9478` to keep it off the node's network.
+    #[arg(
+        long,
+        env = "LAUNCHER_METRICS_ADDR",
+        default_value = "0.0.0.0:9478",
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// How often, in milliseconds, the launcher asks tcpdump for its
+    /// packet counters (SIGUSR1), for the metrics; 0 asks never (the
+    /// counters then move only at exit).
+    #[arg(
+        long,
+        env = "STATS_INTERVAL_MS",
+        default_value_t = 5_000,
+        value_name = "MS"
+    )]
+    pub stats_interval_ms: u64,
+
     /// Liveness probe: exit 0 if tcpdump was seen writing in the last
     /// 20 seconds (the heartbeat in the spool), 1 otherwise, and capture
     /// nothing. For the capture container's `livenessProbe`, e.g.

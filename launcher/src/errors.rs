@@ -109,6 +109,11 @@ pub enum LaunchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr} for the metrics port (/metrics, /healthz): {source}; {}", bind_hint(.source))]
+    MetricsBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("waiting for tcpdump: {0}")]
     Wait(std::io::Error),
     #[error("installing signal handlers: {0}")]
@@ -132,7 +137,8 @@ impl LaunchError {
             | Self::S3EndpointUrl { .. }
             | Self::TcpdumpMissing(_)
             | Self::TcpdumpNotExecutable(_)
-            | Self::TcpdumpRefused { .. } => true,
+            | Self::TcpdumpRefused { .. }
+            | Self::MetricsBind { .. } => true,
             Self::SpoolMissing(_)
             | Self::SpoolNotFolder(_)
             | Self::SpoolNotWritable { .. }
@@ -146,5 +152,21 @@ impl LaunchError {
             | Self::Tick(_)
             | Self::Signals(_) => false,
         }
+    }
+}
+
+/// How to fix a metrics address that cannot be bound.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process already holds this port (with hostNetwork, any process on the node, the uploader's METRICS_ADDR included); stop it, or set LAUNCHER_METRICS_ADDR (--metrics-addr) to a free port, e.g. 0.0.0.0:9479"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this host has that address; set LAUNCHER_METRICS_ADDR (--metrics-addr) to one of its addresses, or 0.0.0.0"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need CAP_NET_BIND_SERVICE; set LAUNCHER_METRICS_ADDR (--metrics-addr) to a port above 1023"
+        }
+        _ => "check LAUNCHER_METRICS_ADDR (--metrics-addr)",
     }
 }

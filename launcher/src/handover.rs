@@ -9,6 +9,7 @@ use spool::{CaptureName, SpoolLayout};
 use tracing::{error, info, warn};
 
 use crate::errors::LaunchError;
+use crate::metrics::Metrics;
 use crate::trim::{Trimmed, trim_to_last_record};
 
 /// Hands over one file tcpdump closed while running. Returns its size, or
@@ -17,6 +18,7 @@ use crate::trim::{Trimmed, trim_to_last_record};
 pub fn hand_over_closed_file(
     spool: &SpoolLayout,
     file_name: &str,
+    metrics: &Metrics,
 ) -> Result<Option<u64>, LaunchError> {
     let path = spool.active().join(file_name);
     let Ok(name) = CaptureName::parse_active(file_name) else {
@@ -28,13 +30,19 @@ pub fn hand_over_closed_file(
         _ => return Ok(None),
     }
     if !starts_with_pcap_header(&path) {
-        quarantine(spool, &path, "it does not start with a pcap header");
+        quarantine(
+            spool,
+            &path,
+            "it does not start with a pcap header",
+            metrics,
+        );
         return Ok(None);
     }
     let (_, bytes) = move_to_ready(spool, &path, name).map_err(|source| LaunchError::HandOver {
         path: path.clone(),
         source,
     })?;
+    metrics.handed_over(bytes);
     Ok(Some(bytes))
 }
 
@@ -55,7 +63,7 @@ fn move_to_ready(
 /// whole record first, since a killed tcpdump may have torn it. Goes on
 /// past a file it cannot hand over; each is logged, and the count of them
 /// is returned with the files handed over.
-pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
+pub fn hand_over_all(spool: &SpoolLayout, metrics: &Metrics) -> Result<HandedOver, LaunchError> {
     let active = spool.active();
     let entries = fs::read_dir(&active).map_err(|source| LaunchError::SpoolIo {
         path: active.clone(),
@@ -71,10 +79,10 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
     for file_name in names {
         let path = active.join(&file_name);
         let Ok(name) = CaptureName::parse_active(&file_name) else {
-            quarantine(spool, &path, "its name is not a capture name");
+            quarantine(spool, &path, "its name is not a capture name", metrics);
             continue;
         };
-        match make_valid(spool, &path) {
+        match make_valid(spool, &path, metrics) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -84,7 +92,10 @@ pub fn hand_over_all(spool: &SpoolLayout) -> Result<HandedOver, LaunchError> {
             }
         }
         match move_to_ready(spool, &path, name) {
-            Ok((target, _)) => outcome.files.push(target),
+            Ok((target, bytes)) => {
+                metrics.handed_over(bytes);
+                outcome.files.push(target);
+            }
             Err(e) => {
                 error!(file = %path.display(), error = %e, "cannot hand over this capture; going on with the others");
                 outcome.failed += 1;
@@ -117,7 +128,7 @@ pub struct HandedOver {
 /// Trims a file that tcpdump may not have closed. Returns whether it is a
 /// valid capture to hand over; a header-less file holds no packets and is
 /// removed; a file that is not a pcap is quarantined.
-fn make_valid(spool: &SpoolLayout, path: &Path) -> Result<bool, LaunchError> {
+fn make_valid(spool: &SpoolLayout, path: &Path, metrics: &Metrics) -> Result<bool, LaunchError> {
     let outcome = trim_to_last_record(path).map_err(|source| LaunchError::HandOver {
         path: path.to_path_buf(),
         source,
@@ -138,15 +149,16 @@ fn make_valid(spool: &SpoolLayout, path: &Path) -> Result<bool, LaunchError> {
             Ok(false)
         }
         Trimmed::NotPcap => {
-            quarantine(spool, path, "it is not a pcap file");
+            quarantine(spool, path, "it is not a pcap file", metrics);
             Ok(false)
         }
     }
 }
 
-fn quarantine(spool: &SpoolLayout, path: &Path, why: &str) {
+fn quarantine(spool: &SpoolLayout, path: &Path, why: &str, metrics: &Metrics) {
     match spool.quarantine_file(path) {
         Ok(target) => {
+            metrics.quarantined_files.inc();
             error!(file = %path.display(), quarantined = %target.display(), "not handed over because {why}; moved to quarantine/ for inspection")
         }
         Err(e) => {

@@ -6,8 +6,9 @@
 //! the user's tcpdump options) → [`prepare`] (spool folders and ownership)
 //! → [`handover`] of leftovers from a crashed run (with [`trim`]) →
 //! [`supervise`] (tcpdump as a child until it exits, with the [`tick`],
-//! the hand-over of each file as tcpdump [`closed`] it, the [`stall`] watch
-//! and the capture-side [`budget`]) → final hand-over.
+//! the hand-over of each file as tcpdump [`closed`] it, the [`stall`] watch,
+//! tcpdump's counters asked with SIGUSR1 ([`stats`]) and the capture-side
+//! [`budget`]) → final hand-over. All along, [`metrics`] serves `/metrics`.
 
 pub mod budget;
 pub mod cli;
@@ -17,10 +18,12 @@ pub mod filter;
 pub mod handover;
 pub mod lifecycle;
 pub mod lines;
+pub mod metrics;
 pub mod passthrough;
 pub mod plan;
 pub mod prepare;
 pub mod stall;
+pub mod stats;
 pub mod supervise;
 pub mod tick;
 pub mod trim;
@@ -59,6 +62,16 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
         println!("{}", plan.command_line());
         return Ok(ExitCode::SUCCESS);
     }
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let server = metrics::bind(plan.metrics_addr, metrics.clone(), plan.spool.clone())
+        .await
+        .map_err(|source| LaunchError::MetricsBind {
+            addr: plan.metrics_addr,
+            source,
+        })?;
+    // Aborted when the launcher returns (the runtime is dropped).
+    tokio::spawn(server);
+    tracing::info!(addr = %plan.metrics_addr, "serving /metrics and /healthz");
     prepare::prepare_spool(&plan.spool)?;
     if !plan.ticks_reach_capture {
         tracing::warn!(
@@ -66,14 +79,14 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
             "the launcher's tick travels on loopback and is not seen on this interface: files rotate only when a packet arrives, and a stalled tcpdump is not detected (capture on `any` for both)"
         );
     }
-    let recovered = handover::hand_over_all(&plan.spool)?;
+    let recovered = handover::hand_over_all(&plan.spool, &metrics)?;
     if !recovered.files.is_empty() {
         tracing::info!(
             files = recovered.files.len(),
             "handed over captures an earlier run left behind"
         );
     }
-    let status = supervise::capture(&plan).await?;
+    let status = supervise::capture(&plan, metrics).await?;
     Ok(ExitCode::from(supervise::exit_code(status)))
 }
 

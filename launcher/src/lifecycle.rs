@@ -8,8 +8,10 @@
 //! from the same `select!` that receives signals, timers and closed files,
 //! and asks it which of those branches are live.
 //!
-//! Nothing is ever signalled into tcpdump but the stop: `-U` writes each
-//! packet as it comes, from tcpdump's own loop.
+//! Besides the stop, tcpdump is signalled only SIGUSR1, which asks for its
+//! counters and which it answers on stderr without touching the capture
+//! file (see [`crate::stats`] for the lines of its source that show it):
+//! `-U` writes each packet as it comes, from tcpdump's own loop.
 
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -182,6 +184,13 @@ impl Lifecycle {
         )
     }
 
+    /// Whether tcpdump may be asked for its counters (SIGUSR1): only once
+    /// it said it is listening, since its handler is installed by then and
+    /// SIGUSR1 would kill it before; and not once SIGTERM is forwarded.
+    pub fn asks_for_stats(&self) -> bool {
+        self.watches_for_stalls()
+    }
+
     /// tcpdump's status once reaped.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         match self {
@@ -214,6 +223,10 @@ mod tests {
         assert!(state.awaits_listening());
         assert!(state.ticks(), "the tick is what lets tcpdump rotate");
         assert!(!state.watches_for_stalls());
+        assert!(
+            !state.asks_for_stats(),
+            "SIGUSR1 would kill tcpdump before its handler is installed"
+        );
         assert_eq!(state.deadline(), None);
     }
 
@@ -222,6 +235,7 @@ mod tests {
         let state = Lifecycle::Starting.on_listening();
         assert_eq!(state, Lifecycle::Capturing);
         assert!(state.watches_for_stalls());
+        assert!(state.asks_for_stats());
         assert!(state.ticks());
         assert!(!state.awaits_listening());
         assert_eq!(state.deadline(), None);
@@ -271,6 +285,7 @@ mod tests {
         );
         assert_eq!(state.deadline(), Some(later + STOP_GRACE));
         assert!(!state.ticks(), "no more ticks once tcpdump is told to stop");
+        assert!(!state.asks_for_stats());
         assert!(!state.watches_for_stalls());
     }
 

@@ -13,7 +13,7 @@ use spool::logging::{self, EXIT_CONFIG, EXIT_RUNTIME};
 const EXIT_CODES: &str = "\
 Exit codes: 0 tcpdump stopped cleanly (or --check passed); 2 the settings are wrong \
 (flags, environment, TCPDUMP_ARGS, the tcpdump path, an interface or filter tcpdump \
-refused); 1 the run failed (the spool, starting or waiting for tcpdump). Once tcpdump \
+refused, a metrics address that cannot be bound); 1 the run failed (the spool, starting or waiting for tcpdump). Once tcpdump \
 has run, its own exit status is passed through, or 128 + the signal that ended it \
 (the last log lines say which).";
 

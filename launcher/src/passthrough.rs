@@ -730,6 +730,8 @@ mod tests {
                 tcpdump: Some(std::env::current_exe().unwrap()),
                 max_spool_mb: 2048,
                 probe: false,
+                metrics_addr: ([127, 0, 0, 1], 0).into(),
+                stats_interval_ms: 5_000,
                 tcpdump_args: line,
                 check: true,
                 tcpdump_options: trailing,

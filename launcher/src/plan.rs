@@ -38,6 +38,10 @@ pub struct Plan {
     /// filter without capturing (`-d`).
     pub preflight_args: Vec<String>,
     pub check_only: bool,
+    /// Where `/metrics` and `/healthz` are served.
+    pub metrics_addr: std::net::SocketAddr,
+    /// How often tcpdump is asked for its counters; `None`: never.
+    pub stats_interval: Option<std::time::Duration>,
 }
 
 impl Plan {
@@ -150,6 +154,9 @@ impl Plan {
             tcpdump_args,
             preflight_args,
             check_only: cli.check,
+            metrics_addr: cli.metrics_addr,
+            stats_interval: (cli.stats_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(cli.stats_interval_ms)),
         })
     }
 

@@ -85,6 +85,11 @@ impl Progress {
         }
     }
 
+    /// Whether tcpdump is stalled now (reported, and not writing again).
+    pub fn is_stalled(&self) -> bool {
+        self.last_report.is_some()
+    }
+
     fn beat(&self) {
         let path = self.spool.heartbeat();
         let touched = File::options()

@@ -3,13 +3,15 @@
 //! returned.
 //!
 //! One `select!` receives everything that happens: tcpdump reaped, tcpdump
-//! listening, the one-second timer, a closed file, SIGTERM and SIGINT, and
-//! the stop deadlines. Where tcpdump is in its life, and so which of those
+//! listening, the one-second timer, the timer that asks tcpdump for its
+//! counters ([`crate::stats`]), a closed file, SIGTERM and SIGINT, and the
+//! stop deadlines. Where tcpdump is in its life, and so which of those
 //! matter, is the [`Lifecycle`] state machine; what capturing does with
 //! them is [`CaptureSide`].
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -29,8 +31,10 @@ use crate::errors::LaunchError;
 use crate::handover::{hand_over_all, hand_over_closed_file};
 use crate::lifecycle::{BLOCK_DRAIN, Effect, KillCause, Lifecycle, STOP_GRACE};
 use crate::lines::LineSplitter;
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::stall::Progress;
+use crate::stats::{Accumulated, ReportReader};
 use crate::tick::Ticker;
 
 /// How often the capture side checks the spool budget without a hand-over.
@@ -66,7 +70,7 @@ pub async fn preflight(plan: &Plan) -> Result<(), LaunchError> {
 }
 
 /// Captures until tcpdump exits; returns tcpdump's exit status.
-pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
+pub async fn capture(plan: &Plan, metrics: Arc<Metrics>) -> Result<ExitStatus, LaunchError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(LaunchError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(LaunchError::Signals)?;
 
@@ -91,19 +95,25 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
             path: plan.tcpdump.clone(),
             source,
         })?;
+    metrics.tcpdump_started();
     let pid = child.id();
     let (listening_tx, listening_rx) = oneshot::channel();
     let stderr_logger = child
         .stderr
         .take()
-        .map(|stderr| tokio::spawn(log_stderr(stderr, listening_tx)));
+        .map(|stderr| tokio::spawn(log_stderr(stderr, listening_tx, metrics.clone())));
 
     // Fused: once it has answered (or tcpdump's stderr closed without the
     // line), it is never polled again.
     let mut listening_rx = listening_rx.fuse();
     let mut every_second = tokio::time::interval(spool::tick::TICK_INTERVAL);
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut capturing = CaptureSide::new(plan, pid, ticker, progress);
+    let mut ask_stats = plan.stats_interval.map(|every| {
+        let mut timer = tokio::time::interval(every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
+    let mut capturing = CaptureSide::new(plan, pid, ticker, progress, &metrics);
     let mut state = Lifecycle::Starting;
 
     let status = loop {
@@ -119,6 +129,7 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
                 }
             }
             _ = every_second.tick(), if state.ticks() => capturing.every_second(state.watches_for_stalls()),
+            _ = next_tick(&mut ask_stats), if state.asks_for_stats() => send(&child, Signal::SIGUSR1),
             closed = closed_files.next() => capturing.closed(closed),
             _ = terminate.recv() => state = stop_requested(state, &child, "SIGTERM"),
             _ = interrupt.recv() => state = stop_requested(state, &child, "SIGINT"),
@@ -133,7 +144,7 @@ pub async fn capture(plan: &Plan) -> Result<ExitStatus, LaunchError> {
         finish_logging(logger).await;
     }
     log_exit(status);
-    let last = hand_over_all(&plan.spool)?;
+    let last = hand_over_all(&plan.spool, &metrics)?;
     if last.failed > 0 {
         error!(
             failed = last.failed,
@@ -155,10 +166,17 @@ struct CaptureSide<'a> {
     /// Closed captures held back because tcpdump may still be writing them
     /// (see [`hand_over_unless_open`]); tried again every second.
     held: Vec<String>,
+    metrics: &'a Metrics,
 }
 
 impl<'a> CaptureSide<'a> {
-    fn new(plan: &'a Plan, pid: Option<u32>, ticker: Ticker, progress: Progress) -> Self {
+    fn new(
+        plan: &'a Plan,
+        pid: Option<u32>,
+        ticker: Ticker,
+        progress: Progress,
+        metrics: &'a Metrics,
+    ) -> Self {
         Self {
             plan,
             pid,
@@ -167,6 +185,7 @@ impl<'a> CaptureSide<'a> {
             dropped: Dropped::default(),
             seconds: 0,
             held: Vec::new(),
+            metrics,
         }
     }
 
@@ -175,13 +194,22 @@ impl<'a> CaptureSide<'a> {
         let plan = self.plan;
         self.ticker.tick();
         self.progress.observe(listening && plan.ticks_reach_capture);
+        self.metrics
+            .stalled
+            .set(i64::from(self.progress.is_stalled()));
         self.seconds += 1;
         if self.seconds.is_multiple_of(BUDGET_EVERY_TICKS) {
-            budget::enforce(&plan.spool, plan.max_spool_bytes, &mut self.dropped);
+            budget::enforce(
+                &plan.spool,
+                plan.max_spool_bytes,
+                &mut self.dropped,
+                self.metrics,
+            );
         }
         if !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
-            self.held = hand_over_unless_open(plan, self.pid, held, &mut self.progress);
+            self.held =
+                hand_over_unless_open(plan, self.pid, held, &mut self.progress, self.metrics);
         }
     }
 
@@ -200,8 +228,13 @@ impl<'a> CaptureSide<'a> {
             }
         };
         names.append(&mut self.held);
-        self.held = hand_over_unless_open(plan, self.pid, names, &mut self.progress);
-        budget::enforce(&plan.spool, plan.max_spool_bytes, &mut self.dropped);
+        self.held = hand_over_unless_open(plan, self.pid, names, &mut self.progress, self.metrics);
+        budget::enforce(
+            &plan.spool,
+            plan.max_spool_bytes,
+            &mut self.dropped,
+            self.metrics,
+        );
     }
 }
 
@@ -248,6 +281,7 @@ fn hand_over_unless_open(
     pid: Option<u32>,
     mut names: Vec<String>,
     progress: &mut Progress,
+    metrics: &Metrics,
 ) -> Vec<String> {
     crate::handover::sort_in_capture_order(&mut names);
     names.dedup();
@@ -267,7 +301,7 @@ fn hand_over_unless_open(
             }
             _ => {}
         }
-        match hand_over_closed_file(&plan.spool, name) {
+        match hand_over_closed_file(&plan.spool, name, metrics) {
             Ok(Some(bytes)) => progress.handed_over(bytes),
             Ok(None) => {}
             Err(e) => {
@@ -311,21 +345,60 @@ fn send(child: &Child, signal: Signal) {
     }
 }
 
-/// tcpdump's stderr, line by line, as log events. Reports when tcpdump
-/// says it is listening: its signal handlers are installed by then. Reads
-/// in chunks into a [`LineSplitter`], so memory stays bounded whatever
-/// tcpdump writes (`-v` rewrites a progress line in place, with `\r`).
-async fn log_stderr(mut stderr: ChildStderr, listening: oneshot::Sender<()>) {
+/// The next tick of the timer that asks tcpdump for its counters; never,
+/// when it is not asked.
+async fn next_tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// tcpdump's stderr, line by line, as log events, and its counters into
+/// the metrics. Reports when tcpdump says it is listening: its signal
+/// handlers are installed by then. Reads in chunks into a
+/// [`LineSplitter`], so memory stays bounded whatever tcpdump writes (`-v`
+/// rewrites a progress line in place, with `\r`).
+async fn log_stderr(
+    mut stderr: ChildStderr,
+    listening: oneshot::Sender<()>,
+    metrics: Arc<Metrics>,
+) {
     let mut listening = Some(listening);
     let mut splitter = LineSplitter::default();
     let mut chunk = [0u8; 4096];
+    let mut reports = ReportReader::default();
+    let mut accumulated = Accumulated::default();
     let mut log_line = |text: &str| {
         if text.starts_with(TCPDUMP_LISTENING)
             && let Some(tx) = listening.take()
         {
             let _ = tx.send(());
         }
-        log_tcpdump_line(text);
+        let Some(report) = reports.line(text) else {
+            log_tcpdump_line(text);
+            return;
+        };
+        let increase = accumulated.observe(report);
+        metrics.counted(increase);
+        if text.starts_with("tcpdump: ") {
+            // An answer to SIGUSR1, every few seconds: the metrics carry
+            // it; only new kernel drops are worth a line in the log.
+            if increase.dropped_by_kernel > 0 {
+                warn!(
+                    target: "tcpdump",
+                    dropped = increase.dropped_by_kernel,
+                    total = report.dropped_by_kernel,
+                    "tcpdump: packets dropped by kernel since the last count (raise --buffer-kib, shorten --snaplen or narrow the filter)"
+                );
+            } else {
+                tracing::debug!(target: "tcpdump", "{text}");
+            }
+        } else {
+            log_tcpdump_line(text);
+        }
     };
     loop {
         match stderr.read(&mut chunk).await {

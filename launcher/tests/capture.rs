@@ -209,6 +209,11 @@ fn twenty_thousand_datagrams_a_second_for_a_minute_land_whole_once_each() {
     assert_eq!(doubled, 0, "datagrams in more than one file");
 }
 
+/// The launcher's metrics port's answer to `path`.
+fn metrics_port(addr: &str, path: &str) -> (u16, String) {
+    http_get(addr.parse().unwrap(), path)
+}
+
 #[test]
 fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
     if !can_capture("a_stopped_tcpdump_is_reported") {
@@ -216,7 +221,13 @@ fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut launcher = start_capture_logged(LAUNCHER, &spool, port, &["--rotate-seconds", "60"]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut launcher = start_capture_logged(
+        LAUNCHER,
+        &spool,
+        port,
+        &["--rotate-seconds", "60", "--metrics-addr", &addr],
+    );
     let probe = || {
         std::process::Command::new(LAUNCHER)
             .args(["--probe", "--spool-dir", spool.root().to_str().unwrap()])
@@ -239,10 +250,23 @@ fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
     );
     let verdict = String::from_utf8(probe().stdout).unwrap();
     assert!(verdict.starts_with("stalled"), "{verdict}");
+    // The metrics port says the same (issue 23).
+    let (_, metrics) = metrics_port(&addr, "/metrics");
+    assert!(
+        metrics.contains("\ns3_tcpdump_launcher_stalled 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(metrics_port(&addr, "/healthz").0, 503);
     nix::sys::signal::kill(tcpdump, Signal::SIGCONT).unwrap();
     wait_until(Duration::from_secs(10), "the probe to pass again", || {
         probe().status.success()
     });
+    wait_until(Duration::from_secs(5), "the stall gauge back to 0", || {
+        metrics_port(&addr, "/metrics")
+            .1
+            .contains("\ns3_tcpdump_launcher_stalled 0\n")
+    });
+    assert_eq!(metrics_port(&addr, "/healthz").0, 200);
     signal(&launcher, Signal::SIGTERM);
     assert!(launcher.wait().unwrap().success());
 }

@@ -90,6 +90,8 @@ impl EndpointNamespace {
             .args(["--spool-dir", spool.root().to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "info")
+            // Any free port; the namespace's loopback may be down.
+            .env("LAUNCHER_METRICS_ADDR", "0.0.0.0:0")
             .stdout(Stdio::null())
             .stderr(File::create(spool.root().join("launcher.log")).unwrap())
             .spawn()

@@ -89,6 +89,7 @@ fn capture_marked_and_unmarked(extra: &[&str]) -> (Vec<u64>, bool) {
         .arg("--s3-endpoint-url")
         .arg(format!("http://127.0.0.1:{s3_port}"))
         .args(extra)
+        .env("LAUNCHER_METRICS_ADDR", "127.0.0.1:0")
         .env_remove("CAPTURE_OWN_UPLOADS")
         .stdout(Stdio::null())
         .spawn()

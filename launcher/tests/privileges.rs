@@ -34,7 +34,8 @@ fn as_user(uid: &str, program: &Path) -> Command {
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
         .arg(format!("--groups={SPOOL_GID}"))
-        .arg(program);
+        .arg(program)
+        .env("LAUNCHER_METRICS_ADDR", "127.0.0.1:0");
     cmd
 }
 
@@ -115,7 +116,9 @@ fn root_launcher_captures_are_readable_and_deletable_by_the_uploader_uid() {
         return;
     }
     let spool = shared_spool();
-    capture_some(&spool, Command::new(env!("CARGO_BIN_EXE_launcher")));
+    let mut launcher = Command::new(env!("CARGO_BIN_EXE_launcher"));
+    launcher.env("LAUNCHER_METRICS_ADDR", "127.0.0.1:0");
+    capture_some(&spool, launcher);
     assert_uploader_can_read_and_delete(&spool);
 }
 
@@ -167,7 +170,9 @@ impl CaptureTools {
             .arg("--bounding-set=-all,+net_raw")
             .arg(self.dir.path().join("launcher"))
             .arg("--tcpdump")
-            .arg(tcpdump);
+            .arg(tcpdump)
+            // Any free port; a namespace's loopback may be down.
+            .env("LAUNCHER_METRICS_ADDR", "0.0.0.0:0");
         cmd
     }
 }

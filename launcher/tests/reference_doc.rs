@@ -20,3 +20,9 @@ fn reference_page_gives_the_launcher_exit_codes_as_help_does() {
     let codes = flag_table::exit_codes(env!("CARGO_BIN_EXE_launcher"));
     flag_table::assert_reference_block("launcher exit codes", &codes);
 }
+
+#[test]
+fn reference_page_lists_every_launcher_metric_as_the_registry_does() {
+    let exposition = launcher::metrics::Metrics::new().encode().unwrap();
+    flag_table::assert_reference_block("launcher metrics", &flag_table::metrics_table(&exposition));
+}

@@ -41,6 +41,8 @@ fn start_capture_to(
         .args(["--filter", &format!("udp dst port {port}")])
         .args(extra)
         .env("RUST_LOG", "info")
+        // Any free port: tests run launchers side by side.
+        .env("LAUNCHER_METRICS_ADDR", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()

@@ -254,6 +254,11 @@ def lint(docs, variant):
     port = int(port)
     ports = {p["name"]: p["containerPort"] for p in up.get("ports", [])}
     expect(ports.get("metrics") == port, f"uploader containerPort 'metrics' equals METRICS_ADDR's port {port}")
+    launcher_port = int(uenv.get("LAUNCHER_METRICS_ADDR", "0.0.0.0:9478").rsplit(":", 1)[1])
+    cap_ports = {p["name"]: p["containerPort"] for p in container(spec, "capture").get("ports", [])}
+    expect(cap_ports.get("capture-metrics") == launcher_port,
+           f"capture containerPort 'capture-metrics' equals LAUNCHER_METRICS_ADDR's port {launcher_port}")
+    expect(launcher_port != port, "the launcher's and the uploader's metrics ports differ")
     # On loopback (manifests/admin-loopback) the kubelet's HTTP probes, sent
     # to the node's address, would find nothing: the uploader probes itself.
     loopback = host in ("127.0.0.1", "[::1]")

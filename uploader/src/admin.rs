@@ -11,7 +11,7 @@
 //!
 //! With `hostNetwork` the port is open on the node, to anything that reaches
 //! the node: connections, request heads and their read time are bounded
-//! (`bounded_server.rs`), so slow or oversized requests cannot grow the
+//! (`admin_http::bounded_server`), so slow or oversized requests cannot grow the
 //! uploader's memory or lock the probes out. So it answers with kinds only (`not ready: access_denied`),
 //! never the store's own words: newer S3 `AccessDenied` messages name the
 //! account and the role's ARN. The details go to the log.
@@ -24,17 +24,17 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
-use crate::bounded_server::{self, Limits};
 use crate::errors::AskError;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use admin_http::Limits;
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -56,22 +56,11 @@ pub async fn bind(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AppState { metrics, health });
-    Ok(bounded_server::serve(listener, app, Limits::ADMIN, evicted))
+    Ok(admin_http::serve(listener, app, Limits::ADMIN, evicted))
 }
 
 async fn metrics_route(State(state): State<AppState>) -> impl IntoResponse {
-    match state.metrics.encode() {
-        Ok(body) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    admin_http::metrics_response(&state.metrics.registry)
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -14,11 +14,10 @@
 //! crate's contract, re-exported), [`metrics`],
 //! [`quarantine`] (what in `ready/` is not a regular file),
 //! [`health`] (readiness), [`admin`] (HTTP endpoints, served by
-//! [`bounded_server`]), [`shutdown`]
+//! `admin_http`'s bounded server, which the launcher shares), [`shutdown`]
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
 
 pub mod admin;
-pub mod bounded_server;
 pub mod bucket_owner;
 pub mod budget;
 pub mod check;

@@ -12,7 +12,7 @@ use test_support::*;
 
 const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
-/// The connection cap of `bounded_server::Limits::ADMIN`.
+/// The connection cap of `admin_http::Limits::ADMIN`.
 const MAX_CONNECTIONS: usize = 64;
 
 /// An uploader serving its admin port, with a store that never answers

@@ -80,6 +80,8 @@ impl Launcher {
             .args(["--max-spool-mb", &settings::SPOOL_BUDGET_MB.to_string()])
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // Any free port: the ledger may run beside other tests.
+            .env("LAUNCHER_METRICS_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)

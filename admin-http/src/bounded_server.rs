@@ -14,9 +14,8 @@
 //!   longer than [`Limits::connection_lifetime`].
 //!
 //! So memory is at most `connections × max_head_bytes` of buffers plus the
-//! answers. The launcher's metrics port needs the same bounds; this module
-//! is kept in the uploader until then, and would move to a small crate of
-//! its own that both import (not `spool`, which is the folder contract).
+//! answers. Both the launcher's metrics port and the uploader's admin port
+//! are served by it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
