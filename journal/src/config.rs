@@ -52,6 +52,11 @@ pub struct Cli {
     /// cannot ship them; past it the oldest go first, each logged.
     #[arg(long, env = "JOURNAL_MAX_MB", default_value_t = 64)]
     pub max_mb: u64,
+
+    /// Liveness probe: exit 0 if a segment was written within three
+    /// periods (at least 30 s), else 1 naming what is wrong.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 /// The resolved settings.

@@ -28,8 +28,4 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("spool is unusable: {0}")]
     Spool(#[from] spool::FolderError),
-    #[error(
-        "no Kubernetes client configuration: {0}; in a pod, mount the service-account token (see manifests/pod); outside, set KUBECONFIG (kubectl proxy's http://127.0.0.1:8001 works)"
-    )]
-    Client(String),
 }

@@ -36,22 +36,43 @@ const CHANGES_IN_FLIGHT: usize = 1024;
 
 /// Runs the journal until `shutdown` completes, then writes the segment in
 /// progress and returns.
+///
+/// Without a client (no token, no kubeconfig: `client` is the reason) the
+/// journal still runs and writes segments that say `stale` with that
+/// reason, so that the bucket shows why a node has no names, and the pod
+/// goes on capturing and uploading.
 pub async fn run(
     config: Config,
-    client: kube::Client,
+    client: Result<kube::Client, String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     config.spool.create_folders()?;
     let (tx, mut rx) = mpsc::channel(CHANGES_IN_FLIGHT);
     let mut watches = tokio::task::JoinSet::new();
-    watches.spawn(watch::pods(
-        client.clone(),
-        config.node.clone(),
-        config.labels.clone(),
-        tx.clone(),
-        config.reconnect,
-    ));
-    watches.spawn(watch::services(client, tx, config.reconnect));
+    match client {
+        Ok(client) => {
+            watches.spawn(watch::pods(
+                client.clone(),
+                config.node.clone(),
+                config.labels.clone(),
+                tx.clone(),
+                config.reconnect,
+            ));
+            watches.spawn(watch::services(client, tx.clone(), config.reconnect));
+        }
+        Err(reason) => {
+            tracing::error!(error = %reason, "no Kubernetes client: every journal segment says stale until the container is given a token (in a pod) or KUBECONFIG (outside)");
+            for stream in [table::Stream::Pods, table::Stream::Services] {
+                let lost = table::Change::Lost {
+                    stream,
+                    reason: reason.clone(),
+                };
+                let _ = tx.send((lost, Utc::now())).await;
+            }
+        }
+    }
+    // Keeps the channel open when no watch runs.
+    let _keep = tx;
     tracing::info!(
         node = %config.node,
         period = ?config.period,
@@ -85,6 +106,39 @@ pub async fn run(
     Ok(())
 }
 
+/// Marks the journal alive for `journal --probe`.
+fn touch(path: &std::path::Path) {
+    let now = std::time::SystemTime::now();
+    let touched = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(now));
+    if let Err(e) = touched {
+        tracing::warn!(path = %path.display(), error = %e, "cannot touch the journal heartbeat; the liveness probe will fail");
+    }
+}
+
+/// The liveness probe: `Ok` when a segment was written within three
+/// periods (at least 30 s), else what is wrong.
+pub fn probe(config: &Config) -> Result<(), String> {
+    let path = config.spool.journal_heartbeat();
+    let limit = (config.period * 3).max(Duration::from_secs(30));
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("no journal heartbeat at {}: {e}", path.display()))?;
+    let age = modified.elapsed().unwrap_or(Duration::ZERO);
+    if age > limit {
+        return Err(format!(
+            "the journal wrote no segment for {}s (limit {}s): its loop is stuck",
+            age.as_secs(),
+            limit.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 /// The first multiple of `period` (since the epoch, UTC) after `now`.
 pub fn next_boundary(now: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
     let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
@@ -101,6 +155,7 @@ fn flush(config: &Config, segment: Segment) {
     let stale = segment.header.stale;
     match segment::write(&dir, &segment) {
         Ok((path, bytes)) => {
+            touch(&config.spool.journal_heartbeat());
             tracing::debug!(file = %path.display(), records, bytes, stale, "journal segment written");
             if stale {
                 tracing::info!(

@@ -13,11 +13,24 @@ use spool::logging::{self, EXIT_CONFIG, EXIT_RUNTIME};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let probe = cli.probe;
     logging::init();
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
         Err(e) => return report(&anyhow::Error::new(e).context("invalid configuration"), EXIT_CONFIG),
     };
+    if probe {
+        return match journal::probe(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{reason}");
+                }
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -29,7 +42,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(start(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (RunError::Config(_) | RunError::Client(_))) => {
+        Err(e @ RunError::Config(_)) => {
             report(&anyhow::Error::new(e).context("invalid configuration"), EXIT_CONFIG)
         }
         Err(e) => report(&anyhow::Error::new(e).context("journal failed"), EXIT_RUNTIME),
@@ -39,9 +52,9 @@ fn main() -> ExitCode {
 async fn start(config: Config) -> Result<(), RunError> {
     // In a pod: the projected service-account token and the cluster's CA;
     // outside: KUBECONFIG or ~/.kube/config, a plain http:// server too.
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| RunError::Client(e.to_string()))?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("no Kubernetes client configuration ({e}); in a pod, mount the service-account token into this container (manifests/pod); outside, set KUBECONFIG (kubectl proxy's http://127.0.0.1:8001 works)")
+    });
     journal::run(config, client, shutdown()).await
 }
 

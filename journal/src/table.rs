@@ -204,13 +204,11 @@ impl Table {
         let listed = watch.listing.take().unwrap_or_default();
         watch.lost_since = None;
         watch.reason = None;
+        let unlisted = |uid: &&String| !listed.contains(uid.as_str());
         let gone: Vec<String> = match stream {
-            Stream::Pods => self.pods.keys(),
-            Stream::Services => self.services.keys(),
-        }
-        .filter(|uid| !listed.contains(*uid))
-        .cloned()
-        .collect();
+            Stream::Pods => self.pods.keys().filter(unlisted).cloned().collect(),
+            Stream::Services => self.services.keys().filter(unlisted).cloned().collect(),
+        };
         for uid in gone {
             match stream {
                 Stream::Pods => self.close_pod(&uid, now),
@@ -317,11 +315,15 @@ mod tests {
         }
     }
 
+    /// Both watches list (nothing) at `now`, and the segment that was
+    /// stale until then is written.
     fn listed(table: &mut Table, now: DateTime<Utc>) {
         for stream in [Stream::Pods, Stream::Services] {
             table.apply(Change::ListStarted(stream), now);
             table.apply(Change::ListDone(stream), now);
         }
+        assert!(table.is_current());
+        table.cut(now);
     }
 
     fn pods_of(segment: &Segment) -> Vec<&PodInterval> {
@@ -370,6 +372,7 @@ mod tests {
         let mut table = Table::new("n1", t(0), 100);
         let before_listing = table.cut(t(1));
         assert!(before_listing.header.stale, "nothing listed yet");
+        assert_eq!(before_listing.header.stale_reason.as_deref(), Some("not listed yet"));
         listed(&mut table, t(1));
         table.apply(Change::PodApplied(pod("a", "api-1", &["10.0.3.7"])), t(2));
         table.apply(Change::PodApplied(pod("b", "db-1", &["10.0.3.8"])), t(2));

@@ -46,7 +46,7 @@ impl Running {
         let client = kube::Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            journal::run(config, client, async {
+            journal::run(config, Ok(client), async {
                 let _ = stopped.await;
             })
             .await
@@ -59,13 +59,15 @@ impl Running {
         }
     }
 
-    async fn stop(mut self) -> Vec<Vec<JournalLine>> {
+    /// Stops the journal (which writes its last segment); returns every
+    /// segment and the spool, kept until the caller drops it.
+    async fn stop(mut self) -> (Vec<Vec<JournalLine>>, tempfile::TempDir) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(10), &mut self.task)
             .await
             .expect("the journal did not stop")
             .unwrap();
-        segments(self.spool.path())
+        (segments(self.spool.path()), self.spool)
     }
 
     fn segments(&self) -> Vec<Vec<JournalLine>> {
@@ -93,8 +95,11 @@ impl Running {
 /// Every segment in the spool, oldest first.
 fn segments(spool: &Path) -> Vec<Vec<JournalLine>> {
     let dir = spool.join(spool::JOURNAL_DIR);
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
+    // Not there until the journal has prepared the spool.
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| bucket::journal_keys::parse_journal_file_name(n).is_some())
         .collect();
@@ -146,7 +151,7 @@ async fn an_address_reused_by_another_pod_after_a_deletion_gives_two_intervals_t
     journal
         .wait_for_segment("the second pod", |_, p| open_names(p) == ["web-7d4b9c-q8r2m"])
         .await;
-    let all = journal.stop().await;
+    let (all, _spool) = journal.stop().await;
     let holders: Vec<PodInterval> = all
         .iter()
         .flat_map(|lines| pods(lines).into_iter().cloned())
@@ -173,8 +178,8 @@ async fn no_secret_of_a_pod_spec_and_no_label_outside_the_allow_list_reaches_the
     api.apply(Kind::Pod, pod("payments", "api-7d4b9c-xk2p9", "uid-a", NODE, &["10.0.3.7"], "api"));
     let journal = Running::start(&api, 10_000).await;
     journal.wait_for_segment("the pod", |_, p| p.len() == 1).await;
-    let dir = journal.spool.path().join(spool::JOURNAL_DIR);
-    drop(journal.stop().await);
+    let (_, spool) = journal.stop().await;
+    let dir = spool.path().join(spool::JOURNAL_DIR);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let mut text = String::new();
@@ -205,7 +210,7 @@ async fn with_the_api_server_down_segments_say_stale_keep_the_last_state_and_rec
     journal
         .wait_for_segment("current again, the deleted pod ended", |h, p| !h.stale && open_names(p) == ["db-7d4b9c-aaaaa"])
         .await;
-    let all = journal.stop().await;
+    let (all, _spool) = journal.stop().await;
     let ended = all
         .iter()
         .flat_map(|lines| pods(lines).into_iter().cloned())
@@ -267,7 +272,7 @@ async fn five_thousand_pod_changes_on_one_node_stay_within_the_record_cap_and_en
             !h.stale && open_names(p).len() == 500 && p.iter().filter(|p| p.valid_to.is_none()).all(|p| p.labels["app"] == "web-v2")
         })
         .await;
-    let all = journal.stop().await;
+    let (all, _spool) = journal.stop().await;
     let mut ended_total = 0;
     for lines in &all {
         let ended = pods(lines).iter().filter(|p| p.valid_to.is_some()).count();
@@ -275,4 +280,67 @@ async fn five_thousand_pod_changes_on_one_node_stay_within_the_record_cap_and_en
         ended_total += ended;
     }
     assert_eq!(ended_total, 2_000, "every churned pod's interval is written once, none dropped");
+}
+
+/// The binary, pointed at the server through `KUBECONFIG` with a plain
+/// `http://127.0.0.1:<port>` server, as for `kubectl proxy`; SIGTERM
+/// writes the last segment and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reads_kubeconfig_with_a_plain_http_server_and_stops_cleanly_on_sigterm() {
+    let api = FakeApiServer::start().await;
+    api.apply(Kind::Pod, pod("payments", "api-7d4b9c-xk2p9", "uid-a", NODE, &["10.0.3.7"], "api"));
+    let spool = tempfile::tempdir().unwrap();
+    let kubeconfig = spool.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journal"))
+        .env_clear()
+        .env("KUBECONFIG", &kubeconfig)
+        .env("NODE_NAME", NODE)
+        .env("SPOOL_DIR", spool.path())
+        .env("ROTATE_SECONDS", "1")
+        .env("LOG_FORMAT", "text")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let current = segments(spool.path())
+            .iter()
+            .any(|lines| !header(lines).stale && open_names(&pods(lines)) == ["api-7d4b9c-xk2p9"]);
+        if current {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no current segment naming the pod");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_journal"))
+        .args(["--probe", "--node", NODE, "--spool-dir", spool.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+    test_support::signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status}");
+    assert!(api.requests() >= 4, "a list and a watch of pods and of services");
+}
+
+/// No token and no kubeconfig (the podman pod test, a misconfigured pod):
+/// the journal still writes segments, each stale and saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_client_configuration_segments_say_stale_and_why() {
+    let spool = tempfile::tempdir().unwrap();
+    let cli = <Cli as clap::Parser>::parse_from(["journal", "--node", NODE, "--rotate-seconds", "1", "--spool-dir", spool.path().to_str().unwrap()]);
+    let config = Config::from_cli(cli).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(journal::run(config, Err("no token mounted".to_owned()), async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    let all = segments(spool.path());
+    assert!(all.len() >= 2, "{all:?}");
+    for lines in &all {
+        let h = header(lines);
+        assert!(h.stale && h.stale_reason.as_deref() == Some("no token mounted"), "{h:?}");
+    }
 }

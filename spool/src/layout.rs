@@ -15,6 +15,10 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// deleted by the uploader. Names and contents are the `bucket` crate's
 /// (`journal_keys`, `journal_record`).
 pub const JOURNAL_DIR: &str = "journal";
+/// Touched by the journal container whenever it writes a segment (once a
+/// period); its age is what `journal --probe`, that container's liveness
+/// probe, checks.
+pub const JOURNAL_HEARTBEAT_FILE: &str = "journal.heartbeat";
 /// Touched by the launcher whenever tcpdump is seen writing; its age is
 /// what the capture container's liveness probe checks.
 pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
@@ -76,6 +80,10 @@ impl SpoolLayout {
 
     pub fn heartbeat(&self) -> PathBuf {
         self.root.join(HEARTBEAT_FILE)
+    }
+
+    pub fn journal_heartbeat(&self) -> PathBuf {
+        self.root.join(JOURNAL_HEARTBEAT_FILE)
     }
 
     pub fn last_handed_over(&self) -> PathBuf {
