@@ -52,10 +52,7 @@ pub fn parse_journal_file_name(name: &str) -> Option<DateTime<Utc>> {
 /// ([`crate::capture_keys::KeyTemplate::static_prefix`]); `file` the
 /// segment's file name.
 pub fn journal_key(static_prefix: &str, node: &str, start: DateTime<Utc>, file: &str) -> String {
-    format!(
-        "{}{file}",
-        journal_hour_prefix(static_prefix, node, start)
-    )
+    format!("{}{file}", journal_hour_prefix(static_prefix, node, start))
 }
 
 /// The prefix that holds one node's journal segments that start in one hour.

@@ -103,7 +103,10 @@ mod tests {
     fn a_missing_node_name_is_refused_naming_the_downward_api() {
         let cli = Cli::parse_from(["journal", "--node", " "]);
         let err = Config::from_cli(cli).unwrap_err().to_string();
-        assert!(err.contains("NODE_NAME") && err.contains("spec.nodeName"), "{err}");
+        assert!(
+            err.contains("NODE_NAME") && err.contains("spec.nodeName"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 /// A segment that could not be written into the spool.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write journal segment {path}: {source}; check that the spool is mounted writable for the journal's group (fsGroup) and not full")]
+#[error(
+    "cannot write journal segment {path}: {source}; check that the spool is mounted writable for the journal's group (fsGroup) and not full"
+)]
 pub struct WriteError {
     pub path: PathBuf,
     pub source: std::io::Error,
@@ -13,11 +15,17 @@ pub struct WriteError {
 /// A setting that cannot be used; each names the variable to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("NODE_NAME (--node) is empty: set it from the downward API (env valueFrom.fieldRef.fieldPath: spec.nodeName), or pass the node's name")]
+    #[error(
+        "NODE_NAME (--node) is empty: set it from the downward API (env valueFrom.fieldRef.fieldPath: spec.nodeName), or pass the node's name"
+    )]
     NoNode,
-    #[error("ROTATE_SECONDS (--rotate-seconds) is {0}: give a period of 1 to 86400 seconds, the capture's rotation")]
+    #[error(
+        "ROTATE_SECONDS (--rotate-seconds) is {0}: give a period of 1 to 86400 seconds, the capture's rotation"
+    )]
     Period(u64),
-    #[error("JOURNAL_MAX_RECORDS (--max-records) is 0: give how many ended intervals a segment may hold before it is written early, e.g. 10000")]
+    #[error(
+        "JOURNAL_MAX_RECORDS (--max-records) is 0: give how many ended intervals a segment may hold before it is written early, e.g. 10000"
+    )]
     MaxRecords,
 }
 

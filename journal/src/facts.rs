@@ -212,7 +212,11 @@ mod tests {
         let mut json = pod_json();
         json["status"]["phase"] = "Succeeded".into();
         let pod: Pod = serde_json::from_value(json).unwrap();
-        assert!(PodFacts::of(&pod, &LabelAllowList::default()).ips.is_empty());
+        assert!(
+            PodFacts::of(&pod, &LabelAllowList::default())
+                .ips
+                .is_empty()
+        );
     }
 
     #[test]

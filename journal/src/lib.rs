@@ -171,7 +171,11 @@ fn flush(config: &Config, segment: Segment) {
     match segment::keep_within(&dir, config.max_spool_bytes) {
         Ok(dropped) => {
             for name in dropped {
-                tracing::warn!(file = name, max_bytes = config.max_spool_bytes, "dropped the oldest journal segment unsent to keep journal/ under JOURNAL_MAX_MB (is the uploader shipping?)");
+                tracing::warn!(
+                    file = name,
+                    max_bytes = config.max_spool_bytes,
+                    "dropped the oldest journal segment unsent to keep journal/ under JOURNAL_MAX_MB (is the uploader shipping?)"
+                );
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot measure journal/"),
@@ -185,9 +189,14 @@ mod tests {
 
     #[test]
     fn segments_start_at_multiples_of_the_period() {
-        let at = DateTime::parse_from_rfc3339("2026-11-27T14:25:03.5Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2026-11-27T14:25:03.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let next = next_boundary(at, Duration::from_secs(60));
         assert_eq!(next.to_rfc3339(), "2026-11-27T14:26:00+00:00");
-        assert_eq!(next_boundary(next, Duration::from_secs(60)).to_rfc3339(), "2026-11-27T14:27:00+00:00");
+        assert_eq!(
+            next_boundary(next, Duration::from_secs(60)).to_rfc3339(),
+            "2026-11-27T14:27:00+00:00"
+        );
     }
 }

@@ -17,7 +17,12 @@ fn main() -> ExitCode {
     logging::init();
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
-        Err(e) => return report(&anyhow::Error::new(e).context("invalid configuration"), EXIT_CONFIG),
+        Err(e) => {
+            return report(
+                &anyhow::Error::new(e).context("invalid configuration"),
+                EXIT_CONFIG,
+            );
+        }
     };
     if probe {
         return match journal::probe(&config) {
@@ -42,10 +47,14 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(start(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ RunError::Config(_)) => {
-            report(&anyhow::Error::new(e).context("invalid configuration"), EXIT_CONFIG)
-        }
-        Err(e) => report(&anyhow::Error::new(e).context("journal failed"), EXIT_RUNTIME),
+        Err(e @ RunError::Config(_)) => report(
+            &anyhow::Error::new(e).context("invalid configuration"),
+            EXIT_CONFIG,
+        ),
+        Err(e) => report(
+            &anyhow::Error::new(e).context("journal failed"),
+            EXIT_RUNTIME,
+        ),
     }
 }
 
@@ -62,7 +71,10 @@ async fn start(config: Config) -> Result<(), RunError> {
 /// terminal. Either ends the run after the segment in progress is written.
 async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

@@ -96,7 +96,8 @@ pub fn read(path: &Path) -> io::Result<Vec<JournalLine>> {
     io::BufReader::new(gz)
         .lines()
         .map(|line| {
-            JournalLine::parse(line?.as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            JournalLine::parse(line?.as_bytes())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         })
         .collect()
 }
@@ -118,7 +119,10 @@ mod tests {
         assert!(size > 0);
         let lines = read(&path).unwrap();
         assert!(matches!(&lines[0], JournalLine::Segment(h) if h.node == "n1" && h.stale));
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 

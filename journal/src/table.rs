@@ -46,7 +46,10 @@ pub enum Change {
     /// The full list of `Stream` is complete: what it did not name is gone.
     ListDone(Stream),
     /// The watch of `Stream` failed; it reconnects with backoff.
-    Lost { stream: Stream, reason: String },
+    Lost {
+        stream: Stream,
+        reason: String,
+    },
 }
 
 /// What one segment holds, ready to write.
@@ -101,7 +104,10 @@ impl Table {
             max_closed: max_closed.max(1),
             segment_start: start,
             stale_in_segment: true,
-            watches: HashMap::from([(Stream::Pods, not_listed()), (Stream::Services, not_listed())]),
+            watches: HashMap::from([
+                (Stream::Pods, not_listed()),
+                (Stream::Services, not_listed()),
+            ]),
         }
     }
 
@@ -158,7 +164,8 @@ impl Table {
             written_by: self.written_by.clone(),
         };
         let mut lines = std::mem::take(&mut self.closed);
-        let mut open_pods: Vec<&PodInterval> = self.pods.values().flat_map(|m| m.values()).collect();
+        let mut open_pods: Vec<&PodInterval> =
+            self.pods.values().flat_map(|m| m.values()).collect();
         open_pods.sort_by(|a, b| (&a.ip, &a.uid).cmp(&(&b.ip, &b.uid)));
         lines.extend(open_pods.into_iter().cloned().map(JournalLine::Pod));
         let mut open_services: Vec<&ServiceInterval> =
@@ -348,8 +355,14 @@ mod tests {
         let held = pods_of(&segment);
         assert_eq!(held.len(), 2);
         let (first, second) = (held[0], held[1]);
-        assert_eq!((first.name.as_str(), first.valid_from, first.valid_to), ("api-1", t(1), Some(t(20))));
-        assert_eq!((second.name.as_str(), second.valid_from, second.valid_to), ("web-1", t(50), None));
+        assert_eq!(
+            (first.name.as_str(), first.valid_from, first.valid_to),
+            ("api-1", t(1), Some(t(20)))
+        );
+        assert_eq!(
+            (second.name.as_str(), second.valid_from, second.valid_to),
+            ("web-1", t(50), None)
+        );
         assert!(first.valid_to.unwrap() <= second.valid_from);
         assert!(!segment.header.stale);
     }
@@ -358,7 +371,10 @@ mod tests {
     fn an_open_interval_is_written_again_in_the_next_segment_with_its_first_time() {
         let mut table = Table::new("n1", t(0), 100);
         listed(&mut table, t(0));
-        table.apply(Change::PodApplied(pod("a", "api-1", &["10.0.3.7", "fd00::7"])), t(1));
+        table.apply(
+            Change::PodApplied(pod("a", "api-1", &["10.0.3.7", "fd00::7"])),
+            t(1),
+        );
         let first = table.cut(t(60));
         let second = table.cut(t(120));
         assert_eq!(pods_of(&first).len(), 2);
@@ -368,11 +384,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_watch_marks_segments_stale_until_a_full_list_and_the_list_closes_what_went_meanwhile() {
+    fn a_lost_watch_marks_segments_stale_until_a_full_list_and_the_list_closes_what_went_meanwhile()
+    {
         let mut table = Table::new("n1", t(0), 100);
         let before_listing = table.cut(t(1));
         assert!(before_listing.header.stale, "nothing listed yet");
-        assert_eq!(before_listing.header.stale_reason.as_deref(), Some("not listed yet"));
+        assert_eq!(
+            before_listing.header.stale_reason.as_deref(),
+            Some("not listed yet")
+        );
         listed(&mut table, t(1));
         table.apply(Change::PodApplied(pod("a", "api-1", &["10.0.3.7"])), t(2));
         table.apply(Change::PodApplied(pod("b", "db-1", &["10.0.3.8"])), t(2));
@@ -387,7 +407,10 @@ mod tests {
         let during = table.cut(t(60));
         assert!(during.header.stale);
         assert_eq!(during.header.stale_since, Some(t(15)));
-        assert_eq!(during.header.stale_reason.as_deref(), Some("connection refused"));
+        assert_eq!(
+            during.header.stale_reason.as_deref(),
+            Some("connection refused")
+        );
         // The last state is kept while the API server is away.
         assert_eq!(pods_of(&during).len(), 2);
         // Back: the relist names only db-1, so api-1 went meanwhile.
@@ -396,9 +419,15 @@ mod tests {
         table.apply(Change::ListDone(Stream::Pods), t(75));
         let recovered = table.cut(t(120));
         assert!(recovered.header.stale, "stale for part of this segment");
-        let ended: Vec<_> = pods_of(&recovered).into_iter().filter(|p| p.valid_to.is_some()).collect();
+        let ended: Vec<_> = pods_of(&recovered)
+            .into_iter()
+            .filter(|p| p.valid_to.is_some())
+            .collect();
         assert_eq!(ended.len(), 1);
-        assert_eq!((ended[0].name.as_str(), ended[0].valid_to), ("api-1", Some(t(75))));
+        assert_eq!(
+            (ended[0].name.as_str(), ended[0].valid_to),
+            ("api-1", Some(t(75)))
+        );
         let next = table.cut(t(180));
         assert!(!next.header.stale);
         assert_eq!(next.header.stale_since, None);
@@ -415,8 +444,14 @@ mod tests {
         let segment = table.cut(t(10));
         let held = pods_of(&segment);
         assert_eq!(held.len(), 2);
-        assert_eq!((held[0].ip.as_str(), held[0].valid_to), ("10.0.3.7", Some(t(5))));
-        assert_eq!((held[1].ip.as_str(), held[1].valid_from), ("10.0.3.9", t(5)));
+        assert_eq!(
+            (held[0].ip.as_str(), held[0].valid_to),
+            ("10.0.3.7", Some(t(5)))
+        );
+        assert_eq!(
+            (held[1].ip.as_str(), held[1].valid_from),
+            ("10.0.3.9", t(5))
+        );
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub mod tick;
 
 pub use files::{CaptureFile, ReadyScan, StrayFile, StraysDropped, Usage};
 pub use layout::{
-    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, JOURNAL_DIR, JOURNAL_HEARTBEAT_FILE, LAST_HANDED_OVER_FILE, QUARANTINE_DIR,
-    READY_DIR, STATE_DIR, SpoolLayout, resume_record_path,
+    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, JOURNAL_DIR, JOURNAL_HEARTBEAT_FILE,
+    LAST_HANDED_OVER_FILE, QUARANTINE_DIR, READY_DIR, STATE_DIR, SpoolLayout, resume_record_path,
 };
 pub use mark::{UPLOAD_DSCP, UPLOAD_TOS, upload_connection_filter, upload_mark_filter};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

@@ -160,11 +160,7 @@ impl FakeApiServer {
         state.version += 1;
         let version = state.version;
         object["metadata"]["resourceVersion"] = version.to_string().into();
-        let event = if state
-            .objects
-            .insert((kind, uid), object.clone())
-            .is_some()
-        {
+        let event = if state.objects.insert((kind, uid), object.clone()).is_some() {
             "MODIFIED"
         } else {
             "ADDED"
@@ -308,7 +304,12 @@ impl Server {
         })
     }
 
-    async fn respond(&self, write: &mut (impl AsyncWriteExtUnpin + ?Sized), status: &str, body: &Value) -> bool {
+    async fn respond(
+        &self,
+        write: &mut (impl AsyncWriteExtUnpin + ?Sized),
+        status: &str,
+        body: &Value,
+    ) -> bool {
         let body = serde_json::to_vec(body).unwrap();
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -379,7 +380,12 @@ impl Server {
         }
     }
 
-    async fn send_change(&self, write: &mut (impl AsyncWriteExtUnpin + ?Sized), request: &Request, change: &Change) -> bool {
+    async fn send_change(
+        &self,
+        write: &mut (impl AsyncWriteExtUnpin + ?Sized),
+        request: &Request,
+        change: &Change,
+    ) -> bool {
         // A pod moved off the node leaves the watch as a deletion would;
         // here objects never move, so a filter miss is simply skipped.
         if !matches(request, &change.object) {
@@ -394,8 +400,10 @@ impl Server {
         let mut line = serde_json::to_vec(event).unwrap();
         line.push(b'\n');
         let chunk_head = format!("{:x}\r\n", line.len());
-        self.bytes
-            .fetch_add((chunk_head.len() + line.len() + 2) as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(
+            (chunk_head.len() + line.len() + 2) as u64,
+            Ordering::Relaxed,
+        );
         write.write_all(chunk_head.as_bytes()).await.is_ok()
             && write.write_all(&line).await.is_ok()
             && write.write_all(b"\r\n").await.is_ok()
@@ -435,7 +443,10 @@ fn parse(target: &str) -> Option<Request> {
     };
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = value.replace("%3D", "=").replace("%3d", "=").replace("%2F", "/");
+        let value = value
+            .replace("%3D", "=")
+            .replace("%3d", "=")
+            .replace("%2F", "/");
         match key {
             "watch" => request.watch = value == "true" || value == "1",
             "resourceVersion" => request.version = value.parse().unwrap_or(0),
@@ -451,7 +462,14 @@ fn parse(target: &str) -> Option<Request> {
 /// A running pod as `kubectl get pod -o json` shows it, owned by a
 /// Deployment's ReplicaSet (`<deployment>-7d4b9c`), with an environment
 /// variable holding a secret that must never reach the journal.
-pub fn pod(namespace: &str, name: &str, uid: &str, node: &str, ips: &[&str], deployment: &str) -> Value {
+pub fn pod(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+    ips: &[&str],
+    deployment: &str,
+) -> Value {
     let hash = "7d4b9c";
     let pod_ips: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
     json!({

@@ -95,7 +95,13 @@ async fn ship(shipper: &Shipper, segment: &Segment) -> Result<(), UploadError> {
         let error = match result {
             Ok((verified, bytes)) => {
                 remove(&segment.path)?;
-                tracing::info!(file = segment.name, key, bytes, ?verified, "journal segment uploaded, verified and deleted");
+                tracing::info!(
+                    file = segment.name,
+                    key,
+                    bytes,
+                    ?verified,
+                    "journal segment uploaded, verified and deleted"
+                );
                 return Ok(());
             }
             Err(error) => error,
@@ -172,11 +178,15 @@ mod tests {
         std::fs::write(journal.join("20261127T142500.000Z.jsonl.gz"), b"a").unwrap();
         std::fs::write(journal.join(".20261127T142700.000Z.jsonl.gz.tmp"), b"tmp").unwrap();
         std::fs::write(journal.join("notes.txt"), b"junk").unwrap();
-        std::os::unix::fs::symlink(&outside, journal.join("20261127T142400.000Z.jsonl.gz")).unwrap();
+        std::os::unix::fs::symlink(&outside, journal.join("20261127T142400.000Z.jsonl.gz"))
+            .unwrap();
         let names: Vec<String> = pending(&spool).into_iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["20261127T142500.000Z.jsonl.gz", "20261127T142600.000Z.jsonl.gz"]
+            [
+                "20261127T142500.000Z.jsonl.gz",
+                "20261127T142600.000Z.jsonl.gz"
+            ]
         );
     }
 }

@@ -29,12 +29,18 @@ async fn journal_for(api: Option<&FakeApiServer>, spool: &Spool, seconds: u64) {
     ]);
     let config = journal::config::Config::from_cli(cli).unwrap();
     let client = match api {
-        Some(api) => Ok(kube::Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap()),
+        Some(api) => {
+            Ok(kube::Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap())
+        }
         None => Err("no token mounted".to_owned()),
     };
-    journal::run(config, client, tokio::time::sleep(Duration::from_secs(seconds)))
-        .await
-        .unwrap();
+    journal::run(
+        config,
+        client,
+        tokio::time::sleep(Duration::from_secs(seconds)),
+    )
+    .await
+    .unwrap();
 }
 
 /// The segments in the spool, by name, with their bytes.
@@ -44,7 +50,12 @@ fn local_segments(spool: &Spool) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| parse_journal_file_name(p.file_name().unwrap().to_str().unwrap()).is_some())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     found.sort();
     found
@@ -66,7 +77,10 @@ async fn assert_shipped(garage: &Garage, segments: &[(String, Vec<u8>)]) -> Vec<
     for (name, bytes) in segments {
         let start = parse_journal_file_name(name).unwrap();
         let key = journal_key("tcp-dumps/", NODE, start, name);
-        assert!(key.starts_with("tcp-dumps/journal/node=test-node/date="), "{key}");
+        assert!(
+            key.starts_with("tcp-dumps/journal/node=test-node/date="),
+            "{key}"
+        );
         let head = client
             .head_object()
             .bucket(garage.bucket())
@@ -82,7 +96,11 @@ async fn assert_shipped(garage: &Garage, segments: &[(String, Vec<u8>)]) -> Vec<
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(hex_to_bytes(&sha256))
         };
-        assert_eq!(head.checksum_sha256(), Some(sha256_b64.as_str()), "S3 confirmed the SHA-256 of {key}");
+        assert_eq!(
+            head.checksum_sha256(),
+            Some(sha256_b64.as_str()),
+            "S3 confirmed the SHA-256 of {key}"
+        );
         let (body, _) = garage.get(&key).await.unwrap();
         assert_eq!(&body, bytes);
         shipped.push(lines(&body));
@@ -103,13 +121,25 @@ async fn journal_segments_land_under_the_journal_prefix_with_a_checked_sha256_an
         return;
     };
     let api = FakeApiServer::start().await;
-    api.apply(Kind::Pod, pod("payments", "api-7d4b9c-xk2p9", "uid-a", NODE, &["10.0.3.7"], "api"));
+    api.apply(
+        Kind::Pod,
+        pod(
+            "payments",
+            "api-7d4b9c-xk2p9",
+            "uid-a",
+            NODE,
+            &["10.0.3.7"],
+            "api",
+        ),
+    );
     let spool = Spool::with_capture_folders();
     journal_for(Some(&api), &spool, 3).await;
     let segments = local_segments(&spool);
     assert!(segments.len() >= 2, "{segments:?}");
     let up = Running::spawn(garage.uploader(UPLOADER, &spool));
-    wait_until(Duration::from_secs(30), "journal/ to empty", || local_segments(&spool).is_empty());
+    wait_until(Duration::from_secs(30), "journal/ to empty", || {
+        local_segments(&spool).is_empty()
+    });
     let shipped = assert_shipped(&garage, &segments).await;
     let named = shipped.iter().flatten().any(|line| {
         matches!(line, JournalLine::Pod(p) if p.name == "api-7d4b9c-xk2p9" && p.ip == "10.0.3.7")
@@ -130,13 +160,25 @@ async fn with_the_api_server_down_captures_and_stale_journal_segments_still_uplo
     let bytes = spool.add(&name, 100_000);
     let up = Running::spawn(garage.uploader(UPLOADER, &spool));
     journal_for(Some(&api), &spool, 2).await;
-    wait_until(Duration::from_secs(30), "ready/ to empty", || spool.ready_names().is_empty());
+    wait_until(Duration::from_secs(30), "ready/ to empty", || {
+        spool.ready_names().is_empty()
+    });
     let key = format!("tcp-dumps/test-node/{}/{name}", start.format("%Y/%m/%d/%H"));
-    let (body, _) = garage.get(&key).await.expect("the capture is uploaded while the API server is down");
+    let (body, _) = garage
+        .get(&key)
+        .await
+        .expect("the capture is uploaded while the API server is down");
     assert_eq!(body, bytes);
     let prefix = "tcp-dumps/journal/node=test-node/";
-    wait_until(Duration::from_secs(30), "journal/ to empty", || local_segments(&spool).is_empty());
-    let journal_keys: Vec<String> = garage.keys().await.into_iter().filter(|k| k.starts_with(prefix)).collect();
+    wait_until(Duration::from_secs(30), "journal/ to empty", || {
+        local_segments(&spool).is_empty()
+    });
+    let journal_keys: Vec<String> = garage
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(prefix))
+        .collect();
     assert!(!journal_keys.is_empty(), "{:?}", garage.keys().await);
     for key in journal_keys {
         let (body, _) = garage.get(&key).await.unwrap();
