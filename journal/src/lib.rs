@@ -90,18 +90,18 @@ pub async fn run(
                 let Some((change, at)) = change else { break };
                 table.apply(change, at);
                 if table.needs_cut() {
-                    flush(&config, table.cut(Utc::now()));
+                    flush(&config, &table.cut(Utc::now()));
                 }
             }
             () = tokio::time::sleep(wait) => {
-                flush(&config, table.cut(boundary));
+                flush(&config, &table.cut(boundary));
                 boundary = next_boundary(boundary, config.period);
             }
             () = &mut shutdown => break,
         }
     }
     watches.abort_all();
-    flush(&config, table.cut(Utc::now()));
+    flush(&config, &table.cut(Utc::now()));
     tracing::info!("journal stopped; the last segment is in the spool");
     Ok(())
 }
@@ -149,11 +149,11 @@ pub fn next_boundary(now: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
 
 /// Writes a segment and keeps the folder in budget. A failure is logged,
 /// not fatal: the next segment repeats every interval still open.
-fn flush(config: &Config, segment: Segment) {
+fn flush(config: &Config, segment: &Segment) {
     let dir = config.spool.journal();
     let records = segment.lines.len();
     let stale = segment.header.stale;
-    match segment::write(&dir, &segment) {
+    match segment::write(&dir, segment) {
         Ok((path, bytes)) => {
             touch(&config.spool.journal_heartbeat());
             tracing::debug!(file = %path.display(), records, bytes, stale, "journal segment written");

@@ -130,7 +130,7 @@ async fn run<K>(
         let delay = delays.next().unwrap_or(reconnect.max_delay);
         // Once plainly; then only when it goes on (every 10th), so an
         // API server away for an hour does not fill the log.
-        if failures == 1 || failures % 10 == 0 {
+        if failures == 1 || failures.is_multiple_of(10) {
             tracing::warn!(%stream, failures, error = %reason, retry_in = ?delay, "lost the API server; the journal keeps its last state and says stale until it has listed again");
         }
         if changes

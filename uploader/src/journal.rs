@@ -64,11 +64,11 @@ pub fn pending(spool: &SpoolLayout) -> Vec<Segment> {
 pub async fn ship_pending(shipper: &Shipper) -> Vec<String> {
     let mut left = Vec::new();
     for segment in pending(&shipper.config.spool) {
-        if let Err(error) = ship(shipper, &segment).await {
-            if error.kind != FailureKind::Gone {
-                tracing::warn!(file = segment.name, kind = %error.kind, error = %error.detail, "journal segment not shipped; it stays in journal/ for the next pass");
-                left.push(format!("journal/{}", segment.name));
-            }
+        if let Err(error) = ship(shipper, &segment).await
+            && error.kind != FailureKind::Gone
+        {
+            tracing::warn!(file = segment.name, kind = %error.kind, error = %error.detail, "journal segment not shipped; it stays in journal/ for the next pass");
+            left.push(format!("journal/{}", segment.name));
         }
     }
     left
