@@ -47,6 +47,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     config.spool.create_folders()?;
+    segment::remove_leftovers(&config.spool.journal());
     let (tx, mut rx) = mpsc::channel(CHANGES_IN_FLIGHT);
     let mut watches = tokio::task::JoinSet::new();
     match client {

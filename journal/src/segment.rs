@@ -20,7 +20,6 @@ use crate::table::Segment;
 /// Writes `segment` into `dir`; returns its path and size in bytes.
 pub fn write(dir: &Path, segment: &Segment) -> Result<(PathBuf, u64), WriteError> {
     let name = journal_file_name(segment.header.from);
-    let path = dir.join(&name);
     let temporary = dir.join(format!(".{name}.tmp"));
     let error = |source| WriteError {
         path: temporary.clone(),
@@ -41,15 +40,55 @@ pub fn write(dir: &Path, segment: &Segment) -> Result<(PathBuf, u64), WriteError
     file.sync_all().map_err(error)?;
     let size = file.metadata().map_err(error)?.len();
     drop(file);
-    fs::rename(&temporary, &path).map_err(|source| WriteError {
-        path: path.clone(),
-        source,
-    })?;
+    let path = rename_without_replacing(&temporary, dir, segment)?;
     // The rename is durable once the folder is.
     if let Ok(folder) = File::open(dir) {
         let _ = folder.sync_all();
     }
     Ok((path, size))
+}
+
+/// Renames the written segment to its name, never over a segment still
+/// waiting (a restart in the same millisecond, a clock stepped back): the
+/// next free millisecond names it then. The header keeps the true times.
+fn rename_without_replacing(
+    temporary: &Path,
+    dir: &Path,
+    segment: &Segment,
+) -> Result<PathBuf, WriteError> {
+    use nix::fcntl::{RenameFlags, renameat2};
+    let mut start = segment.header.from;
+    for _ in 0..1000 {
+        let path = dir.join(journal_file_name(start));
+        match renameat2(None, temporary, None, &path, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(path),
+            Err(nix::errno::Errno::EEXIST) => start += chrono::TimeDelta::milliseconds(1),
+            Err(errno) => {
+                return Err(WriteError {
+                    path,
+                    source: io::Error::from(errno),
+                });
+            }
+        }
+    }
+    Err(WriteError {
+        path: temporary.to_owned(),
+        source: io::Error::other("a thousand segments already start in the same second"),
+    })
+}
+
+/// Removes temporary files a crash left in `dir` (hidden `.….tmp`).
+pub fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Deletes the oldest segments in `dir` until they take at most
@@ -124,6 +163,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_segment_never_replaces_one_waiting_under_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let mut first = Table::new("n1", start, 10);
+        let mut second = Table::new("n1", start, 10);
+        let (a, _) = write(dir.path(), &first.cut(start + TimeDelta::seconds(1))).unwrap();
+        let (b, _) = write(dir.path(), &second.cut(start + TimeDelta::seconds(2))).unwrap();
+        assert_ne!(a, b);
+        assert!(a.exists() && b.exists());
+        assert!(matches!(&read(&b).unwrap()[0], JournalLine::Segment(h) if h.from == start));
     }
 
     #[test]

@@ -148,6 +148,10 @@ impl Table {
     /// intervals that ended in it, then those still open (with no
     /// `valid_to`), services after pods, each sorted by address.
     pub fn cut(&mut self, end: DateTime<Utc>) -> Segment {
+        // A segment never ends before it starts, and is never empty in
+        // time: segments are named by their start, which must not repeat
+        // (an early cut just before a period boundary, a slow loop).
+        let end = end.max(self.segment_start + chrono::TimeDelta::milliseconds(1));
         let lost = self
             .watches
             .values()
