@@ -60,15 +60,24 @@ pub fn pending(spool: &SpoolLayout) -> Vec<Segment> {
 }
 
 /// Ships every segment waiting now, oldest first; returns the names of
-/// those left in the spool (to be tried again on the next pass).
+/// those left in the spool (to be tried again on the next pass). A pass
+/// ends at the first segment that could not be shipped: the others would
+/// meet the same store (an outage, a missing permission), and a backlog
+/// must not become a request per segment per pass.
 pub async fn ship_pending(shipper: &Shipper) -> Vec<String> {
     let mut left = Vec::new();
+    let mut failed = false;
     for segment in pending(&shipper.config.spool) {
+        if failed {
+            left.push(format!("journal/{}", segment.name));
+            continue;
+        }
         if let Err(error) = ship(shipper, &segment).await
             && error.kind != FailureKind::Gone
         {
-            tracing::warn!(file = segment.name, kind = %error.kind, error = %error.detail, "journal segment not shipped; it stays in journal/ for the next pass");
+            tracing::warn!(file = segment.name, kind = %error.kind, error = %error.detail, "journal segment not shipped; it and the later ones stay in journal/ for the next pass");
             left.push(format!("journal/{}", segment.name));
+            failed = true;
         }
     }
     left
