@@ -6,13 +6,23 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use journal::config::{Cli, Config};
 use journal::errors::RunError;
 use spool::logging::{self, EXIT_CONFIG, EXIT_RUNTIME};
 
+/// Shown at the end of `--help`; docs/reference.md says the same.
+const EXIT_CODES: &str = "\
+Exit codes: 0 stopped by SIGTERM or SIGINT after writing its last segment (or, with --probe, a \
+segment was written lately); 2 the command line or configuration is invalid; 1 the spool is \
+unusable (or, with --probe, no segment lately). An API server that cannot be reached is not \
+an exit: the segments say stale.";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&Cli::command().after_help(EXIT_CODES).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let probe = cli.probe;
     logging::init();
     let config = match Config::from_cli(cli) {
