@@ -189,3 +189,66 @@ async fn with_the_api_server_down_captures_and_stale_journal_segments_still_uplo
     }
     drop(up);
 }
+
+/// With the store away, `--once` fails naming every journal segment left,
+/// and each stays on the node; once the store is back they are shipped,
+/// checked, and only then deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_segments_stay_on_the_node_until_the_store_has_them() {
+    use assert_cmd::prelude::*;
+    use predicates::prelude::*;
+    let Some(mut garage) = Garage::start("journal_segments_stay_on_the_node") else {
+        return;
+    };
+    garage.stop();
+    let spool = Spool::with_capture_folders();
+    let dir = spool.root().join(spool::JOURNAL_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = chrono::Utc::now() - chrono::TimeDelta::minutes(5);
+    for i in 0..3 {
+        let name = bucket::journal_keys::journal_file_name(start + chrono::TimeDelta::minutes(i));
+        std::fs::write(dir.join(name), format!("segment {i}")).unwrap();
+    }
+    let segments = local_segments(&spool);
+    assert_eq!(segments.len(), 3);
+    let mut failed = garage.uploader(UPLOADER, &spool);
+    failed.arg("--once").assert().code(1).stderr(
+        predicate::str::contains(format!("journal/{}", segments[0].0)).and(
+            predicate::str::contains(format!("journal/{}", segments[2].0)),
+        ),
+    );
+    assert_eq!(
+        local_segments(&spool),
+        segments,
+        "kept on the node while the store is away"
+    );
+    garage.restart();
+    garage
+        .uploader(UPLOADER, &spool)
+        .arg("--once")
+        .assert()
+        .success();
+    assert!(local_segments(&spool).is_empty());
+    let client = garage.client().await;
+    for (name, bytes) in &segments {
+        let key = journal_key(
+            "tcp-dumps/",
+            NODE,
+            parse_journal_file_name(name).unwrap(),
+            name,
+        );
+        let head = client
+            .head_object()
+            .bucket(garage.bucket())
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.metadata().unwrap()["sha256"],
+            sha256_hex(bytes),
+            "{key}"
+        );
+    }
+}
