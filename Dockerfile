@@ -1,5 +1,6 @@
-# One image for both containers of the s3-tcpdump pod: `launcher` (runs
-# tcpdump, as uid 1000) and `uploader` (ships captures to S3, as uid 1001).
+# One image for the three containers of the s3-tcpdump pod: `launcher` (runs
+# tcpdump, as uid 1000), `uploader` (ships captures to S3, as uid 1001) and
+# `journal` (records which pod held each address, as uid 1002).
 #
 #   docker build -t s3-tcpdump .
 #
@@ -12,18 +13,18 @@
 
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
-# The stage that provides /out/launcher and /out/uploader: "build" compiles
+# The stage that provides /out/launcher, /out/uploader and /out/journal: "build" compiles
 # them here, "prebuilt" copies them from the build context "host-binaries".
 ARG BINARIES=build
 
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin launcher --bin uploader \
- && install -D -m 0755 -t /out target/release/launcher target/release/uploader
+RUN cargo build --release --locked --bin launcher --bin uploader --bin journal \
+ && install -D -m 0755 -t /out target/release/launcher target/release/uploader target/release/journal
 
 FROM scratch AS prebuilt
-COPY --from=host-binaries launcher uploader /out/
+COPY --from=host-binaries launcher uploader journal /out/
 
 FROM ${BINARIES} AS binaries
 
@@ -43,16 +44,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && setcap cap_net_raw+eip /usr/bin/tcpdump
 
-# Group 2000 owns the spool; the capture writes as 1000, the uploader reads
-# and deletes as 1001 (the pod sets fsGroup 2000 on its emptyDir).
+# Group 2000 owns the spool; the capture writes as 1000, the journal as
+# 1002, the uploader reads and deletes as 1001 (the pod sets fsGroup 2000 on
+# its emptyDir).
 RUN groupadd --gid 2000 s3-tcpdump \
  && useradd --uid 1000 --gid 2000 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin capture \
  && useradd --uid 1001 --gid 2000 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin uploader \
+ && useradd --uid 1002 --gid 2000 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin journal \
  && install -d -m 2775 -o 1000 -g 2000 /spool
 
-COPY --from=binaries /out/launcher /out/uploader /usr/local/bin/
+COPY --from=binaries /out/launcher /out/uploader /out/journal /usr/local/bin/
 
 # No setuid or setgid programs (su, passwd, mount, chage, ...): the capture
 # container must allow privilege escalation for tcpdump's file capabilities,

@@ -6,7 +6,9 @@
 //! - [`capture_keys`]: the key template, its placeholders, escaping, the
 //!   default layout, the probe objects, and an hour's prefix for listing;
 //! - [`index_keys`]: where each capture's flow index object goes;
-//! - [`journal_keys`]: reserved for the journal objects later work adds;
+//! - [`journal_keys`]: where each node's identity journal segments go;
+//! - [`journal_record`]: the journal's schema (which pod or service held
+//!   an address, and when);
 //! - [`layout_record`]: the record the uploader writes under its prefix so
 //!   that a reader finds the layout without being told;
 //! - [`object_metadata`]: the typed metadata every capture carries;
@@ -17,12 +19,14 @@
 //!   .s3-tcpdump-layout.json             the layout record
 //!   <rendered key template>             the captures
 //!   index/node=<n>/date=<d>/hour=<h>/   the flow index
+//!   journal/node=<n>/date=<d>/hour=<h>/ the identity journal
 //! ```
 
 pub mod capture_keys;
 pub mod failure;
 pub mod index_keys;
 pub mod journal_keys;
+pub mod journal_record;
 pub mod layout_record;
 pub mod object_metadata;
 

@@ -9,6 +9,16 @@ pub const STATE_DIR: &str = "state";
 /// Files found in `active/` that are not captures (not a pcap, or a
 /// foreign name): kept for a person to look at, never uploaded.
 pub const QUARANTINE_DIR: &str = "quarantine";
+/// The identity journal's segments (which pod or service held each
+/// address, and when), one per rotation period: written by the journal
+/// container (to a hidden temporary name, then renamed), uploaded and
+/// deleted by the uploader. Names and contents are the `bucket` crate's
+/// (`journal_keys`, `journal_record`).
+pub const JOURNAL_DIR: &str = "journal";
+/// Touched by the journal container whenever it writes a segment (once a
+/// period); its age is what `journal --probe`, that container's liveness
+/// probe, checks.
+pub const JOURNAL_HEARTBEAT_FILE: &str = "journal.heartbeat";
 /// Touched by the launcher whenever tcpdump is seen writing; its age is
 /// what the capture container's liveness probe checks.
 pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
@@ -64,8 +74,16 @@ impl SpoolLayout {
         self.root.join(QUARANTINE_DIR)
     }
 
+    pub fn journal(&self) -> PathBuf {
+        self.root.join(JOURNAL_DIR)
+    }
+
     pub fn heartbeat(&self) -> PathBuf {
         self.root.join(HEARTBEAT_FILE)
+    }
+
+    pub fn journal_heartbeat(&self) -> PathBuf {
+        self.root.join(JOURNAL_HEARTBEAT_FILE)
     }
 
     pub fn last_handed_over(&self) -> PathBuf {
@@ -79,8 +97,14 @@ impl SpoolLayout {
     }
 
     /// The folders, in the order they are created.
-    pub fn folders(&self) -> [PathBuf; 4] {
-        [self.active(), self.ready(), self.state(), self.quarantine()]
+    pub fn folders(&self) -> [PathBuf; 5] {
+        [
+            self.active(),
+            self.ready(),
+            self.state(),
+            self.quarantine(),
+            self.journal(),
+        ]
     }
 }
 
@@ -98,7 +122,7 @@ pub struct FolderError {
 }
 
 impl SpoolLayout {
-    /// Creates whichever of `active/`, `ready/` and `state/` is missing,
+    /// Creates whichever of the [`Self::folders`] is missing,
     /// with [`FOLDER_MODE`]. Either container may start first (the uploader,
     /// a native sidecar, usually does), so both call this. A folder that
     /// exists keeps its mode unless this user owns it.

@@ -10,6 +10,11 @@
 //!   state/    the uploader's resume records for multipart uploads
 //!   quarantine/  files found in active/ that are not captures (not a
 //!             pcap, or a foreign name); kept for a person, never uploaded
+//!   journal/  the identity journal's segments, one per rotation period,
+//!             written by the journal container, uploaded and deleted by
+//!             the uploader
+//!   journal.heartbeat  touched by the journal container at every segment;
+//!             its liveness probe reads its age
 //!   capture.heartbeat  touched by the launcher whenever tcpdump is seen
 //!             writing; the capture container's liveness probe reads its age
 //! ```
@@ -38,8 +43,8 @@ pub mod tick;
 
 pub use files::{CaptureFile, ReadyScan, StrayFile, StraysDropped, Usage};
 pub use layout::{
-    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, LAST_HANDED_OVER_FILE, QUARANTINE_DIR,
-    READY_DIR, STATE_DIR, SpoolLayout, resume_record_path,
+    ACTIVE_DIR, FOLDER_MODE, FolderError, HEARTBEAT_FILE, JOURNAL_DIR, JOURNAL_HEARTBEAT_FILE,
+    LAST_HANDED_OVER_FILE, QUARANTINE_DIR, READY_DIR, STATE_DIR, SpoolLayout, resume_record_path,
 };
 pub use mark::{UPLOAD_DSCP, UPLOAD_TOS, upload_connection_filter, upload_mark_filter};
 pub use name::{CaptureName, NameError, TCPDUMP_FILE_PATTERN};

@@ -11,13 +11,17 @@
 //! for the property tests of every pcap reader ([`generated`]). The `numbered`
 //! binary offers the traffic, its census and those files to scripts. The
 //! fault ledger ([`ledger`], feature `garage`, the `chaos` binary) runs the
-//! whole pipeline under injected faults and counts what reached S3.
+//! whole pipeline under injected faults and counts what reached S3. A
+//! fake Kubernetes API server ([`fake_apiserver`], feature
+//! `fake-apiserver`) serves the journal's tests.
 //!
 //! The binaries under test are the test crates' own
 //! (`env!("CARGO_BIN_EXE_…")`); functions that run one take its path.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod capture;
+#[cfg(feature = "fake-apiserver")]
+pub mod fake_apiserver;
 pub mod fixtures;
 pub mod flag_table;
 #[cfg(feature = "garage")]

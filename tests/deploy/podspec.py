@@ -41,6 +41,10 @@ import sys
 import yaml
 
 WORKLOAD_KINDS = ("DaemonSet", "Deployment")
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding")
+# The journal's rights, exactly: read pods and Services, nothing else.
+JOURNAL_RULES = [{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]}]
+SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 FAKE_DOWNWARD = {
     "spec.nodeName": "ip-10-0-0-1.test.internal",
     "metadata.name": "s3-tcpdump-test",
@@ -119,6 +123,10 @@ def container(spec, name):
     raise Failure(f"no container named {name}")
 
 
+def volume_named(spec, name):
+    return next((v for v in spec.get("volumes", []) if v["name"] == name), {})
+
+
 def config_maps(docs):
     return {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
 
@@ -181,7 +189,7 @@ def lint(docs, variant):
     expect(("ServiceAccount", "s3-tcpdump-service-account") in kinds,
            "service account s3-tcpdump-service-account is rendered")
     for d in docs:
-        if d["kind"] != "Namespace":
+        if d["kind"] not in CLUSTER_SCOPED:
             expect(d["metadata"].get("namespace") == "s3-tcpdump",
                    f"{d['kind']} {d['metadata']['name']} is in namespace s3-tcpdump")
 
@@ -199,9 +207,12 @@ def lint(docs, variant):
 
     inits = spec.get("initContainers", [])
     mains = spec.get("containers", [])
-    expect([c["name"] for c in inits] == ["uploader"], "the uploader is the one init container")
+    expect([c["name"] for c in inits] == ["uploader", "journal"],
+           "the init containers are the uploader, then the journal (stopped before the uploader)")
     expect([c["name"] for c in mains] == ["capture"], "capture is the one container")
     up, cap = container(spec, "uploader"), container(spec, "capture")
+    jour = container(spec, "journal")
+    lint_journal(docs, spec, jour, cap, expect)
     expect(up.get("restartPolicy") == "Always", "uploader is a native sidecar (restartPolicy: Always)")
     expect(up.get("command") == ["uploader"], "uploader runs `uploader`")
     expect(cap.get("command") == ["launcher"], "capture runs `launcher`")
@@ -280,10 +291,14 @@ def lint(docs, variant):
     # binding, and holds no token of its own.
     template = w["spec"]["template"]
     skipped = skipped_containers(template.get("metadata", {}))
-    expect(skipped == {"capture"}, f"pod annotation {SKIP_CONTAINERS}: capture, and only capture "
-                                   f"(got {sorted(skipped)})")
+    expect(skipped == {"capture", "journal"},
+           f"pod annotation {SKIP_CONTAINERS}: capture and journal, nothing else "
+           f"(got {sorted(skipped)})")
     for mode in WEBHOOK_ENV:
         mutated = webhook_mutation(template, mode)
+        jour_env, jour_mounts = mutated["journal"]
+        expect(not jour_env & CREDENTIAL_ENV and WEBHOOK_MOUNT[mode] not in jour_mounts,
+               f"{mode}: the journal container gets no AWS credentials")
         cap_env, cap_mounts = mutated["capture"]
         up_env, up_mounts = mutated["uploader"]
         expect(not cap_env & CREDENTIAL_ENV and WEBHOOK_MOUNT[mode] not in cap_mounts,
@@ -317,6 +332,54 @@ def lint(docs, variant):
         raise Failure("; ".join(f"not met: {p}" for p in problems))
 
 
+def lint_journal(docs, spec, jour, cap, expect):
+    """The journal container, its token, and the RBAC it holds, strictly."""
+    roles = [d for d in docs if d["kind"] == "ClusterRole"]
+    bindings = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    expect(len(roles) == 1 and roles[0]["metadata"]["name"] == "s3-tcpdump-journal"
+           and roles[0].get("rules") == JOURNAL_RULES,
+           f"one ClusterRole s3-tcpdump-journal: get/list/watch on pods and services, nothing else "
+           f"(got {[r.get('rules') for r in roles]})")
+    expect(not [d for d in docs if d["kind"] in ("Role", "RoleBinding")], "no namespaced Role or RoleBinding")
+    expect(len(bindings) == 1
+           and bindings[0].get("roleRef") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                              "name": "s3-tcpdump-journal"}
+           and bindings[0].get("subjects") == [{"kind": "ServiceAccount", "name": "s3-tcpdump-service-account",
+                                                "namespace": "s3-tcpdump"}],
+           "one ClusterRoleBinding of s3-tcpdump-journal to the pod's service account only")
+    expect(jour.get("restartPolicy") == "Always", "journal is a native sidecar (restartPolicy: Always)")
+    expect(jour.get("command") == ["journal"], "journal runs `journal`")
+    expect(jour["image"] == cap["image"], "the journal runs the same image")
+    jsc = jour.get("securityContext", {})
+    expect(jsc.get("runAsUser") == 1002 and jsc.get("runAsGroup") == 2000, "journal runs as 1002:2000")
+    for key, want in (("runAsNonRoot", True), ("readOnlyRootFilesystem", True), ("allowPrivilegeEscalation", False)):
+        expect(jsc.get(key) is want, f"journal {key}: {str(want).lower()}")
+    expect(jsc.get("capabilities", {}).get("drop") == ["ALL"] and not jsc.get("capabilities", {}).get("add"),
+           "journal drops ALL capabilities and adds none")
+    refs = [e for e in jour.get("env", []) if e["name"] == "NODE_NAME"]
+    expect(len(refs) == 1 and refs[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
+           "journal NODE_NAME from the downward API (spec.nodeName)")
+    expect(jour.get("livenessProbe", {}).get("exec", {}).get("command") == ["journal", "--probe"],
+           "journal livenessProbe is exec `journal --probe`")
+    res = jour.get("resources", {})
+    expect("cpu" in res.get("requests", {}) and "memory" in res.get("limits", {}),
+           "journal has cpu/memory requests and a memory limit")
+    # The service-account token: one projected volume, mounted by the
+    # journal only, where in-cluster clients look for it.
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    token_vols = {name for name, v in vols.items()
+                  if any("serviceAccountToken" in src for src in v.get("projected", {}).get("sources", []))}
+    expect(len(token_vols) == 1, f"one projected service-account token volume (got {sorted(token_vols)})")
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        mounted = {m["name"] for m in c.get("volumeMounts", [])} & token_vols
+        if c["name"] == "journal":
+            mounts = [m for m in c.get("volumeMounts", []) if m["name"] in token_vols]
+            expect(len(mounts) == 1 and mounts[0]["mountPath"] == SA_TOKEN_PATH and mounts[0].get("readOnly") is True,
+                   f"journal mounts the token read-only at {SA_TOKEN_PATH}")
+        else:
+            expect(not mounted, f"{c['name']} mounts no Kubernetes API token")
+
+
 def to_pod(docs, image, spool, sets):
     """The pod template as a Pod podman 4.3 runs: no native sidecars there, so
     the uploader becomes an ordinary container; env is inlined (ConfigMaps and
@@ -336,12 +399,18 @@ def to_pod(docs, image, spool, sets):
         # this machine lacks: the test requests the probe URLs itself.
         c = {k: v for k, v in c.items()
              if k not in ("envFrom", "restartPolicy", "readinessProbe", "livenessProbe", "ports")}
+        # There is no API server here and no token to project: the journal
+        # runs without one and says so in every segment (stale).
+        c["volumeMounts"] = [m for m in c.get("volumeMounts", [])
+                             if "projected" not in volume_named(spec, m["name"])]
         c["env"] = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
         c["image"] = image
         c["imagePullPolicy"] = "Never"
         out_containers.append(c)
     volumes = []
     for v in spec.get("volumes", []):
+        if "projected" in v:
+            continue
         if "emptyDir" in v:
             volumes.append({"name": v["name"], "hostPath": {"path": spool, "type": "Directory"}})
         else:

@@ -8,7 +8,9 @@
 //! first, what is in flight), whose workers [`ship`] each capture through
 //! [`hash`], [`upload`], [`verify`] and [`delete`]; [`failure`] says what
 //! went wrong and whether it is transient, [`retry`] the one decision
-//! after a failure (retry, hash again, defer, give up). Around them: [`spool_check`] (is the spool usable), [`state`]
+//! after a failure (retry, hash again, defer, give up). Beside the
+//! pipeline, [`journal`] ships the identity journal's segments through the
+//! same sender and retry decision. Around them: [`spool_check`] (is the spool usable), [`state`]
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
 //! [`object_metadata`] (what objects are called and carry: the `bucket`
 //! crate's contract, re-exported), [`metrics`],
@@ -29,6 +31,7 @@ pub mod failure;
 pub mod find;
 pub mod hash;
 pub mod health;
+pub mod journal;
 pub mod metrics;
 pub mod once;
 pub mod pipeline;

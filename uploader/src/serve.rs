@@ -1,6 +1,7 @@
 //! Serving (the default): the admin server and the bucket probe, uploads
 //! of whatever arrives in `ready/` (woken by the watcher, with periodic
-//! rescans as the safety net) until SIGTERM or SIGINT, then the drain.
+//! rescans as the safety net) and of the identity journal's segments,
+//! until SIGTERM or SIGINT, then the drain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use crate::errors::RunError;
 use crate::health::{Health, Source};
 use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
-use crate::{admin, find, keys, s3, shutdown};
+use crate::{admin, find, journal, keys, s3, shutdown};
 
 pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), RunError> {
     let config = shipper.config.clone();
@@ -58,6 +59,16 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(rescan_interval) => {}
             }
+        }
+    });
+
+    // The identity journal's segments, beside the pipeline: a pass over
+    // journal/ whenever ready/ is rescanned (segments come once a period).
+    let journal_shipper = shipper.clone();
+    tasks.spawn(async move {
+        loop {
+            journal::ship_pending(&journal_shipper).await;
+            tokio::time::sleep(rescan_interval).await;
         }
     });
 

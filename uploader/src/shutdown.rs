@@ -51,11 +51,13 @@ impl Signals {
 }
 
 /// Waits until the spool is drained (no capture in `ready/` or `active/`,
-/// by the spool crate's rule: a stray file does not hold up the shutdown);
+/// by the spool crate's rule: a stray file does not hold up the shutdown;
+/// and no journal segment in `journal/`, whose last one the journal
+/// container writes as it stops, before the uploader is stopped);
 /// `false` if the deadline came first.
 pub async fn drain(spool: &SpoolLayout, deadline: Duration) -> bool {
     let drained = async {
-        while !spool.is_drained() {
+        while !spool.is_drained() || !crate::journal::pending(spool).is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };

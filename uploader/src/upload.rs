@@ -137,17 +137,55 @@ impl Sender {
     /// Uploads a capture's flow index (in memory, bounded) in one request,
     /// checked by its SHA-256 like the capture.
     pub async fn put_index(&self, key: &str, gz: &bytes::Bytes) -> Result<Verified, UploadError> {
-        use sha2::Digest as _;
-        let _permit = self.requests.acquire().await.map_err(closed)?;
-        let sha256: crate::hash::Sha256Digest = sha2::Sha256::digest(gz).into();
-        let put = Put {
+        let object = SmallObject {
             key,
-            body: ByteStream::from(gz.clone()),
-            size: gz.len() as u64,
-            sha256: &sha256,
+            bytes: gz.clone(),
             content_type: bucket::index_keys::INDEX_CONTENT_TYPE,
             metadata: None,
             operation: "PutObject (flow index)",
+        };
+        self.put_small(object).await
+    }
+
+    /// Uploads one identity journal segment (small, read whole) in one
+    /// request, checked by its SHA-256 like a capture; its metadata carries
+    /// the SHA-256 in hex and the node, as a capture's does.
+    pub async fn put_journal(
+        &self,
+        key: &str,
+        gz: &[u8],
+        node: &str,
+    ) -> Result<Verified, UploadError> {
+        use sha2::Digest as _;
+        let sha256 = bucket::hex(&sha2::Sha256::digest(gz));
+        let metadata = HashMap::from([
+            (bucket::object_metadata::SHA256.to_owned(), sha256),
+            (bucket::object_metadata::NODE.to_owned(), node.to_owned()),
+        ]);
+        let object = SmallObject {
+            key,
+            bytes: bytes::Bytes::copy_from_slice(gz),
+            content_type: bucket::journal_keys::JOURNAL_CONTENT_TYPE,
+            metadata: Some(metadata),
+            operation: "PutObject (journal)",
+        };
+        self.put_small(object).await
+    }
+
+    /// One small object from memory, with its SHA-256 for S3 to check.
+    async fn put_small(&self, object: SmallObject<'_>) -> Result<Verified, UploadError> {
+        use sha2::Digest as _;
+        let _permit = self.requests.acquire().await.map_err(closed)?;
+        let sha256: crate::hash::Sha256Digest = sha2::Sha256::digest(&object.bytes).into();
+        let put = Put {
+            key: object.key,
+            // A cheap clone: Bytes shares its buffer with the caller's.
+            body: ByteStream::from(object.bytes.clone()),
+            size: object.bytes.len() as u64,
+            sha256: &sha256,
+            content_type: object.content_type,
+            metadata: object.metadata,
+            operation: object.operation,
         };
         self.put_object(put).await
     }
@@ -560,6 +598,16 @@ mod tests {
         let sent = body.collect().await.unwrap().into_bytes();
         assert_eq!(&sent[..], b"the capture that was hashed");
     }
+}
+
+/// A small object sent from memory: a flow index, a journal segment.
+#[derive(Debug)]
+struct SmallObject<'a> {
+    key: &'a str,
+    bytes: bytes::Bytes,
+    content_type: &'static str,
+    metadata: Option<HashMap<String, String>>,
+    operation: &'static str,
 }
 
 /// One single-request upload.
