@@ -129,3 +129,19 @@ pub fn metrics_table(exposition: &str) -> String {
     }
     table
 }
+
+/// Every `s3_tcpdump_…` metric name a text (alert rules, a dashboard, a
+/// query) mentions.
+pub fn metric_names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("s3_tcpdump_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}

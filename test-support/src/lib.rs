@@ -50,7 +50,7 @@ pub use numbered::{
     send_numbered_padded, send_paced, sequence_numbers,
 };
 pub use prerequisites::{can_capture, present_or_skip};
-pub use process::{Running, signal};
+pub use process::{Running, signal, uploader_with_unreachable_store};
 pub use wait::wait_until;
 
 use std::path::{Path, PathBuf};

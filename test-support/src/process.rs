@@ -79,3 +79,34 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// The uploader at `binary` on `spool`, serving its admin port on
+/// `metrics_addr`, with a store that refuses every connection (a free
+/// local port) and the caller's AWS and S3 settings removed: for tests of
+/// the admin port and the metrics, which need no store.
+pub fn uploader_with_unreachable_store(
+    binary: &str,
+    spool: &crate::Spool,
+    metrics_addr: SocketAddr,
+) -> Command {
+    let mut cmd = Command::new(binary);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("S3_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("SPOOL_DIR", spool.root())
+        .env("NODE_NAME", "test-node")
+        .env("S3_BUCKET", "no-store")
+        .env(
+            "S3_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", crate::free_port()),
+        )
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("AWS_REGION", "garage")
+        .env("AWS_ACCESS_KEY_ID", "GKunreachablestore")
+        .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("METRICS_ADDR", metrics_addr.to_string());
+    cmd
+}

@@ -5,7 +5,6 @@
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 use test_support::*;
@@ -14,31 +13,6 @@ const UPLOADER: &str = env!("CARGO_BIN_EXE_uploader");
 
 /// The connection cap of `admin_http::Limits::ADMIN`.
 const MAX_CONNECTIONS: usize = 64;
-
-/// An uploader serving its admin port, with a store that never answers
-/// (nothing here needs one: `/healthz` is not tied to S3).
-fn uploader(spool: &Spool, metrics_addr: SocketAddr) -> Command {
-    let mut cmd = Command::new(UPLOADER);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("S3_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("SPOOL_DIR", spool.root())
-        .env("NODE_NAME", "test-node")
-        .env("S3_BUCKET", "admin-port-test")
-        .env(
-            "S3_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .env("AWS_REGION", "garage")
-        .env("AWS_ACCESS_KEY_ID", "GKadminporttest")
-        .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("METRICS_ADDR", metrics_addr.to_string());
-    cmd
-}
 
 fn loopback_addr() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
@@ -71,7 +45,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn healthz_answers_while_a_thousand_clients_hold_unfinished_request_heads() {
     let spool = Spool::with_capture_folders();
     let addr = loopback_addr();
-    let up = Running::spawn(uploader(&spool, addr));
+    let up = Running::spawn(uploader_with_unreachable_store(UPLOADER, &spool, addr));
     wait_until(Duration::from_secs(20), "admin port", || {
         up.http("/healthz").0 == 200
     });
@@ -135,7 +109,7 @@ fn healthz_answers_while_a_thousand_clients_hold_unfinished_request_heads() {
 fn an_oversized_request_head_is_refused_with_431() {
     let spool = Spool::with_capture_folders();
     let addr = loopback_addr();
-    let up = Running::spawn(uploader(&spool, addr));
+    let up = Running::spawn(uploader_with_unreachable_store(UPLOADER, &spool, addr));
     wait_until(Duration::from_secs(20), "admin port", || {
         up.http("/healthz").0 == 200
     });
@@ -159,7 +133,7 @@ fn an_oversized_request_head_is_refused_with_431() {
 fn an_unfinished_request_head_is_closed_after_the_header_read_timeout() {
     let spool = Spool::with_capture_folders();
     let addr = loopback_addr();
-    let up = Running::spawn(uploader(&spool, addr));
+    let up = Running::spawn(uploader_with_unreachable_store(UPLOADER, &spool, addr));
     wait_until(Duration::from_secs(20), "admin port", || {
         up.http("/healthz").0 == 200
     });
@@ -185,7 +159,9 @@ fn a_taken_admin_port_is_a_configuration_error_naming_the_address_and_the_settin
     let spool = Spool::with_capture_folders();
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap();
-    let out = uploader(&spool, addr).output().unwrap();
+    let out = uploader_with_unreachable_store(UPLOADER, &spool, addr)
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{log}");
     for expected in [

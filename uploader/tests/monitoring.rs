@@ -46,21 +46,6 @@ fn scraped_names(exposition: &str) -> BTreeSet<String> {
     names
 }
 
-/// Every `s3_tcpdump_…` name in a text.
-fn named_metrics(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("s3_tcpdump_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        names.insert(tail[..end].to_owned());
-        rest = &tail[end..];
-    }
-    names
-}
-
 fn alerts() -> Vec<String> {
     rules()
         .lines()
@@ -79,7 +64,7 @@ fn every_metric_the_alerts_and_the_dashboard_name_is_served_by_a_binary() {
         "manifests/monitoring/prometheusrule.yaml",
         "manifests/monitoring/dashboard.json",
     ] {
-        let used = named_metrics(&read(file));
+        let used = test_support::flag_table::metric_names_in(&read(file));
         assert!(!used.is_empty(), "{file} names no s3_tcpdump metric");
         let unknown: Vec<_> = used.difference(&served).collect();
         assert!(

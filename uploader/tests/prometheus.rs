@@ -6,7 +6,6 @@
 //! query must return some. A misspelt metric name fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,29 +24,6 @@ fn launcher_binary() -> Option<PathBuf> {
     let profile_dir = exe.parent()?.parent()?;
     let launcher = profile_dir.join("launcher");
     launcher.is_file().then_some(launcher)
-}
-
-fn uploader(spool: &Spool, metrics_addr: SocketAddr) -> Command {
-    let mut cmd = Command::new(UPLOADER);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("S3_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("SPOOL_DIR", spool.root())
-        .env("NODE_NAME", "n1")
-        .env("S3_BUCKET", "prometheus-test")
-        .env(
-            "S3_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .env("AWS_REGION", "garage")
-        .env("AWS_ACCESS_KEY_ID", "GKprometheustest")
-        .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("METRICS_ADDR", metrics_addr.to_string());
-    cmd
 }
 
 /// Prometheus killed on drop.
@@ -167,20 +143,6 @@ fn dashboard_expressions() -> Vec<String> {
         .collect()
 }
 
-fn named_metrics(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("s3_tcpdump_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        names.insert(tail[..end].to_owned());
-        rest = &tail[end..];
-    }
-    names
-}
-
 #[test]
 fn a_real_prometheus_finds_every_metric_of_the_alerts_and_the_dashboard() {
     let test = "a_real_prometheus_finds_every_metric_of_the_alerts_and_the_dashboard";
@@ -216,7 +178,11 @@ fn a_real_prometheus_finds_every_metric_of_the_alerts_and_the_dashboard() {
             &launcher_addr.to_string(),
         ],
     );
-    let up = Running::spawn(uploader(&spool, uploader_addr));
+    let up = Running::spawn(uploader_with_unreachable_store(
+        UPLOADER,
+        &spool,
+        uploader_addr,
+    ));
     let dir = tempfile::tempdir().unwrap();
     let _prometheus = start_prometheus(dir.path(), web, launcher_addr, uploader_addr);
     let log = || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
@@ -245,7 +211,7 @@ fn a_real_prometheus_finds_every_metric_of_the_alerts_and_the_dashboard() {
         if let Err(e) = query(web, expr) {
             problems.push(format!("{expr}: does not evaluate: {e}"));
         }
-        for name in named_metrics(expr) {
+        for name in test_support::flag_table::metric_names_in(expr) {
             if query(web, &name).is_ok_and(|n| n == 0) {
                 problems.push(format!("{expr}: {name} has no series"));
             }
