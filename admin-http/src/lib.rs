@@ -14,11 +14,17 @@ pub use bounded_server::{Limits, serve};
 /// The OpenMetrics content type prometheus-client's text encoder writes.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The registry in the OpenMetrics text format, as `/metrics` serves it.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)?;
+    Ok(body)
+}
+
 /// `GET /metrics`: the registry in the OpenMetrics text format.
 pub fn metrics_response(registry: &Registry) -> Response {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, registry) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+    match encode(registry) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -185,10 +185,9 @@ impl Metrics {
         self.tcpdump_start_time.set(unix_now());
     }
 
+    /// What `/metrics` answers, as text.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        admin_http::encode(&self.registry)
     }
 }
 
