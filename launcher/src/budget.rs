@@ -17,17 +17,9 @@ use crate::metrics::Metrics;
 /// counts them).
 pub use spool::logging::counted::LAUNCHER_BUDGET_DROPPED as DROPPED_LOG;
 
-/// Drops counted since start.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped {
-    pub files: u64,
-    pub bytes: u64,
-    /// Files that are not captures, dropped before any capture.
-    pub non_capture_files: u64,
-}
-
-/// Drops the oldest ready captures while the spool is over `max_bytes`.
-pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped, metrics: &Metrics) {
+/// Drops the oldest ready captures while the spool is over `max_bytes`;
+/// the totals since start, logged with each drop, are the metrics'.
+pub fn enforce(spool: &SpoolLayout, max_bytes: u64, metrics: &Metrics) {
     let budget = SpoolBudget::new(max_bytes);
     // An unreadable ready/ offers nothing: the warning below says so.
     let waiting = spool.ready_captures().unwrap_or_default();
@@ -35,21 +27,18 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped, metri
     let mut bytes = enforced.before.bytes;
     for stray in &enforced.strays {
         bytes = bytes.saturating_sub(stray.size);
-        dropped.non_capture_files += 1;
         metrics.budget_dropped_non_capture_files.inc();
         tracing::warn!(
             file = %stray.path.display(),
             bytes = stray.size,
             spool_bytes = bytes,
             max_bytes,
-            dropped_non_capture_files_total = dropped.non_capture_files,
+            dropped_non_capture_files_total = metrics.budget_dropped_non_capture_files.get(),
             "spool over budget and not drained by the uploader: deleted a file that is not a capture, before any capture"
         );
     }
     for capture in &enforced.captures {
         bytes = bytes.saturating_sub(capture.size);
-        dropped.files += 1;
-        dropped.bytes += capture.size;
         metrics.budget_dropped_captures.inc();
         metrics.budget_dropped_bytes.inc_by(capture.size);
         tracing::warn!(
@@ -57,8 +46,8 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, dropped: &mut Dropped, metri
             bytes = capture.size,
             spool_bytes = bytes,
             max_bytes,
-            dropped_files_total = dropped.files,
-            dropped_bytes_total = dropped.bytes,
+            dropped_files_total = metrics.budget_dropped_captures.get(),
+            dropped_bytes_total = metrics.budget_dropped_bytes.get(),
             "{DROPPED_LOG}"
         );
     }
@@ -94,17 +83,11 @@ mod tests {
             std::fs::write(spool.ready().join(name), vec![0u8; 1000]).unwrap();
         }
         std::fs::write(spool.active().join("20261127T142504Z.pcap"), vec![0u8; 500]).unwrap();
-        let mut dropped = Dropped::default();
         let metrics = Metrics::new();
-        enforce(&spool, 2000, &mut dropped, &metrics);
-        assert_eq!(
-            dropped,
-            Dropped {
-                files: 2,
-                bytes: 2000,
-                non_capture_files: 0,
-            }
-        );
+        enforce(&spool, 2000, &metrics);
+        assert_eq!(metrics.budget_dropped_captures.get(), 2);
+        assert_eq!(metrics.budget_dropped_bytes.get(), 2000);
+        assert_eq!(metrics.budget_dropped_non_capture_files.get(), 0);
         let left: Vec<_> = spool
             .ready_captures()
             .unwrap()
@@ -112,9 +95,12 @@ mod tests {
             .map(|c| c.file_name())
             .collect();
         assert_eq!(left, ["20261127T142503Z.pcap"]);
-        enforce(&spool, 2000, &mut dropped, &metrics);
-        assert_eq!(dropped.files, 2, "under budget: nothing more dropped");
-        assert_eq!(metrics.budget_dropped_captures.get(), 2);
+        enforce(&spool, 2000, &metrics);
+        assert_eq!(
+            metrics.budget_dropped_captures.get(),
+            2,
+            "under budget: nothing more dropped"
+        );
         assert_eq!(metrics.budget_dropped_bytes.get(), 2000);
     }
 
@@ -126,18 +112,12 @@ mod tests {
         std::fs::write(spool.quarantine().join("not-a-pcap"), vec![0u8; 3000]).unwrap();
         let capture = spool.ready().join("20261127T142503Z.pcap");
         std::fs::write(&capture, vec![0u8; 1000]).unwrap();
-        let mut dropped = Dropped::default();
         let metrics = Metrics::new();
-        enforce(&spool, 2000, &mut dropped, &metrics);
+        enforce(&spool, 2000, &metrics);
         assert!(capture.exists(), "a capture was dropped before the stray");
-        assert_eq!(
-            dropped,
-            Dropped {
-                files: 0,
-                bytes: 0,
-                non_capture_files: 1,
-            }
-        );
+        assert_eq!(metrics.budget_dropped_captures.get(), 0);
+        assert_eq!(metrics.budget_dropped_bytes.get(), 0);
+        assert_eq!(metrics.budget_dropped_non_capture_files.get(), 1);
     }
 
     /// Nothing else removes a resume record whose capture is gone: left
@@ -151,10 +131,9 @@ mod tests {
         std::fs::write(&capture, vec![0u8; 1000]).unwrap();
         let record = spool.resume_record("20261127T142501Z.pcap");
         std::fs::write(&record, b"{}").unwrap();
-        let mut dropped = Dropped::default();
         let metrics = Metrics::new();
-        enforce(&spool, 500, &mut dropped, &metrics);
-        assert_eq!(dropped.files, 1);
+        enforce(&spool, 500, &metrics);
+        assert_eq!(metrics.budget_dropped_captures.get(), 1);
         assert!(!capture.exists());
         assert!(
             !record.exists(),

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::budget::{self, Dropped};
+use crate::budget;
 use crate::closed::{self, Closed, ClosedFiles};
 use crate::errors::LaunchError;
 use crate::handover::{hand_over_all, hand_over_closed_file};
@@ -161,7 +161,6 @@ struct CaptureSide<'a> {
     pid: Option<u32>,
     ticker: Ticker,
     progress: Progress,
-    dropped: Dropped,
     seconds: u64,
     /// Closed captures held back because tcpdump may still be writing them
     /// (see [`hand_over_unless_open`]); tried again every second.
@@ -182,7 +181,6 @@ impl<'a> CaptureSide<'a> {
             pid,
             ticker,
             progress,
-            dropped: Dropped::default(),
             seconds: 0,
             held: Vec::new(),
             metrics,
@@ -199,12 +197,7 @@ impl<'a> CaptureSide<'a> {
             .set(i64::from(self.progress.is_stalled()));
         self.seconds += 1;
         if self.seconds.is_multiple_of(BUDGET_EVERY_TICKS) {
-            budget::enforce(
-                &plan.spool,
-                plan.max_spool_bytes,
-                &mut self.dropped,
-                self.metrics,
-            );
+            budget::enforce(&plan.spool, plan.max_spool_bytes, self.metrics);
         }
         if !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
@@ -229,12 +222,7 @@ impl<'a> CaptureSide<'a> {
         };
         names.append(&mut self.held);
         self.held = hand_over_unless_open(plan, self.pid, names, &mut self.progress, self.metrics);
-        budget::enforce(
-            &plan.spool,
-            plan.max_spool_bytes,
-            &mut self.dropped,
-            self.metrics,
-        );
+        budget::enforce(&plan.spool, plan.max_spool_bytes, self.metrics);
     }
 }
 
