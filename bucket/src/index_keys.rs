@@ -32,21 +32,13 @@ pub fn index_key(static_prefix: &str, node: &str, start: DateTime<Utc>, file: &s
 
 /// The prefix that holds one node's index objects of one hour.
 pub fn index_hour_prefix(static_prefix: &str, node: &str, hour: DateTime<Utc>) -> String {
-    format!(
-        "{}date={}/hour={}/",
-        index_node_prefix(static_prefix, node),
-        hour.format("%Y-%m-%d"),
-        hour.format("%H"),
-    )
+    crate::hive::hour_prefix(static_prefix, INDEX_DIR, node, hour)
 }
 
 /// The prefix that holds one node's index objects; with an empty `node`,
 /// the prefix whose folders (`node=<name>/`) name every node with an index.
 pub fn index_node_prefix(static_prefix: &str, node: &str) -> String {
-    if node.is_empty() {
-        return format!("{static_prefix}{INDEX_DIR}node=");
-    }
-    format!("{static_prefix}{INDEX_DIR}node={node}/")
+    crate::hive::node_prefix(static_prefix, INDEX_DIR, node)
 }
 
 #[cfg(test)]

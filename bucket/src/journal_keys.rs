@@ -57,21 +57,13 @@ pub fn journal_key(static_prefix: &str, node: &str, start: DateTime<Utc>, file: 
 
 /// The prefix that holds one node's journal segments that start in one hour.
 pub fn journal_hour_prefix(static_prefix: &str, node: &str, hour: DateTime<Utc>) -> String {
-    format!(
-        "{}date={}/hour={}/",
-        journal_node_prefix(static_prefix, node),
-        hour.format("%Y-%m-%d"),
-        hour.format("%H"),
-    )
+    crate::hive::hour_prefix(static_prefix, JOURNAL_DIR, node, hour)
 }
 
 /// The prefix that holds one node's journal segments; with an empty `node`,
 /// the prefix whose folders (`node=<name>/`) name every node with a journal.
 pub fn journal_node_prefix(static_prefix: &str, node: &str) -> String {
-    if node.is_empty() {
-        return format!("{static_prefix}{JOURNAL_DIR}node=");
-    }
-    format!("{static_prefix}{JOURNAL_DIR}node={node}/")
+    crate::hive::node_prefix(static_prefix, JOURNAL_DIR, node)
 }
 
 #[cfg(test)]

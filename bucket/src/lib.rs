@@ -30,6 +30,37 @@ pub mod journal_record;
 pub mod layout_record;
 pub mod object_metadata;
 
+/// The Hive-partitioned folders the index and the journal share:
+/// `<static prefix><dir>node=<node>/date=<YYYY-MM-DD>/hour=<HH>/`, so that
+/// DuckDB and Athena read them in place and prune by node, date and hour.
+mod hive {
+    use chrono::{DateTime, Utc};
+
+    /// One node's folder under `dir`; with an empty `node`, the prefix
+    /// whose folders (`node=<name>/`) name every node.
+    pub(crate) fn node_prefix(static_prefix: &str, dir: &str, node: &str) -> String {
+        if node.is_empty() {
+            return format!("{static_prefix}{dir}node=");
+        }
+        format!("{static_prefix}{dir}node={node}/")
+    }
+
+    /// One node's folder of one UTC hour under `dir`.
+    pub(crate) fn hour_prefix(
+        static_prefix: &str,
+        dir: &str,
+        node: &str,
+        hour: DateTime<Utc>,
+    ) -> String {
+        format!(
+            "{}date={}/hour={}/",
+            node_prefix(static_prefix, dir, node),
+            hour.format("%Y-%m-%d"),
+            hour.format("%H"),
+        )
+    }
+}
+
 /// Lowercase hex, as `sha256sum` prints a digest and as the `sha256`
 /// metadata holds it.
 pub fn hex(bytes: &[u8]) -> String {
