@@ -29,9 +29,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bucket::capture_keys::{DEFAULT_LAYOUT, KeyTemplate};
 use bucket::failure::{FailureKind, classify_code};
 use bucket::index_keys::{INDEX_DIR, INDEX_SUFFIX, index_hour_prefix, index_node_prefix};
-use bucket::journal_keys::{
-    JOURNAL_DIR, JOURNAL_SUFFIX, journal_hour_prefix, journal_node_prefix,
-};
+use bucket::journal_keys::{JOURNAL_DIR, JOURNAL_SUFFIX, journal_hour_prefix, journal_node_prefix};
 use bucket::layout_record::{LAYOUT_OBJECT, LayoutRecord, LayoutRecordError};
 use bucket::object_metadata::{MetadataError, ObjectMetadata};
 use chrono::{DateTime, TimeDelta, Utc};

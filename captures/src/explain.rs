@@ -563,8 +563,7 @@ pub fn render_text(report: &Report) -> String {
 
 /// Who held an address during a time, as [`render_text_named`] prints it
 /// after the address (already escaped), or `None` to print none.
-pub type Namer<'a> =
-    dyn Fn(std::net::IpAddr, DateTime<Utc>, DateTime<Utc>) -> Option<String> + 'a;
+pub type Namer<'a> = dyn Fn(std::net::IpAddr, DateTime<Utc>, DateTime<Utc>) -> Option<String> + 'a;
 
 /// The report as text, each flow's addresses followed by `name`'s answer
 /// for the flow's time: `10.0.3.7:8080 (payments/api-5f7c-xk2p9)`.

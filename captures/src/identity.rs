@@ -66,7 +66,9 @@ pub enum Owner {
         name: String,
     },
     /// The node's own address, shared by its `hostNetwork` pods.
-    Node { node: String },
+    Node {
+        node: String,
+    },
 }
 
 impl fmt::Display for Owner {
@@ -301,6 +303,9 @@ impl ReadError {
     }
 }
 
+/// Stretches of time, `[from, to]`.
+type Periods = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
 /// The merge key of an interval's restatements.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct IntervalKey {
@@ -326,9 +331,8 @@ struct Interval {
 pub struct Identities {
     intervals: HashMap<IntervalKey, Interval>,
     by_ip: BTreeMap<IpAddr, Vec<IntervalKey>>,
-    /// Per node: the times its segments cover, and those that were stale.
-    covered: BTreeMap<String, Vec<(DateTime<Utc>, DateTime<Utc>)>>,
-    stale: BTreeMap<String, Vec<(DateTime<Utc>, DateTime<Utc>)>>,
+    /// Per node: the times its journal was stale.
+    stale: BTreeMap<String, Periods>,
     dropped: u64,
     segments: u64,
     /// Objects not read, named for the person.
@@ -370,10 +374,6 @@ impl Identities {
     pub fn add(&mut self, segment: ReadSegment) {
         let ReadSegment { header, lines } = segment;
         self.segments += 1;
-        self.covered
-            .entry(header.node.clone())
-            .or_default()
-            .push((header.from, header.to));
         if header.stale {
             let since = header.stale_since.unwrap_or(header.from).min(header.from);
             self.stale
@@ -416,7 +416,9 @@ impl Identities {
     }
 
     fn any_stale(&self, first: DateTime<Utc>, last: DateTime<Utc>) -> bool {
-        self.stale.keys().any(|node| self.stale_on(node, first, last))
+        self.stale
+            .keys()
+            .any(|node| self.stale_on(node, first, last))
     }
 
     /// Who held `ip` during `[first, last]` (a flow's or a packet's time).
@@ -478,7 +480,7 @@ impl Identities {
             return Err(self.nothing_matches(what, window));
         }
         let mut spans = spans;
-        spans.sort_by(|a, b| (a.from, a.ip).cmp(&(b.from, b.ip)));
+        spans.sort_by_key(|a| (a.from, a.ip));
         Ok(IpSelection {
             asked: what.to_string(),
             spans,
@@ -547,15 +549,18 @@ impl Identities {
     /// for, and what the journals hold near it.
     fn nothing_matches(&self, what: &Select, window: &Window) -> IdentityError {
         let asked = what.to_string();
-        let when = format!("between {} and {}", rfc3339(window.from), rfc3339(window.to));
+        let when = format!(
+            "between {} and {}",
+            rfc3339(window.from),
+            rfc3339(window.to)
+        );
         let detail = match what {
             Select::Pod {
                 namespace,
                 name_prefix,
             } => {
-                let in_window = |i: &&Interval| {
-                    i.from <= window.to && i.to.is_none_or(|to| to >= window.from)
-                };
+                let in_window =
+                    |i: &&Interval| i.from <= window.to && i.to.is_none_or(|to| to >= window.from);
                 let names: BTreeSet<&str> = self
                     .intervals
                     .values()
@@ -568,7 +573,9 @@ impl Identities {
                     .intervals
                     .values()
                     .filter_map(|i| i.pod.as_ref())
-                    .filter(|(ns, name, _)| ns == namespace && name.starts_with(name_prefix.as_str()))
+                    .filter(|(ns, name, _)| {
+                        ns == namespace && name.starts_with(name_prefix.as_str())
+                    })
                     .map(|(_, name, _)| name.as_str())
                     .collect();
                 if !anytime.is_empty() {
@@ -638,9 +645,10 @@ impl Identities {
                     .intervals
                     .values()
                     .filter_map(|i| match &i.owner {
-                        Owner::Service { namespace: ns, name } if ns == namespace => {
-                            Some(name.clone())
-                        }
+                        Owner::Service {
+                            namespace: ns,
+                            name,
+                        } if ns == namespace => Some(name.clone()),
                         _ => None,
                     })
                     .collect();
@@ -662,7 +670,12 @@ fn hints(names: impl Iterator<Item = String>, near: &str) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }
-    let shared = |n: &str| n.chars().zip(near.chars()).take_while(|(a, b)| a == b).count();
+    let shared = |n: &str| {
+        n.chars()
+            .zip(near.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
     names.sort_by(|a, b| shared(b).cmp(&shared(a)).then_with(|| a.cmp(b)));
     let more = names.len().saturating_sub(MAX_HINTS);
     let mut out: Vec<String> = names
@@ -965,7 +978,13 @@ mod tests {
         let mut ids = Identities::new();
         ids.add_object(&gz(&[
             header("n1", "2026-11-27T14:02:00Z", "2026-11-27T14:04:00Z", false),
-            pod("10.0.3.7", "api-a-1", "ua", "2026-11-27T14:00:00Z", Some("2026-11-27T14:03:00Z")),
+            pod(
+                "10.0.3.7",
+                "api-a-1",
+                "ua",
+                "2026-11-27T14:00:00Z",
+                Some("2026-11-27T14:03:00Z"),
+            ),
             pod("10.0.3.7", "api-b-1", "ub", "2026-11-27T14:03:30Z", None),
         ]))
         .unwrap();
@@ -990,24 +1009,41 @@ mod tests {
         let ids = reused();
         let ip: IpAddr = "10.0.3.7".parse().unwrap();
         let name = |a, b| ids.resolve(ip, at(a), at(b)).to_string();
-        assert_eq!(name("2026-11-27T14:02:10Z", "2026-11-27T14:02:20Z"), "payments/api-a-1");
-        assert_eq!(name("2026-11-27T14:03:40Z", "2026-11-27T14:03:50Z"), "payments/api-b-1");
+        assert_eq!(
+            name("2026-11-27T14:02:10Z", "2026-11-27T14:02:20Z"),
+            "payments/api-a-1"
+        );
+        assert_eq!(
+            name("2026-11-27T14:03:40Z", "2026-11-27T14:03:50Z"),
+            "payments/api-b-1"
+        );
         assert_eq!(
             name("2026-11-27T14:02:50Z", "2026-11-27T14:03:40Z"),
             "ambiguous: payments/api-a-1 or payments/api-b-1"
         );
-        assert_eq!(name("2026-11-27T14:03:10Z", "2026-11-27T14:03:20Z"), "unknown");
+        assert_eq!(
+            name("2026-11-27T14:03:10Z", "2026-11-27T14:03:20Z"),
+            "unknown"
+        );
         assert_eq!(
             name("2026-11-27T14:04:10Z", "2026-11-27T14:04:20Z"),
             "payments/api-b-1, journal stale"
         );
         assert_eq!(
-            ids.resolve("10.9.9.9".parse().unwrap(), at("2026-11-27T14:02:10Z"), at("2026-11-27T14:02:20Z")),
+            ids.resolve(
+                "10.9.9.9".parse().unwrap(),
+                at("2026-11-27T14:02:10Z"),
+                at("2026-11-27T14:02:20Z")
+            ),
             Name::Unknown { stale: false }
         );
         assert_eq!(
-            ids.resolve("172.20.0.10".parse().unwrap(), at("2026-11-27T14:02:10Z"), at("2026-11-27T14:02:20Z"))
-                .to_string(),
+            ids.resolve(
+                "172.20.0.10".parse().unwrap(),
+                at("2026-11-27T14:02:10Z"),
+                at("2026-11-27T14:02:20Z")
+            )
+            .to_string(),
             "service kube-system/kube-dns"
         );
         assert_eq!(ids.intervals.len(), 3, "a restated interval is held once");
@@ -1025,14 +1061,17 @@ mod tests {
         assert!(sel.matches(ip, at("2026-11-27T14:02:10Z"), at("2026-11-27T14:02:20Z")));
         assert!(!sel.matches(ip, at("2026-11-27T14:03:40Z"), at("2026-11-27T14:03:50Z")));
         assert_eq!(
-            ids.nodes_of(&Select::parse_pod("payments/api-a").unwrap(), &w).unwrap(),
+            ids.nodes_of(&Select::parse_pod("payments/api-a").unwrap(), &w)
+                .unwrap(),
             vec![NodeSpan {
                 node: "n1".into(),
                 from: at("2026-11-27T14:00:00Z"),
                 to: Some(at("2026-11-27T14:03:00Z"))
             }]
         );
-        let by_label = ids.select(&Select::parse_selector("app=api").unwrap(), &w).unwrap();
+        let by_label = ids
+            .select(&Select::parse_selector("app=api").unwrap(), &w)
+            .unwrap();
         assert_eq!(by_label.spans.len(), 2);
         let svc = ids
             .select(&Select::parse_service("kube-system/kube-dns").unwrap(), &w)
@@ -1048,7 +1087,10 @@ mod tests {
             .select(&Select::parse_pod("payments/api-c").unwrap(), &w)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("pod payments/api-c*") && e.contains("api-a-1, api-b-1"), "{e}");
+        assert!(
+            e.contains("pod payments/api-c*") && e.contains("api-a-1, api-b-1"),
+            "{e}"
+        );
         let e = ids
             .select(&Select::parse_pod("shop/api").unwrap(), &w)
             .unwrap_err()
@@ -1064,7 +1106,10 @@ mod tests {
             .select(&Select::parse_pod("payments/api-a").unwrap(), &late)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("widen the window") && e.contains("api-a-1"), "{e}");
+        assert!(
+            e.contains("widen the window") && e.contains("api-a-1"),
+            "{e}"
+        );
         assert!(Select::parse_pod("api").is_err());
         assert!(Select::parse_selector("app").is_err());
     }
@@ -1073,8 +1118,7 @@ mod tests {
     fn host_network_pods_are_named_as_their_node() {
         let mut ids = Identities::new();
         let host = |name: &str, uid: &str| {
-            let JournalLine::Pod(mut p) =
-                pod("10.0.1.7", name, uid, "2026-11-27T14:00:00Z", None)
+            let JournalLine::Pod(mut p) = pod("10.0.1.7", name, uid, "2026-11-27T14:00:00Z", None)
             else {
                 unreachable!()
             };
@@ -1088,8 +1132,12 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(
-            ids.resolve("10.0.1.7".parse().unwrap(), at("2026-11-27T14:00:10Z"), at("2026-11-27T14:00:20Z"))
-                .to_string(),
+            ids.resolve(
+                "10.0.1.7".parse().unwrap(),
+                at("2026-11-27T14:00:10Z"),
+                at("2026-11-27T14:00:20Z")
+            )
+            .to_string(),
             "node n1"
         );
     }
@@ -1101,7 +1149,10 @@ mod tests {
         let mut w = GzEncoder::new(Vec::new(), Compression::fast());
         w.write_all(newer).unwrap();
         let e = ids.add_object(&w.finish().unwrap()).unwrap_err();
-        assert!(e.is_newer_schema() && e.to_string().contains("schema 99"), "{e}");
+        assert!(
+            e.is_newer_schema() && e.to_string().contains("schema 99"),
+            "{e}"
+        );
         // One endless line.
         let mut w = GzEncoder::new(Vec::new(), Compression::fast());
         for _ in 0..16 {
@@ -1111,7 +1162,13 @@ mod tests {
         assert!(matches!(e, ReadError::LineTooLong { line: 1, .. }), "{e}");
         // Records without a header.
         let e = ids
-            .add_object(&gz(&[pod("10.0.3.7", "a", "u", "2026-11-27T14:00:00Z", None)]))
+            .add_object(&gz(&[pod(
+                "10.0.3.7",
+                "a",
+                "u",
+                "2026-11-27T14:00:00Z",
+                None,
+            )]))
             .unwrap_err();
         assert!(matches!(e, ReadError::NoHeader), "{e}");
         assert!(ids.add_object(b"not gzip").is_err());
@@ -1121,10 +1178,21 @@ mod tests {
     #[test]
     fn past_the_cap_intervals_are_counted_not_kept() {
         let mut ids = Identities::new();
-        let mut lines = vec![header("n1", "2026-11-27T14:00:00Z", "2026-11-27T14:01:00Z", false)];
+        let mut lines = vec![header(
+            "n1",
+            "2026-11-27T14:00:00Z",
+            "2026-11-27T14:01:00Z",
+            false,
+        )];
         for i in 0..(MAX_INTERVALS + 10) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
-            lines.push(pod(&ip.to_string(), "p", &i.to_string(), "2026-11-27T14:00:00Z", None));
+            lines.push(pod(
+                &ip.to_string(),
+                "p",
+                &i.to_string(),
+                "2026-11-27T14:00:00Z",
+                None,
+            ));
         }
         ids.add(ReadSegment {
             header: match lines.remove(0) {

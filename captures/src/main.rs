@@ -12,9 +12,9 @@ use captures::merge::MergeInput;
 use captures::untrusted::{self, escaped};
 use captures::window::{Window, WindowLimits, rfc3339};
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::BTreeSet;
 use clap::{Args, Parser, Subcommand};
 use flows::Symptom;
+use std::collections::BTreeSet;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Find, fetch, merge and explain packet captures")]
@@ -241,10 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let namer = namer(identities.as_ref());
-                print!(
-                    "{}",
-                    captures::explain::render_text_named(&report, &namer)
-                );
+                print!("{}", captures::explain::render_text_named(&report, &namer));
             }
             Ok(())
         }

@@ -26,11 +26,11 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-use pcap_file::pcapng::blocks::name_resolution::{
-    Ipv4Record, Ipv6Record, NameResolutionBlock, Record,
-};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::name_resolution::{
+    Ipv4Record, Ipv6Record, NameResolutionBlock, Record,
 };
 use pcap_file::{DataLink, TsResolution};
 use serde::Serialize;

@@ -1159,10 +1159,30 @@ async fn identity_scene(garage: &Garage) -> IdentityScene {
     let s = |secs: f64| base + TimeDelta::milliseconds((secs * 1000.0) as i64);
     let (client, pod) = ([10, 0, 9, 1], [10, 0, 3, 7]);
     let a = pcap(&[
-        Pkt { at: s(10.0), src: (client, 40000), dst: (pod, 8080), tcp: Some("S") },
-        Pkt { at: s(10.5), src: (pod, 8080), dst: (client, 40000), tcp: Some("R") },
-        Pkt { at: s(80.0), src: (client, 40001), dst: (pod, 8080), tcp: Some("S") },
-        Pkt { at: s(80.5), src: (pod, 8080), dst: (client, 40001), tcp: Some("R") },
+        Pkt {
+            at: s(10.0),
+            src: (client, 40000),
+            dst: (pod, 8080),
+            tcp: Some("S"),
+        },
+        Pkt {
+            at: s(10.5),
+            src: (pod, 8080),
+            dst: (client, 40000),
+            tcp: Some("R"),
+        },
+        Pkt {
+            at: s(80.0),
+            src: (client, 40001),
+            dst: (pod, 8080),
+            tcp: Some("S"),
+        },
+        Pkt {
+            at: s(80.5),
+            src: (pod, 8080),
+            dst: (client, 40001),
+            tcp: Some("R"),
+        },
     ]);
     let b = pcap(&[Pkt {
         at: s(30.0),
@@ -1180,7 +1200,14 @@ async fn identity_scene(garage: &Garage) -> IdentityScene {
         base,
         s(60.0),
         vec![
-            pod_interval("10.0.3.7", "payments", "api-a-1", "node-a", long_ago, Some(s(40.0))),
+            pod_interval(
+                "10.0.3.7",
+                "payments",
+                "api-a-1",
+                "node-a",
+                long_ago,
+                Some(s(40.0)),
+            ),
             client_pod(),
         ],
     )
@@ -1224,9 +1251,8 @@ fn find_by_pod_returns_only_the_flows_of_the_pod_that_held_a_reused_address_then
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "only the first pod's flow: {text}");
     assert!(
-        lines[0].contains(
-            "tcp 10.0.9.1:40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)"
-        ),
+        lines[0]
+            .contains("tcp 10.0.9.1:40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)"),
         "{text}"
     );
 
@@ -1236,8 +1262,14 @@ fn find_by_pod_returns_only_the_flows_of_the_pod_that_held_a_reused_address_then
         .assert()
         .success();
     let text = stdout_of(&out);
-    assert!(text.contains(":40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)"), "{text}");
-    assert!(text.contains(":40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)"), "{text}");
+    assert!(
+        text.contains(":40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)"),
+        "{text}"
+    );
 
     let out = garage
         .captures_over("find", &from, &to, &["--pod", "payments/web", "--json"])
@@ -1252,7 +1284,12 @@ fn find_by_pod_returns_only_the_flows_of_the_pod_that_held_a_reused_address_then
 
     // A selector combines with --port.
     let out = garage
-        .captures_over("find", &from, &to, &["--selector", "app=api", "--port", "8080"])
+        .captures_over(
+            "find",
+            &from,
+            &to,
+            &["--selector", "app=api", "--port", "8080"],
+        )
         .assert()
         .success();
     assert_eq!(stdout_of(&out).lines().count(), 1, "{}", stdout_of(&out));
@@ -1273,11 +1310,15 @@ fn explain_names_each_flows_pod_by_its_time_and_unknown_where_no_journal_covers(
         .success();
     let text = stdout_of(&out);
     assert!(
-        text.contains("10.0.9.1:40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)  refused"),
+        text.contains(
+            "10.0.9.1:40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)  refused"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("10.0.9.1:40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)  refused"),
+        text.contains(
+            "10.0.9.1:40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)  refused"
+        ),
         "{text}"
     );
 
@@ -1295,7 +1336,12 @@ fn explain_names_each_flows_pod_by_its_time_and_unknown_where_no_journal_covers(
 
     // explain --pod: only the first pod's refused connection.
     let out = garage
-        .captures_over("explain", &from, &to, &["--pod", "payments/api-a", "--json"])
+        .captures_over(
+            "explain",
+            &from,
+            &to,
+            &["--pod", "payments/api-a", "--json"],
+        )
         .assert()
         .success();
     let report = json(&out);
@@ -1322,10 +1368,19 @@ fn a_pod_selection_that_matches_nothing_is_refused_naming_the_pods_near_it() {
         "{err}"
     );
     let out = garage
-        .captures_over("fetch", &from, &to, &["--service", "default/kubernetes", "--out", "/nonexistent"])
+        .captures_over(
+            "fetch",
+            &from,
+            &to,
+            &["--service", "default/kubernetes", "--out", "/nonexistent"],
+        )
         .assert()
         .failure();
-    assert!(stderr_of(&out).contains("service default/kubernetes"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("service default/kubernetes"),
+        "{}",
+        stderr_of(&out)
+    );
 
     // list --pod: the captures of the node where the pod ran, not node-b's.
     let out = garage
@@ -1363,21 +1418,28 @@ fn fetch_merge_names_writes_pcapng_whose_addresses_tshark_shows_as_pods() {
         .arg("--names")
         .assert()
         .success();
-    assert!(stdout_of(&out).contains("addresses named"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("addresses named"),
+        "{}",
+        stdout_of(&out)
+    );
     let tshark = StdCommand::new("tshark")
         .args(["-N", "n", "-r"])
         .arg(&merged)
         .args(["-T", "fields", "-e", "ip.src_host", "-e", "ip.dst_host"])
         .output()
         .unwrap();
-    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    assert!(
+        tshark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
     let text = String::from_utf8(tshark.stdout).unwrap();
     let first = text.lines().next().unwrap();
     // The client held its address all along; the server's was reused in
     // the window, and the one name a pcapng file can give it says so.
     assert_eq!(
-        first,
-        "payments/client-x\tambiguous: payments/api-a-1 or payments/web-b-1",
+        first, "payments/client-x\tambiguous: payments/api-a-1 or payments/web-b-1",
         "{text}"
     );
 }
