@@ -390,7 +390,10 @@ async fn list(args: BucketArgs, who: &IdentityArgs, json: bool) -> anyhow::Resul
                     "{asked} ran on {} from {} to {}",
                     escaped(&r.node),
                     rfc3339(r.from),
-                    r.to.map_or_else(|| "now (still there)".to_owned(), rfc3339)
+                    r.to.map_or_else(
+                        || "the last journal segment read (still there)".to_owned(),
+                        rfc3339
+                    )
                 );
             }
         }
