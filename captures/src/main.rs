@@ -74,7 +74,9 @@ enum Command {
     /// nothing written to disk).
     Explain {
         /// pcap files (as written by tcpdump -w); or none, and a selection:
-        /// --bucket, --from, --to, --node, --host, --port, as for fetch.
+        /// --bucket, --from, --to, --node, --host, --port, --pod, as for
+        /// fetch. With files and --bucket (or S3_BUCKET), the addresses are
+        /// named from that bucket's identity journals.
         #[arg(required_unless_present = "from", conflicts_with = "from")]
         files: Vec<PathBuf>,
         #[command(flatten)]
@@ -231,7 +233,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     flows.filter().is_empty() && flows.who.asked().is_none(),
                     "--host, --port, --symptom, --pod, --selector and --service select from the bucket; with files, explain reports every flow"
                 );
-                (captures::explain(&files).context("explain")?, None)
+                let report = captures::explain(&files).context("explain")?;
+                let identities = match bucket.bucket {
+                    Some(_) => runtime()?.block_on(identities_for_files(bucket, &report)),
+                    None => None,
+                };
+                (report, identities)
             };
             if json {
                 let mut value = serde_json::to_value(&report)?;
@@ -285,6 +292,32 @@ async fn identities(archive: &Archive) -> anyhow::Result<Identities> {
     Ok(identities)
 }
 
+/// `explain FILE… --bucket B`: the journals of the bucket over the time of
+/// the flows reported, to name their addresses; a failure to read them is
+/// a warning (the report stands without names).
+async fn identities_for_files(args: BucketArgs, report: &captures::Report) -> Option<Identities> {
+    let first = report.flows.iter().map(|f| f.first).min()?;
+    let last = report.flows.iter().map(|f| f.last).max()?;
+    let window = Window::new(first, last.max(first + TimeDelta::microseconds(1))).ok()?;
+    let read = async {
+        let archive = archive_over(args, window).await?;
+        identities(&archive).await
+    };
+    match read.await {
+        Ok(identities) => Some(identities),
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "captures: addresses not named (the identity journals could not be read: {})",
+                    escaped(&format!("{e:#}"))
+                );
+            }
+            None
+        }
+    }
+}
+
 /// The journals, when there are any to name addresses with: with none at
 /// all in the window (no journal container), addresses are printed bare
 /// rather than each called unknown.
@@ -335,19 +368,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
-    let from = args.from.context(
+    let from = args.from.as_deref().context(
         "--from is missing: the start of the window, RFC 3339 or relative (e.g. --from -30m)",
     )?;
-    let bucket = args
-        .bucket
-        .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
     let window = Window::parse(
-        &from,
+        from,
         &args.to,
         WindowLimits {
             max_hours: args.max_window_hours,
         },
     )?;
+    archive_over(args, window).await
+}
+
+/// The bucket of `args` over `window`.
+async fn archive_over(args: BucketArgs, window: Window) -> anyhow::Result<Archive> {
+    let bucket = args
+        .bucket
+        .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
     let endpoint = Endpoint {
         url: args.endpoint_url,
         force_path_style: args.force_path_style,

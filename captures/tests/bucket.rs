@@ -1334,6 +1334,27 @@ fn explain_names_each_flows_pod_by_its_time_and_unknown_where_no_journal_covers(
         "{text}"
     );
 
+    // explain FILE with the bucket (S3_BUCKET here) names from its journals.
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("merged.pcap");
+    garage
+        .captures_over("fetch", &from, &to, &["--node", "node-a", "--merge"])
+        .arg(&merged)
+        .assert()
+        .success();
+    let out = garage
+        .captures(&["explain"])
+        .arg(&merged)
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(
+            "10.0.9.1:40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)  refused"
+        ),
+        "{text}"
+    );
+
     // explain --pod: only the first pod's refused connection.
     let out = garage
         .captures_over(
