@@ -550,7 +550,8 @@ impl Archive {
     /// flows of the captures that overlap the window reach past it. Each
     /// object is read as a stream within the limits of
     /// [`crate::identity`]; one that is not a journal is named in
-    /// `refused` and skipped. A segment of a newer schema is an error.
+    /// `refused` and skipped, as is a segment of a newer schema (marked so:
+    /// a selection is refused then, see the binary).
     pub async fn identities(&self) -> Result<Identities, ArchiveError> {
         let window = self.selection.window;
         let lookback = JOURNAL_LOOKBACK + self.selection.rotation + self.selection.rotation;
@@ -618,16 +619,16 @@ impl Archive {
             .map_err(|e| self.s3_error(&e, &format!("read {key}")))?;
         let mut body = out.body;
         let mut reader = SegmentReader::new();
-        let refuse = |why: crate::identity::ReadError| {
-            if why.is_newer_schema() {
-                return Err(ArchiveError::Journal {
-                    key: key.clone(),
-                    detail: why.to_string(),
-                });
-            }
+        let refuse = |why: crate::identity::ReadError| -> Result<_, ArchiveError> {
+            let newer_schema = why.is_newer_schema();
             Ok(Err(RefusedJournal {
                 key: key.clone(),
-                reason: format!("{why}; check who wrote this object"),
+                reason: if newer_schema {
+                    why.to_string()
+                } else {
+                    format!("{why}; check who wrote this object")
+                },
+                newer_schema,
             }))
         };
         loop {

@@ -252,13 +252,14 @@ pub struct NodeSpan {
 pub struct RefusedJournal {
     pub key: String,
     pub reason: String,
+    /// Written by a newer journal: this `captures` must be upgraded to
+    /// read it (a selection is then refused; names go on without it).
+    pub newer_schema: bool,
 }
 
 /// Why a journal object, or a selection, was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("journal object {key} {reason}")]
-    Newer { key: String, reason: String },
     #[error(
         "no identity journal covers {from} .. {to} under {journal}: {asked} cannot be resolved (the journal container writes them; see docs/deploy.md); select with --host instead"
     )]

@@ -356,6 +356,13 @@ fn with_identity(
         }
         .into());
     }
+    if let Some(newer) = identities.refused.iter().find(|r| r.newer_schema) {
+        anyhow::bail!(
+            "{asked} cannot be resolved: journal object {} {}",
+            newer.key,
+            newer.reason
+        );
+    }
     filter.identity = Some(std::sync::Arc::new(identities.select(asked, &window)?));
     Ok(filter)
 }

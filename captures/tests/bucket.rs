@@ -1464,3 +1464,86 @@ fn fetch_merge_names_writes_pcapng_whose_addresses_tshark_shows_as_pods() {
         "{text}"
     );
 }
+
+#[test]
+fn a_journal_object_that_is_not_one_is_named_and_skipped_and_a_newer_schema_is_refused() {
+    let test =
+        "a_journal_object_that_is_not_one_is_named_and_skipped_and_a_newer_schema_is_refused";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(identity_scene(&garage));
+    let [from, to] = identity_window(&scene);
+    let put = |node: &str, body: Vec<u8>| {
+        let file = bucket::journal_keys::journal_file_name(scene.base);
+        let key = bucket::journal_keys::journal_key("tcp-dumps/", node, scene.base, &file);
+        runtime().block_on(async {
+            garage
+                .client()
+                .await
+                .put_object()
+                .bucket(garage.bucket())
+                .key(&key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        });
+        key
+    };
+    let junk = put("node-c", b"\x1b[2J not gzip".to_vec());
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/api-a"])
+        .assert()
+        .success();
+    assert_eq!(stdout_of(&out).lines().count(), 1, "{}", stdout_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("skipped journal object {junk}: is not gzip")),
+        "{err}"
+    );
+
+    let newer = {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut header = serde_json::to_value(bucket::journal_record::JournalLine::Segment(
+            test_support::journal_fixture::header(
+                "node-d",
+                scene.base,
+                scene.base + TimeDelta::seconds(60),
+            ),
+        ))
+        .unwrap();
+        header["schema"] = 99.into();
+        gz.write_all(header.to_string().as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    // A newer journal: names go on without it (named on stderr), a
+    // selection through the journals is refused, saying to upgrade.
+    let newer_key = put("node-d", newer);
+    let out = garage
+        .captures_over("find", &from, &to, &["--host", "10.0.3.7"])
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&out).contains("(payments/api-a-1)"),
+        "{}",
+        stdout_of(&out)
+    );
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&newer_key) && err.contains("schema 99") && err.contains("newer captures"),
+        "{err}"
+    );
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/api-a"])
+        .assert()
+        .failure();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("pod payments/api-a* cannot be resolved")
+            && err.contains(&newer_key)
+            && err.contains("newer captures"),
+        "{err}"
+    );
+}
