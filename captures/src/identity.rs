@@ -226,6 +226,7 @@ impl IpSpan {
 pub struct IpSelection {
     /// What was asked for, for messages.
     pub asked: String,
+    /// In address order, then by start.
     pub spans: Vec<IpSpan>,
 }
 
@@ -233,9 +234,12 @@ impl IpSelection {
     /// Whether `ip` was one of the selected addresses at some moment of
     /// `[first, last]`.
     pub fn matches(&self, ip: IpAddr, first: DateTime<Utc>, last: DateTime<Utc>) -> bool {
-        self.spans
+        // `spans` is in address order (see [`Identities::select`]).
+        let at = self.spans.partition_point(|s| s.ip < ip);
+        self.spans[at..]
             .iter()
-            .any(|s| s.ip == ip && s.overlaps(first, last))
+            .take_while(|s| s.ip == ip)
+            .any(|s| s.overlaps(first, last))
     }
 }
 
@@ -481,7 +485,7 @@ impl Identities {
             return Err(self.nothing_matches(what, window));
         }
         let mut spans = spans;
-        spans.sort_by_key(|a| (a.from, a.ip));
+        spans.sort_by_key(|a| (a.ip, a.from));
         Ok(IpSelection {
             asked: what.to_string(),
             spans,
