@@ -1181,6 +1181,33 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_fed_a_byte_at_a_time_reads_as_fed_whole() {
+        let bytes = gz(&[
+            header("n1", "2026-11-27T14:02:00Z", "2026-11-27T14:04:00Z", false),
+            pod("10.0.3.7", "api-a-1", "ua", "2026-11-27T14:00:00Z", None),
+            pod("fd00::7", "api-b-1", "ub", "2026-11-27T14:00:00Z", None),
+        ]);
+        let mut reader = SegmentReader::new();
+        for b in &bytes {
+            reader.feed(std::slice::from_ref(b)).unwrap();
+        }
+        let segment = reader.finish().unwrap();
+        assert_eq!(segment.header.node, "n1");
+        assert_eq!(segment.lines.len(), 2);
+        let mut ids = Identities::new();
+        ids.add(segment);
+        assert_eq!(
+            ids.resolve(
+                "fd00::7".parse().unwrap(),
+                at("2026-11-27T14:02:10Z"),
+                at("2026-11-27T14:02:20Z")
+            )
+            .to_string(),
+            "payments/api-b-1"
+        );
+    }
+
+    #[test]
     fn past_the_cap_intervals_are_counted_not_kept() {
         let mut ids = Identities::new();
         let mut lines = vec![header(
