@@ -225,33 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bucket,
             flows,
             json,
-        } => {
-            let (report, identities) = if files.is_empty() {
-                runtime()?.block_on(explain_selection(bucket, &flows))?
-            } else {
-                anyhow::ensure!(
-                    flows.filter().is_empty() && flows.who.asked().is_none(),
-                    "--host, --port, --symptom, --pod, --selector and --service select from the bucket; with files, explain reports every flow"
-                );
-                let report = captures::explain(&files).context("explain")?;
-                let identities = match bucket.bucket {
-                    Some(_) => runtime()?.block_on(identities_for_files(bucket, &report)),
-                    None => None,
-                };
-                (report, identities)
-            };
-            if json {
-                let mut value = serde_json::to_value(&report)?;
-                if let Some(ids) = named(identities.as_ref()) {
-                    captures::identity::name_flows_json(&mut value, "flows", ids);
-                }
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                let namer = namer(identities.as_ref());
-                print!("{}", captures::explain::render_text_named(&report, &namer));
-            }
-            Ok(())
-        }
+        } => explain_command(&files, bucket, &flows, json),
         Command::List { bucket, who, json } => runtime()?.block_on(list(bucket, &who, json)),
         Command::Find {
             bucket,
@@ -266,6 +240,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             names,
         } => runtime()?.block_on(fetch(bucket, &flows, out, merge.map(|m| (m, names)))),
     }
+}
+
+/// `explain`: files, or a bucket selection; the addresses named from the
+/// bucket's journals when there is a bucket.
+#[allow(clippy::print_stdout)]
+fn explain_command(
+    files: &[PathBuf],
+    bucket: BucketArgs,
+    flows: &FlowArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (report, identities) = if files.is_empty() {
+        runtime()?.block_on(explain_selection(bucket, flows))?
+    } else {
+        anyhow::ensure!(
+            flows.filter().is_empty() && flows.who.asked().is_none(),
+            "--host, --port, --symptom, --pod, --selector and --service select from the bucket; with files, explain reports every flow"
+        );
+        let report = captures::explain(files).context("explain")?;
+        let identities = match bucket.bucket {
+            Some(_) => runtime()?.block_on(identities_for_files(bucket, &report)),
+            None => None,
+        };
+        (report, identities)
+    };
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(ids) = named(identities.as_ref()) {
+            captures::identity::name_flows_json(&mut value, "flows", ids);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let namer = namer(identities.as_ref());
+        print!("{}", captures::explain::render_text_named(&report, &namer));
+    }
+    Ok(())
 }
 
 /// The identity journals of the archive's window, with what could not be
