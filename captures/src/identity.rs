@@ -891,6 +891,45 @@ impl SegmentReader {
     }
 }
 
+/// Flow-index records serialized each with `src_owner` and `dst_owner`
+/// (a [`Name`] for the flow's time), resolved as they are written: nothing
+/// more is held than the records themselves (`find --json` over a large
+/// window). Without identities, the records as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedFlows<'a> {
+    pub flows: &'a [flows::FlowRecord],
+    pub identities: Option<&'a Identities>,
+}
+
+#[derive(Serialize)]
+struct NamedFlow<'a> {
+    #[serde(flatten)]
+    flow: &'a flows::FlowRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_owner: Option<Name>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_owner: Option<Name>,
+}
+
+impl Serialize for NamedFlows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = serializer.serialize_seq(Some(self.flows.len()))?;
+        for flow in self.flows {
+            let name = |ip| {
+                self.identities
+                    .map(|ids| ids.resolve(ip, flow.first, flow.last))
+            };
+            seq.serialize_element(&NamedFlow {
+                flow,
+                src_owner: name(flow.src),
+                dst_owner: name(flow.dst),
+            })?;
+        }
+        seq.end()
+    }
+}
+
 /// Adds `<src>_owner` and `<dst>_owner` (a [`Name`]) to each object of
 /// `value[field]` that has `src`, `dst`, `first` and `last` (flow-index
 /// records, as `find --json` and `explain --json` print them).

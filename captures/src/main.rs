@@ -500,11 +500,7 @@ async fn find(args: BucketArgs, flows: &FlowArgs, json: bool) -> anyhow::Result<
     let filter = with_identity(&archive, &identities, &flows.who, flows.filter())?;
     let found = archive.find_flows(&filter).await?;
     if json {
-        let mut value = serde_json::to_value(&found)?;
-        if let Some(ids) = named(Some(&identities)) {
-            captures::identity::name_flows_json(&mut value, "flows", ids);
-        }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        print_found_json(&found, named(Some(&identities)))?;
         return refused_indexes(&found);
     }
     if found.flows.is_empty() {
@@ -558,6 +554,34 @@ fn address_names(
         rfc3339(window.to)
     );
     Ok(names)
+}
+
+/// `find --json`: [`archive::Found`] with each flow's owners, written to
+/// stdout as it is serialized (a window can hold millions of flows).
+fn print_found_json(found: &archive::Found, identities: Option<&Identities>) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct FoundJson<'a> {
+        flows: captures::identity::NamedFlows<'a>,
+        captures: &'a [String],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        refused: &'a [archive::RefusedIndex],
+    }
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(
+        &mut out,
+        &FoundJson {
+            flows: captures::identity::NamedFlows {
+                flows: &found.flows,
+                identities,
+            },
+            captures: &found.captures,
+            refused: &found.refused,
+        },
+    )?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Where and when the pods of a selection ran, from the journals.
