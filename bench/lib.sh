@@ -101,3 +101,11 @@ build_numbered() { (cd "$ROOT" && cargo build -q --release --locked -p test-supp
 
 # json_field NAME: one field of the JSON object on stdin.
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+# peak_mib LOG: GNU time -v's peak RSS, in MiB.
+peak_mib() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
+# wall_s LOG: GNU time -v's elapsed time, in seconds.
+wall_s() {
+  awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0
+    for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$1"
+}

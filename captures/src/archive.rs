@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::BehaviorVersion;
@@ -28,6 +29,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bucket::capture_keys::{DEFAULT_LAYOUT, KeyTemplate};
 use bucket::failure::{FailureKind, classify_code};
 use bucket::index_keys::{INDEX_DIR, INDEX_SUFFIX, index_hour_prefix, index_node_prefix};
+use bucket::journal_keys::{JOURNAL_DIR, JOURNAL_SUFFIX, journal_hour_prefix, journal_node_prefix};
 use bucket::layout_record::{LAYOUT_OBJECT, LayoutRecord, LayoutRecordError};
 use bucket::object_metadata::{MetadataError, ObjectMetadata};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -37,6 +39,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use spool::CaptureName;
 
+use crate::identity::{Identities, IpSelection, ReadSegment, RefusedJournal, SegmentReader};
 use crate::window::Window;
 
 /// The prefix of the default layout, when `--prefix` is not given.
@@ -45,6 +48,11 @@ const DEFAULT_PREFIX: &str = "tcp-dumps/";
 /// Top-level folders searched for a layout record when neither `--prefix`
 /// nor `--key-template` is given.
 pub const MAX_FOLDERS_SEARCHED: usize = 20;
+
+/// How far before the window journal segments are read: one journal
+/// period (the rotation, counted separately) and some slack for a clock
+/// that lags.
+pub const JOURNAL_LOOKBACK: TimeDelta = TimeDelta::minutes(5);
 
 /// Downloads in flight at once.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -111,6 +119,8 @@ pub enum ArchiveError {
     },
     #[error("node name {0:?} cannot be a folder name; pass real node names with --node")]
     BadNode(String),
+    #[error("journal object {key} cannot be read: {detail}")]
+    Journal { key: String, detail: String },
     #[error("index object {key} is unreadable: {detail}")]
     Index { key: String, detail: String },
     #[error(
@@ -243,11 +253,25 @@ pub struct FlowFilter {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
     pub symptom: Option<Symptom>,
+    /// `--pod`, `--selector`, `--service` resolved through the identity
+    /// journals: a flow matches when one end's address is a selected one
+    /// and the flow's time overlaps that address's interval.
+    pub identity: Option<Arc<IpSelection>>,
 }
 
 impl FlowFilter {
     pub fn is_empty(&self) -> bool {
-        self.host.is_none() && self.port.is_none() && self.symptom.is_none()
+        self.host.is_none()
+            && self.port.is_none()
+            && self.symptom.is_none()
+            && self.identity.is_none()
+    }
+
+    /// Whether `ip`, seen at `at`, is one the filter's host and identity
+    /// selection ask for (for what is not a flow: a DNS answer).
+    pub fn matches_address(&self, ip: IpAddr, at: DateTime<Utc>) -> bool {
+        self.host.is_none_or(|h| h == ip)
+            && self.identity.as_ref().is_none_or(|s| s.matches(ip, at, at))
     }
 
     /// Whether `flow` is one the filter asks for.
@@ -258,7 +282,12 @@ impl FlowFilter {
     /// Whether `flow`'s ends are those asked for: the same in every
     /// segment of a flow, so it can be asked before segments are merged.
     fn matches_ends(&self, flow: &FlowRecord) -> bool {
-        self.host.is_none_or(|h| flow.involves(h)) && self.port.is_none_or(|p| flow.uses_port(p))
+        self.host.is_none_or(|h| flow.involves(h))
+            && self.port.is_none_or(|p| flow.uses_port(p))
+            && self.identity.as_ref().is_none_or(|s| {
+                s.matches(flow.src, flow.first, flow.last)
+                    || s.matches(flow.dst, flow.first, flow.last)
+            })
     }
 }
 
@@ -512,6 +541,110 @@ impl Archive {
             captures: captures.into_iter().collect(),
             refused,
         })
+    }
+
+    /// The identity journals of every node (not only `--node`: the far end
+    /// of a flow may be a pod elsewhere) for the window widened by
+    /// [`JOURNAL_LOOKBACK`] and the rotation on both sides: the segment
+    /// that covers the window's start began up to a period before it, and
+    /// flows of the captures that overlap the window reach past it. Each
+    /// object is read as a stream within the limits of
+    /// [`crate::identity`]; one that is not a journal is named in
+    /// `refused` and skipped, as is a segment of a newer schema (marked so:
+    /// a selection is refused then, see the binary).
+    pub async fn identities(&self) -> Result<Identities, ArchiveError> {
+        let window = self.selection.window;
+        let lookback = JOURNAL_LOOKBACK + self.selection.rotation + self.selection.rotation;
+        let (from, to) = (window.from - lookback, window.to + self.selection.rotation);
+        let base = journal_node_prefix(self.template.static_prefix(), "");
+        let mut nodes = Vec::new();
+        for folder in self.list(&base, true).await?.1 {
+            if let Some(node) = folder
+                .strip_prefix(&base)
+                .and_then(|rest| rest.strip_suffix('/'))
+                && check_node(node).is_ok()
+            {
+                nodes.push(node.to_owned());
+            }
+        }
+        let hours = Window { from, to }.start_hours(TimeDelta::zero());
+        let mut keys = Vec::new();
+        for node in &nodes {
+            for hour in &hours {
+                let prefix = journal_hour_prefix(self.template.static_prefix(), node, *hour);
+                keys.extend(self.list(&prefix, false).await?.0.into_iter().filter(|k| {
+                    k.ends_with(JOURNAL_SUFFIX)
+                        && bucket::journal_keys::parse_journal_file_name(file_name(k))
+                            .is_some_and(|start| start <= to)
+                }));
+            }
+        }
+        let mut identities = Identities::new();
+        let mut per_object = futures::stream::iter(keys)
+            .map(|key| self.read_journal(key))
+            .buffered(PARALLEL_HEADS);
+        while let Some(object) = per_object.try_next().await? {
+            match object {
+                Ok(segment) if segment.header.from <= to && segment.header.to >= from => {
+                    identities.add(segment);
+                }
+                Ok(_) => {}
+                Err(refused) => identities.refused.push(refused),
+            }
+        }
+        Ok(identities)
+    }
+
+    /// Where the journals are, for messages: `s3://<bucket>/<prefix>journal/`.
+    pub fn journal_location(&self) -> String {
+        format!(
+            "s3://{}/{}{JOURNAL_DIR}",
+            self.selection.bucket,
+            self.template.static_prefix()
+        )
+    }
+
+    /// One journal object read as it streams in.
+    async fn read_journal(
+        &self,
+        key: String,
+    ) -> Result<Result<ReadSegment, RefusedJournal>, ArchiveError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.selection.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.s3_error(&e, &format!("read {key}")))?;
+        let mut body = out.body;
+        let mut reader = SegmentReader::new();
+        let refuse = |why: crate::identity::ReadError| -> Result<_, ArchiveError> {
+            let newer_schema = why.is_newer_schema();
+            Ok(Err(RefusedJournal {
+                key: key.clone(),
+                reason: if newer_schema {
+                    why.to_string()
+                } else {
+                    format!("{why}; check who wrote this object")
+                },
+                newer_schema,
+            }))
+        };
+        loop {
+            let chunk = body.try_next().await.map_err(|e| ArchiveError::Journal {
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+            let Some(chunk) = chunk else { break };
+            if let Err(why) = reader.feed(&chunk) {
+                return refuse(why);
+            }
+        }
+        match reader.finish() {
+            Ok(segment) => Ok(Ok(segment)),
+            Err(why) => refuse(why),
+        }
     }
 
     /// Downloads `captures` into `dir` (see [`destinations`]), in parallel,

@@ -176,12 +176,10 @@ impl Scope {
     }
 
     fn dns_answer(&self, a: &DnsAnswer) -> bool {
-        self.window
-            .is_none_or(|w| w.contains(flows::table::time(a.at)))
-            && self
-                .filter
-                .host
-                .is_none_or(|h| h == a.server || h == a.client)
+        let at = flows::table::time(a.at);
+        self.window.is_none_or(|w| w.contains(at))
+            && (self.filter.matches_address(a.server, at)
+                || self.filter.matches_address(a.client, at))
             && self.filter.port.is_none_or(|p| p == 53)
             && self.filter.symptom.is_none_or(|s| s == flows::Symptom::Dns)
     }
@@ -560,7 +558,21 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
 
 /// The report as text for a person.
 pub fn render_text(report: &Report) -> String {
+    render_text_named(report, &|_, _, _| None)
+}
+
+/// Who held an address during a time, as [`render_text_named`] prints it
+/// after the address (already escaped), or `None` to print none.
+pub type Namer<'a> = dyn Fn(std::net::IpAddr, DateTime<Utc>, DateTime<Utc>) -> Option<String> + 'a;
+
+/// The report as text, each flow's addresses followed by `name`'s answer
+/// for the flow's time: `10.0.3.7:8080 (payments/api-5f7c-xk2p9)`.
+pub fn render_text_named(report: &Report, name: &Namer<'_>) -> String {
     use std::fmt::Write as _;
+    let named = |ip, port, f: &FlowRecord| match name(ip, f.first, f.last) {
+        Some(n) => format!("{} ({n})", endpoint(ip, port)),
+        None => endpoint(ip, port),
+    };
     let mut s = String::new();
     for f in &report.files {
         let _ = writeln!(
@@ -593,8 +605,8 @@ pub fn render_text(report: &Report) -> String {
                 s,
                 "  {at}  {} {} -> {}  {}",
                 escaped(&f.proto),
-                endpoint(f.src, f.sport),
-                endpoint(f.dst, f.dport),
+                named(f.src, f.sport, f),
+                named(f.dst, f.dport, f),
                 escaped(&describe(f).join(", "))
             );
         }

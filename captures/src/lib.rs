@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod explain;
+pub mod identity;
 pub mod merge;
 pub mod untrusted;
 pub mod window;

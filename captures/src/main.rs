@@ -7,12 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use captures::archive::{self, Archive, Capture, Endpoint, FlowFilter, Selection};
 use captures::explain::{Explainer, Scope};
+use captures::identity::{Identities, Select};
 use captures::merge::MergeInput;
 use captures::untrusted::{self, escaped};
 use captures::window::{Window, WindowLimits, rfc3339};
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, Parser, Subcommand};
 use flows::Symptom;
+use std::collections::BTreeSet;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Find, fetch, merge and explain packet captures")]
@@ -28,6 +30,8 @@ enum Command {
     List {
         #[command(flatten)]
         bucket: BucketArgs,
+        #[command(flatten)]
+        who: IdentityArgs,
         /// Print JSON for scripts instead of text.
         #[arg(long)]
         json: bool,
@@ -57,6 +61,12 @@ enum Command {
         /// One pcap of every packet in the window, in time order.
         #[arg(long, value_name = "FILE.pcap")]
         merge: Option<PathBuf>,
+        /// With --merge: write pcapng with a name-resolution block naming
+        /// each address by the pod, Service or node that held it (from the
+        /// identity journals), so that Wireshark and `tshark -N n` show
+        /// pod names.
+        #[arg(long, requires = "merge")]
+        names: bool,
     },
     /// The symptoms of intermittent connectivity, worst first, with the time
     /// of each to jump to in Wireshark: in pcap files, or in the captures of
@@ -64,7 +74,9 @@ enum Command {
     /// nothing written to disk).
     Explain {
         /// pcap files (as written by tcpdump -w); or none, and a selection:
-        /// --bucket, --from, --to, --node, --host, --port, as for fetch.
+        /// --bucket, --from, --to, --node, --host, --port, --pod, as for
+        /// fetch. With files and --bucket (or S3_BUCKET), the addresses are
+        /// named from that bucket's identity journals.
         #[arg(required_unless_present = "from", conflicts_with = "from")]
         files: Vec<PathBuf>,
         #[command(flatten)]
@@ -138,6 +150,35 @@ struct FlowArgs {
     /// zero-window, dns, icmp.
     #[arg(long, value_parser = parse_symptom)]
     symptom: Option<Symptom>,
+    #[command(flatten)]
+    who: IdentityArgs,
+}
+
+/// Selecting by identity, resolved through the identity journals to the
+/// addresses the pods or Service held during the window, each over its
+/// interval. At most one of the three.
+#[derive(Debug, Args)]
+struct IdentityArgs {
+    /// Pods NAMESPACE/NAME, NAME a prefix (`payments/api-5f7c` finds
+    /// `api-5f7c-xk2p9`).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = Select::parse_pod, conflicts_with_all = ["selector", "service"])]
+    pod: Option<Select>,
+    /// Pods with these labels, `key=value[,key=value…]` (labels the journal
+    /// keeps: its JOURNAL_LABELS allow-list).
+    #[arg(long, value_name = "LABELS", value_parser = Select::parse_selector, conflicts_with = "service")]
+    selector: Option<Select>,
+    /// A Service NAMESPACE/NAME: its cluster IPs.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = Select::parse_service)]
+    service: Option<Select>,
+}
+
+impl IdentityArgs {
+    fn asked(&self) -> Option<&Select> {
+        self.pod
+            .as_ref()
+            .or(self.selector.as_ref())
+            .or(self.service.as_ref())
+    }
 }
 
 fn parse_symptom(name: &str) -> Result<Symptom, String> {
@@ -153,6 +194,7 @@ impl FlowArgs {
             host: self.host,
             port: self.port,
             symptom: self.symptom,
+            identity: None,
         }
     }
 }
@@ -183,36 +225,156 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bucket,
             flows,
             json,
-        } => {
-            let report = if files.is_empty() {
-                runtime()?.block_on(explain_selection(bucket, &flows.filter()))?
-            } else {
-                anyhow::ensure!(
-                    flows.filter().is_empty(),
-                    "--host, --port and --symptom select from the bucket; with files, explain reports every flow"
-                );
-                captures::explain(&files).context("explain")?
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", captures::explain::render_text(&report));
-            }
-            Ok(())
-        }
-        Command::List { bucket, json } => runtime()?.block_on(list(bucket, json)),
+        } => explain_command(&files, bucket, &flows, json),
+        Command::List { bucket, who, json } => runtime()?.block_on(list(bucket, &who, json)),
         Command::Find {
             bucket,
             flows,
             json,
-        } => runtime()?.block_on(find(bucket, &flows.filter(), json)),
+        } => runtime()?.block_on(find(bucket, &flows, json)),
         Command::Fetch {
             bucket,
             flows,
             out,
             merge,
-        } => runtime()?.block_on(fetch(bucket, &flows, out, merge)),
+            names,
+        } => runtime()?.block_on(fetch(bucket, &flows, out, merge.map(|m| (m, names)))),
     }
+}
+
+/// `explain`: files, or a bucket selection; the addresses named from the
+/// bucket's journals when there is a bucket.
+#[allow(clippy::print_stdout)]
+fn explain_command(
+    files: &[PathBuf],
+    bucket: BucketArgs,
+    flows: &FlowArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (report, identities) = if files.is_empty() {
+        runtime()?.block_on(explain_selection(bucket, flows))?
+    } else {
+        anyhow::ensure!(
+            flows.filter().is_empty() && flows.who.asked().is_none(),
+            "--host, --port, --symptom, --pod, --selector and --service select from the bucket; with files, explain reports every flow"
+        );
+        let report = captures::explain(files).context("explain")?;
+        let identities = match bucket.bucket {
+            Some(_) => runtime()?.block_on(identities_for_files(bucket, &report)),
+            None => None,
+        };
+        (report, identities)
+    };
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(ids) = named(identities.as_ref()) {
+            captures::identity::name_flows_json(&mut value, "flows", ids);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let namer = namer(identities.as_ref());
+        print!("{}", captures::explain::render_text_named(&report, &namer));
+    }
+    Ok(())
+}
+
+/// The identity journals of the archive's window, with what could not be
+/// read named on stderr.
+async fn identities(archive: &Archive) -> anyhow::Result<Identities> {
+    let identities = archive.identities().await?;
+    #[allow(clippy::print_stderr)]
+    {
+        for refused in &identities.refused {
+            eprintln!(
+                "captures: skipped journal object {}: {}",
+                refused.key.escape_debug(),
+                refused.reason.escape_debug()
+            );
+        }
+        if identities.dropped() > 0 {
+            eprintln!(
+                "captures: the identity journals of this window hold more than {} intervals; {} were not read, so some addresses may say unknown: narrow the window",
+                captures::identity::MAX_INTERVALS,
+                identities.dropped()
+            );
+        }
+    }
+    Ok(identities)
+}
+
+/// `explain FILE… --bucket B`: the journals of the bucket over the time of
+/// the flows reported, to name their addresses; a failure to read them is
+/// a warning (the report stands without names).
+async fn identities_for_files(args: BucketArgs, report: &captures::Report) -> Option<Identities> {
+    let first = report.flows.iter().map(|f| f.first).min()?;
+    let last = report.flows.iter().map(|f| f.last).max()?;
+    let window = Window::new(first, last.max(first + TimeDelta::microseconds(1))).ok()?;
+    let read = async {
+        let archive = archive_over(args, window).await?;
+        identities(&archive).await
+    };
+    match read.await {
+        Ok(identities) => Some(identities),
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "captures: addresses not named (the identity journals could not be read: {})",
+                    escaped(&format!("{e:#}"))
+                );
+            }
+            None
+        }
+    }
+}
+
+/// The journals, when there are any to name addresses with: with none at
+/// all in the window (no journal container), addresses are printed bare
+/// rather than each called unknown.
+fn named(identities: Option<&Identities>) -> Option<&Identities> {
+    identities.filter(|ids| !ids.is_empty())
+}
+
+/// Names an address for a flow's time, as text: `payments/api-5f7c-xk2p9`,
+/// `unknown`, `ambiguous: … or …`.
+fn namer(
+    identities: Option<&Identities>,
+) -> impl Fn(IpAddr, DateTime<Utc>, DateTime<Utc>) -> Option<String> + '_ {
+    let identities = named(identities);
+    move |ip, first, last| identities.map(|ids| ids.resolve(ip, first, last).to_string())
+}
+
+/// `--pod`, `--selector` or `--service` resolved to addresses over the
+/// window, into the filter; refused naming what was looked for when the
+/// journals hold nothing of it (or there are no journals).
+fn with_identity(
+    archive: &Archive,
+    identities: &Identities,
+    who: &IdentityArgs,
+    mut filter: FlowFilter,
+) -> anyhow::Result<FlowFilter> {
+    let Some(asked) = who.asked() else {
+        return Ok(filter);
+    };
+    let window = archive.selection().window;
+    if identities.is_empty() {
+        return Err(captures::identity::IdentityError::NoJournal {
+            asked: asked.to_string(),
+            from: rfc3339(window.from),
+            to: rfc3339(window.to),
+            journal: archive.journal_location(),
+        }
+        .into());
+    }
+    if let Some(newer) = identities.refused.iter().find(|r| r.newer_schema) {
+        anyhow::bail!(
+            "{asked} cannot be resolved: journal object {} {}",
+            newer.key,
+            newer.reason
+        );
+    }
+    filter.identity = Some(std::sync::Arc::new(identities.select(asked, &window)?));
+    Ok(filter)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -223,19 +385,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
-    let from = args.from.context(
+    let from = args.from.as_deref().context(
         "--from is missing: the start of the window, RFC 3339 or relative (e.g. --from -30m)",
     )?;
-    let bucket = args
-        .bucket
-        .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
     let window = Window::parse(
-        &from,
+        from,
         &args.to,
         WindowLimits {
             max_hours: args.max_window_hours,
         },
     )?;
+    archive_over(args, window).await
+}
+
+/// The bucket of `args` over `window`.
+async fn archive_over(args: BucketArgs, window: Window) -> anyhow::Result<Archive> {
+    let bucket = args
+        .bucket
+        .context("--bucket is missing: the bucket the captures are in (or set S3_BUCKET)")?;
     let endpoint = Endpoint {
         url: args.endpoint_url,
         force_path_style: args.force_path_style,
@@ -256,9 +423,36 @@ async fn archive(args: BucketArgs) -> anyhow::Result<Archive> {
 }
 
 #[allow(clippy::print_stdout)]
-async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
+async fn list(args: BucketArgs, who: &IdentityArgs, json: bool) -> anyhow::Result<()> {
     let archive = archive(args).await?;
-    let listing = archive.list_captures().await?;
+    let mut listing = archive.list_captures().await?;
+    if let Some(asked) = who.asked() {
+        let ran = pods_ran(&archive, asked).await?;
+        keep_where_ran(&mut listing, &ran);
+        anyhow::ensure!(
+            !listing.captures.is_empty(),
+            "{asked} ran on {}, but no capture of those nodes covers that time in this window",
+            ran.iter()
+                .map(|r| escaped(&r.node).to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !json {
+            for r in &ran {
+                println!(
+                    "{asked} ran on {} from {} to {}",
+                    escaped(&r.node),
+                    rfc3339(r.from),
+                    r.to.map_or_else(
+                        || "the last journal segment read (still there)".to_owned(),
+                        rfc3339
+                    )
+                );
+            }
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
         return Ok(());
@@ -296,20 +490,28 @@ async fn list(args: BucketArgs, json: bool) -> anyhow::Result<()> {
 }
 
 #[allow(clippy::print_stdout)]
-async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Result<()> {
+async fn find(args: BucketArgs, flows: &FlowArgs, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
-        !filter.is_empty(),
-        "find needs --host, --port or --symptom (to see every capture of the window, use list)"
+        !flows.filter().is_empty() || flows.who.asked().is_some(),
+        "find needs --host, --port, --symptom, --pod, --selector or --service (to see every capture of the window, use list)"
     );
-    let found = archive(args).await?.find_flows(filter).await?;
+    let archive = archive(args).await?;
+    let identities = identities(&archive).await?;
+    let filter = with_identity(&archive, &identities, &flows.who, flows.filter())?;
+    let found = archive.find_flows(&filter).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        print_found_json(&found, named(Some(&identities)))?;
         return refused_indexes(&found);
     }
     if found.flows.is_empty() {
         println!("no matching flows in the index for this window");
         return refused_indexes(&found);
     }
+    let name = namer(Some(&identities));
+    let end = |ip: IpAddr, port: u16, f: &flows::FlowRecord| match name(ip, f.first, f.last) {
+        Some(n) => format!("{ip}:{port} ({n})"),
+        None => format!("{ip}:{port}"),
+    };
     for f in &found.flows {
         let symptoms: Vec<String> = Symptom::ALL
             .iter()
@@ -319,13 +521,11 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
             })
             .collect();
         println!(
-            "{}  {} {}:{} -> {}:{}  {}+{} packets  {}  {}",
+            "{}  {} {} -> {}  {}+{} packets  {}  {}",
             rfc3339(f.first),
             escaped(&f.proto),
-            f.src,
-            f.sport,
-            f.dst,
-            f.dport,
+            end(f.src, f.sport, f),
+            end(f.dst, f.dport, f),
             f.packets_src,
             f.packets_dst,
             if symptoms.is_empty() {
@@ -337,6 +537,81 @@ async fn find(args: BucketArgs, filter: &FlowFilter, json: bool) -> anyhow::Resu
         );
     }
     refused_indexes(&found)
+}
+
+/// The names for `fetch --merge --names`, refused when there are none.
+fn address_names(
+    archive: &Archive,
+    identities: &Identities,
+) -> anyhow::Result<Vec<(IpAddr, String)>> {
+    let window = archive.selection().window;
+    let names = identities.names_over(&window);
+    anyhow::ensure!(
+        !names.is_empty(),
+        "--names: no identity journal under {} names an address between {} and {}; merge without --names",
+        archive.journal_location(),
+        rfc3339(window.from),
+        rfc3339(window.to)
+    );
+    Ok(names)
+}
+
+/// `find --json`: [`archive::Found`] with each flow's owners, written to
+/// stdout as it is serialized (a window can hold millions of flows).
+fn print_found_json(found: &archive::Found, identities: Option<&Identities>) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct FoundJson<'a> {
+        flows: captures::identity::NamedFlows<'a>,
+        captures: &'a [String],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        refused: &'a [archive::RefusedIndex],
+    }
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(
+        &mut out,
+        &FoundJson {
+            flows: captures::identity::NamedFlows {
+                flows: &found.flows,
+                identities,
+            },
+            captures: &found.captures,
+            refused: &found.refused,
+        },
+    )?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Where and when the pods of a selection ran, from the journals.
+async fn pods_ran(
+    archive: &Archive,
+    asked: &Select,
+) -> anyhow::Result<Vec<captures::identity::NodeSpan>> {
+    let identities = identities(archive).await?;
+    let window = archive.selection().window;
+    if identities.is_empty() {
+        return Err(captures::identity::IdentityError::NoJournal {
+            asked: asked.to_string(),
+            from: rfc3339(window.from),
+            to: rfc3339(window.to),
+            journal: archive.journal_location(),
+        }
+        .into());
+    }
+    Ok(identities.nodes_of(asked, &window)?)
+}
+
+/// `list --pod`: the captures of the nodes where the pods ran, while they
+/// ran there, and the gaps of those nodes.
+fn keep_where_ran(listing: &mut archive::Listing, ran: &[captures::identity::NodeSpan]) {
+    let during = |node: &str, start, end| {
+        ran.iter()
+            .any(|r| r.node == node && r.from <= end && r.to.is_none_or(|to| to >= start))
+    };
+    listing.captures.retain(|c| during(&c.node, c.start, c.end));
+    listing.gaps.retain(|g| during(&g.node, g.from, g.to));
 }
 
 /// Names each index object `find` refused on stderr; an error (exit 1)
@@ -368,9 +643,11 @@ fn print_refused(found: &captures::archive::Found) {
 /// with --host/--port), streaming each from the bucket.
 async fn explain_selection(
     args: BucketArgs,
-    filter: &FlowFilter,
-) -> anyhow::Result<captures::Report> {
+    flows: &FlowArgs,
+) -> anyhow::Result<(captures::Report, Option<Identities>)> {
     let archive = archive(args).await?;
+    let identities = identities(&archive).await?;
+    let filter = &with_identity(&archive, &identities, &flows.who, flows.filter())?;
     let captures = selected_captures(&archive, filter).await?;
     let progress = progress_bar(&captures)?;
     let mut explainer = Explainer::new(Scope {
@@ -385,7 +662,7 @@ async fn explain_selection(
         reading.finish()?;
     }
     progress.finish_and_clear();
-    Ok(explainer.finish())
+    Ok((explainer.finish(), Some(identities)))
 }
 
 /// The captures of the window; with a flow filter, only those the index
@@ -423,10 +700,24 @@ async fn fetch(
     args: BucketArgs,
     flows: &FlowArgs,
     out: Option<PathBuf>,
-    merge: Option<PathBuf>,
+    merge: Option<(PathBuf, bool)>,
 ) -> anyhow::Result<()> {
     let archive = archive(args).await?;
-    let captures = selected_captures(&archive, &flows.filter()).await?;
+    let names_wanted = merge.as_ref().is_some_and(|(_, names)| *names);
+    let (filter, names) = if flows.who.asked().is_some() || names_wanted {
+        let identities = identities(&archive).await?;
+        let filter = with_identity(&archive, &identities, &flows.who, flows.filter())?;
+        let names = if names_wanted {
+            address_names(&archive, &identities)?
+        } else {
+            Vec::new()
+        };
+        (filter, names)
+    } else {
+        (flows.filter(), Vec::new())
+    };
+    let merge = merge.map(|(path, _)| path);
+    let captures = selected_captures(&archive, &filter).await?;
     // Downloads go to --out, or to a temporary folder removed after a
     // merge that succeeded.
     let mut scratch = None;
@@ -465,7 +756,7 @@ async fn fetch(
             .collect();
         let result = tokio::task::spawn_blocking({
             let merged = merged.clone();
-            move || captures::merge::merge(&inputs, &window, &merged)
+            move || captures::merge::merge_named(&inputs, &window, &merged, &names)
         })
         .await
         .context("merge task")?;

@@ -29,6 +29,9 @@ use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
+use pcap_file::pcapng::blocks::name_resolution::{
+    Ipv4Record, Ipv6Record, NameResolutionBlock, Record,
+};
 use pcap_file::{DataLink, TsResolution};
 use serde::Serialize;
 use spool::pcap::DamageKind;
@@ -155,6 +158,8 @@ pub struct Merged {
     pub interfaces: Vec<Interface>,
     /// Inputs merged only up to their damage.
     pub damaged: Vec<DamagedInput>,
+    /// Addresses given names in a name-resolution block.
+    pub named: usize,
 }
 
 impl std::fmt::Display for Merged {
@@ -164,8 +169,13 @@ impl std::fmt::Display for Merged {
             _ => {
                 write!(
                     f,
-                    "{} packets, pcapng (the captures differ; one interface each): ",
-                    self.packets
+                    "{} packets, pcapng ({}; one interface each): ",
+                    self.packets,
+                    if self.named > 0 {
+                        format!("{} addresses named", self.named)
+                    } else {
+                        "the captures differ".to_owned()
+                    }
                 )?;
                 let names: Vec<String> = self
                     .interfaces
@@ -306,6 +316,20 @@ impl<W: Write> Output<W> {
 /// from the later input goes first, as mergecap does (it takes the last of
 /// the earliest).
 pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merged, MergeError> {
+    merge_named(inputs, window, out, &[])
+}
+
+/// [`merge`], and with `names` (an address and the name of who held it,
+/// see [`crate::identity`]) always pcapng, with a name-resolution block
+/// before the first packet, so that Wireshark and `tshark -N n` show the
+/// names in place of those addresses. A name is made a plain label: its
+/// control characters and NULs are left out, and it is cut at 255 bytes.
+pub fn merge_named(
+    inputs: &[MergeInput],
+    window: &Window,
+    out: &Path,
+    names: &[(std::net::IpAddr, String)],
+) -> Result<Merged, MergeError> {
     // One capture is merged once, however often it was given.
     let mut seen = HashSet::new();
     let inputs: Vec<&MergeInput> = inputs.iter().filter(|i| seen.insert(&i.path)).collect();
@@ -317,7 +341,7 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
         readers.push(reader);
     }
     let first = readers.first().ok_or(MergeError::Nothing)?.capturing();
-    let all_agree = readers.iter().all(|r| r.capturing() == first);
+    let all_agree = readers.iter().all(|r| r.capturing() == first) && names.is_empty();
     let snaplen = readers.iter().map(|r| r.header.snaplen).max().unwrap_or(0);
 
     let dir = out
@@ -356,6 +380,11 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
                     u32::try_from(interfaces.len() - 1).unwrap_or(u32::MAX)
                 }
             };
+        }
+        if !names.is_empty() {
+            writer
+                .write_pcapng_block(name_block(names))
+                .map_err(|e| write_error(e.to_string()))?;
         }
         Output::PcapNg(writer)
     };
@@ -414,6 +443,7 @@ pub fn merge(inputs: &[MergeInput], window: &Window, out: &Path) -> Result<Merge
         capturing: all_agree.then_some(first),
         interfaces,
         damaged,
+        named: names.len(),
     })
 }
 
@@ -483,6 +513,43 @@ fn interface_block(interface: &Interface, snaplen: u32) -> InterfaceDescriptionB
             ),
             InterfaceDescriptionOption::IfTsResol(PCAPNG_NANOSECONDS),
         ],
+    }
+}
+
+/// The name-resolution block of `names`.
+fn name_block(names: &[(std::net::IpAddr, String)]) -> NameResolutionBlock<'static> {
+    let label = |name: &str| {
+        let mut label: String = name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '\0')
+            .collect();
+        while label.len() > 255 {
+            label.pop();
+        }
+        label
+    };
+    let records = names
+        .iter()
+        .filter_map(|(ip, name)| {
+            let name = label(name);
+            if name.is_empty() {
+                return None;
+            }
+            Some(match ip {
+                std::net::IpAddr::V4(a) => Record::Ipv4(Ipv4Record {
+                    ip_addr: a.octets().to_vec().into(),
+                    names: vec![name.into()],
+                }),
+                std::net::IpAddr::V6(a) => Record::Ipv6(Ipv6Record {
+                    ip_addr: a.octets().to_vec().into(),
+                    names: vec![name.into()],
+                }),
+            })
+        })
+        .collect();
+    NameResolutionBlock {
+        records,
+        options: vec![],
     }
 }
 

@@ -1081,3 +1081,469 @@ fn find_refuses_a_gzip_bomb_index_by_name_and_still_finds_the_other_flows() {
     );
     assert_eq!(found["refused"][0]["key"], bomb_key.as_str(), "{found:#}");
 }
+
+// ---- Selecting and naming by identity (the identity journals) ----
+
+/// Puts one journal segment of `node` as the uploader ships it, written by
+/// the journal's own segment writer.
+async fn put_journal(
+    garage: &Garage,
+    node: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    lines: Vec<bucket::journal_record::JournalLine>,
+) {
+    use bucket::journal_record::{JOURNAL_SCHEMA, SegmentHeader};
+    let dir = tempfile::tempdir().unwrap();
+    let segment = journal::table::Segment {
+        header: SegmentHeader {
+            schema: JOURNAL_SCHEMA,
+            node: node.to_owned(),
+            from,
+            to,
+            stale: false,
+            stale_since: None,
+            stale_reason: None,
+            written_by: "journal test".to_owned(),
+        },
+        lines,
+    };
+    let (path, _) = journal::segment::write(dir.path(), &segment).unwrap();
+    let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+    let key = bucket::journal_keys::journal_key("tcp-dumps/", node, from, &file);
+    garage
+        .client()
+        .await
+        .put_object()
+        .bucket(garage.bucket())
+        .key(key)
+        .body(ByteStream::from(std::fs::read(&path).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn pod_interval(
+    ip: &str,
+    namespace: &str,
+    name: &str,
+    node: &str,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+) -> bucket::journal_record::JournalLine {
+    bucket::journal_record::JournalLine::Pod(bucket::journal_record::PodInterval {
+        ip: ip.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: format!("uid-{name}"),
+        owner: None,
+        workload: None,
+        labels: std::collections::BTreeMap::from([("app".to_owned(), name[..3].to_owned())]),
+        host_network: false,
+        node: node.to_owned(),
+        valid_from: from,
+        valid_to: to,
+    })
+}
+
+/// node-a: one capture of 120 s. 10.0.3.7 is `payments/api-a-1`'s until
+/// 40 s, then, 30 s later, `payments/web-b-1`'s; a client pod at
+/// 10.0.9.1 connects to it at 10 s (refused) and again at 80 s (refused).
+/// node-b: one capture with a flow of 10.0.1.99, and no journal at all.
+struct IdentityScene {
+    base: DateTime<Utc>,
+}
+
+async fn identity_scene(garage: &Garage) -> IdentityScene {
+    let base = (Utc::now() - TimeDelta::minutes(20)).trunc_subsecs(0);
+    let s = |secs: f64| base + TimeDelta::milliseconds((secs * 1000.0) as i64);
+    let (client, pod) = ([10, 0, 9, 1], [10, 0, 3, 7]);
+    let a = pcap(&[
+        Pkt {
+            at: s(10.0),
+            src: (client, 40000),
+            dst: (pod, 8080),
+            tcp: Some("S"),
+        },
+        Pkt {
+            at: s(10.5),
+            src: (pod, 8080),
+            dst: (client, 40000),
+            tcp: Some("R"),
+        },
+        Pkt {
+            at: s(80.0),
+            src: (client, 40001),
+            dst: (pod, 8080),
+            tcp: Some("S"),
+        },
+        Pkt {
+            at: s(80.5),
+            src: (pod, 8080),
+            dst: (client, 40001),
+            tcp: Some("R"),
+        },
+    ]);
+    let b = pcap(&[Pkt {
+        at: s(30.0),
+        src: ([10, 0, 1, 99], 5000),
+        dst: ([10, 0, 1, 98], 5001),
+        tcp: None,
+    }]);
+    put_capture(garage, "node-a", base, a, None).await;
+    put_capture(garage, "node-b", base, b, None).await;
+    let long_ago = base - TimeDelta::hours(1);
+    let client_pod = || pod_interval("10.0.9.1", "payments", "client-x", "node-a", long_ago, None);
+    put_journal(
+        garage,
+        "node-a",
+        base,
+        s(60.0),
+        vec![
+            pod_interval(
+                "10.0.3.7",
+                "payments",
+                "api-a-1",
+                "node-a",
+                long_ago,
+                Some(s(40.0)),
+            ),
+            client_pod(),
+        ],
+    )
+    .await;
+    // The next segment restates the client's open interval.
+    put_journal(
+        garage,
+        "node-a",
+        s(60.0),
+        s(120.0),
+        vec![
+            pod_interval("10.0.3.7", "payments", "web-b-1", "node-a", s(70.0), None),
+            client_pod(),
+        ],
+    )
+    .await;
+    IdentityScene { base }
+}
+
+fn identity_window(scene: &IdentityScene) -> [String; 2] {
+    [
+        rfc(scene.base - TimeDelta::seconds(30)),
+        rfc(scene.base + TimeDelta::seconds(200)),
+    ]
+}
+
+#[test]
+fn find_by_pod_returns_only_the_flows_of_the_pod_that_held_a_reused_address_then() {
+    let test = "find_by_pod_returns_only_the_flows_of_the_pod_that_held_a_reused_address_then";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(identity_scene(&garage));
+    let [from, to] = identity_window(&scene);
+
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/api-a"])
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "only the first pod's flow: {text}");
+    assert!(
+        lines[0]
+            .contains("tcp 10.0.9.1:40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)"),
+        "{text}"
+    );
+
+    // By address, both flows, each named by the pod that held it then.
+    let out = garage
+        .captures_over("find", &from, &to, &["--host", "10.0.3.7"])
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(":40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)"),
+        "{text}"
+    );
+
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/web", "--json"])
+        .assert()
+        .success();
+    let found = json(&out);
+    let flows = found["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{found}");
+    assert_eq!(flows[0]["sport"], 40001);
+    assert_eq!(flows[0]["dst_owner"]["resolution"], "known");
+    assert_eq!(flows[0]["dst_owner"]["owner"]["name"], "web-b-1");
+
+    // A selector combines with --port.
+    let out = garage
+        .captures_over(
+            "find",
+            &from,
+            &to,
+            &["--selector", "app=api", "--port", "8080"],
+        )
+        .assert()
+        .success();
+    assert_eq!(stdout_of(&out).lines().count(), 1, "{}", stdout_of(&out));
+}
+
+#[test]
+fn explain_names_each_flows_pod_by_its_time_and_unknown_where_no_journal_covers() {
+    let test = "explain_names_each_flows_pod_by_its_time_and_unknown_where_no_journal_covers";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(identity_scene(&garage));
+    let [from, to] = identity_window(&scene);
+
+    let out = garage
+        .captures_over("explain", &from, &to, &["--host", "10.0.3.7"])
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(
+            "10.0.9.1:40000 (payments/client-x) -> 10.0.3.7:8080 (payments/api-a-1)  refused"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "10.0.9.1:40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)  refused"
+        ),
+        "{text}"
+    );
+
+    // node-b uploaded its capture without any journal: its addresses are
+    // unknown, and the capture is still found.
+    let out = garage
+        .captures_over("find", &from, &to, &["--host", "10.0.1.99"])
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("10.0.1.99:5000 (unknown) -> 10.0.1.98:5001 (unknown)"),
+        "{text}"
+    );
+
+    // explain FILE with the bucket (S3_BUCKET here) names from its journals.
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("merged.pcap");
+    garage
+        .captures_over("fetch", &from, &to, &["--node", "node-a", "--merge"])
+        .arg(&merged)
+        .assert()
+        .success();
+    let out = garage
+        .captures(&["explain"])
+        .arg(&merged)
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(
+            "10.0.9.1:40001 (payments/client-x) -> 10.0.3.7:8080 (payments/web-b-1)  refused"
+        ),
+        "{text}"
+    );
+
+    // explain --pod: only the first pod's refused connection.
+    let out = garage
+        .captures_over(
+            "explain",
+            &from,
+            &to,
+            &["--pod", "payments/api-a", "--json"],
+        )
+        .assert()
+        .success();
+    let report = json(&out);
+    let flows = report["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{report}");
+    assert_eq!(flows[0]["dst_owner"]["owner"]["name"], "api-a-1");
+}
+
+#[test]
+fn a_pod_selection_that_matches_nothing_is_refused_naming_the_pods_near_it() {
+    let test = "a_pod_selection_that_matches_nothing_is_refused_naming_the_pods_near_it";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(identity_scene(&garage));
+    let [from, to] = identity_window(&scene);
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/apx"])
+        .assert()
+        .failure();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("pod payments/apx*") && err.contains("api-a-1, client-x, web-b-1"),
+        "{err}"
+    );
+    let out = garage
+        .captures_over(
+            "fetch",
+            &from,
+            &to,
+            &["--service", "default/kubernetes", "--out", "/nonexistent"],
+        )
+        .assert()
+        .failure();
+    assert!(
+        stderr_of(&out).contains("service default/kubernetes"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // list --pod: the captures of the node where the pod ran, not node-b's.
+    let out = garage
+        .captures_over("list", &from, &to, &["--pod", "payments/api-a", "--json"])
+        .assert()
+        .success();
+    let listing = json(&out);
+    let nodes: Vec<&str> = listing["captures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node-a"], "{listing}");
+}
+
+#[test]
+fn fetch_merge_names_writes_pcapng_whose_addresses_tshark_shows_as_pods() {
+    let test = "fetch_merge_names_writes_pcapng_whose_addresses_tshark_shows_as_pods";
+    let missing = (!Path::new("/usr/bin/tshark").is_file())
+        .then(|| "/usr/bin/tshark is missing (apt-get install tshark)".to_owned());
+    if !prerequisites::present_or_skip(test, missing) {
+        return;
+    }
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(identity_scene(&garage));
+    let [from, to] = identity_window(&scene);
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("merged.pcapng");
+    let out = garage
+        .captures_over("fetch", &from, &to, &["--node", "node-a", "--merge"])
+        .arg(&merged)
+        .arg("--names")
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&out).contains("addresses named"),
+        "{}",
+        stdout_of(&out)
+    );
+    let tshark = StdCommand::new("tshark")
+        .args(["-N", "n", "-r"])
+        .arg(&merged)
+        .args(["-T", "fields", "-e", "ip.src_host", "-e", "ip.dst_host"])
+        .output()
+        .unwrap();
+    assert!(
+        tshark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
+    let text = String::from_utf8(tshark.stdout).unwrap();
+    let first = text.lines().next().unwrap();
+    // The client held its address all along; the server's was reused in
+    // the window, and the one name a pcapng file can give it says so.
+    assert_eq!(
+        first, "payments/client-x\tambiguous: payments/api-a-1 or payments/web-b-1",
+        "{text}"
+    );
+}
+
+#[test]
+fn a_journal_object_that_is_not_one_is_named_and_skipped_and_a_newer_schema_is_refused() {
+    let test =
+        "a_journal_object_that_is_not_one_is_named_and_skipped_and_a_newer_schema_is_refused";
+    let Some(garage) = Garage::start(test) else {
+        return;
+    };
+    let scene = runtime().block_on(identity_scene(&garage));
+    let [from, to] = identity_window(&scene);
+    let put = |node: &str, body: Vec<u8>| {
+        let file = bucket::journal_keys::journal_file_name(scene.base);
+        let key = bucket::journal_keys::journal_key("tcp-dumps/", node, scene.base, &file);
+        runtime().block_on(async {
+            garage
+                .client()
+                .await
+                .put_object()
+                .bucket(garage.bucket())
+                .key(&key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        });
+        key
+    };
+    let junk = put("node-c", b"\x1b[2J not gzip".to_vec());
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/api-a"])
+        .assert()
+        .success();
+    assert_eq!(stdout_of(&out).lines().count(), 1, "{}", stdout_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("skipped journal object {junk}: is not gzip")),
+        "{err}"
+    );
+
+    let newer = {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut header = serde_json::to_value(bucket::journal_record::JournalLine::Segment(
+            test_support::journal_fixture::header(
+                "node-d",
+                scene.base,
+                scene.base + TimeDelta::seconds(60),
+            ),
+        ))
+        .unwrap();
+        header["schema"] = 99.into();
+        gz.write_all(header.to_string().as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    // A newer journal: names go on without it (named on stderr), a
+    // selection through the journals is refused, saying to upgrade.
+    let newer_key = put("node-d", newer);
+    let out = garage
+        .captures_over("find", &from, &to, &["--host", "10.0.3.7"])
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&out).contains("(payments/api-a-1)"),
+        "{}",
+        stdout_of(&out)
+    );
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&newer_key) && err.contains("schema 99") && err.contains("newer captures"),
+        "{err}"
+    );
+    let out = garage
+        .captures_over("find", &from, &to, &["--pod", "payments/api-a"])
+        .assert()
+        .failure();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("pod payments/api-a* cannot be resolved")
+            && err.contains(&newer_key)
+            && err.contains("newer captures"),
+        "{err}"
+    );
+}

@@ -28,6 +28,7 @@ pub mod flag_table;
 pub mod garage;
 pub mod generated;
 pub mod inotify;
+pub mod journal_fixture;
 #[cfg(feature = "garage")]
 pub mod ledger;
 pub mod net;

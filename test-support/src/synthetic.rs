@@ -152,6 +152,44 @@ pub fn write_many_flows(
     Ok(packets)
 }
 
+/// One connection attempt refused: a SYN from `client` to `server` at
+/// `at` (since the Unix epoch), answered by RST/ACK a millisecond later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub at: Duration,
+    pub client: ([u8; 4], u16),
+    pub server: ([u8; 4], u16),
+}
+
+/// A pcap (Ethernet) of refused connection attempts, in the order given.
+pub fn refused_connections(attempts: &[Refused]) -> std::io::Result<Vec<u8>> {
+    let mut writer = PcapWriter::with_header(Vec::new(), PcapHeader::default())
+        .map_err(std::io::Error::other)?;
+    for a in attempts {
+        let mut syn = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(a.client.0, a.server.0, 64)
+            .tcp(a.client.1, a.server.1, 1000, 64_240)
+            .syn()
+            .write(&mut syn, &[])
+            .map_err(std::io::Error::other)?;
+        let mut rst = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(a.server.0, a.client.0, 64)
+            .tcp(a.server.1, a.client.1, 0, 0)
+            .rst()
+            .ack(1001)
+            .write(&mut rst, &[])
+            .map_err(std::io::Error::other)?;
+        for (frame, at) in [(syn, a.at), (rst, a.at + Duration::from_millis(1))] {
+            writer
+                .write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))
+                .map_err(std::io::Error::other)?;
+        }
+    }
+    Ok(writer.into_writer())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //!   numbered count --total N [--first F] FILE...
 //!   numbered synthetic --dir DIR --bytes B [--count N] [--flows K] [--start UNIX_SECS]
 //!   numbered many-flows --dir DIR --flows N [--shape udp|port-scan] [--seconds S] [--count C --step S]
+//!   numbered journal --dir DIR --node NODE [--node-index I] [--pods K] [--pod NS/NAME=IP …] --start UNIX_SECS --count C [--period S]
 //!
 //! `send` and `count` print one JSON line.
 #![allow(clippy::print_stderr)]
@@ -94,6 +95,28 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         step: i64,
     },
+    /// Write COUNT identity journal segments of NODE into DIR (a spool's
+    /// journal/ folder), PERIOD seconds each, every one restating the same
+    /// pods: each --pod NS/NAME=IP, and PODS filler pods
+    /// `bench/filler-<I>-<j>` at 10.(100+I/256).(I%256).<j+1>.
+    Journal {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+        #[arg(long, default_value_t = 0)]
+        node_index: u32,
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=254))]
+        pods: u32,
+        #[arg(long = "pod", value_name = "NS/NAME=IP")]
+        named: Vec<String>,
+        #[arg(long)]
+        start: i64,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value_t = 60)]
+        period: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -155,7 +178,64 @@ fn run(cli: Cli) -> Result<(), String> {
             step,
         } => (0..i64::from(count))
             .try_for_each(|i| many_flows(&dir, flows, &shape, seconds, start + i * step)),
+        Command::Journal {
+            dir,
+            node,
+            node_index,
+            pods,
+            named,
+            start,
+            count,
+            period,
+        } => journal(&dir, &node, node_index, pods, &named, start, count, period),
     }
+}
+
+/// `numbered journal`: see [`Command::Journal`].
+#[allow(clippy::too_many_arguments)]
+fn journal(
+    dir: &std::path::Path,
+    node: &str,
+    node_index: u32,
+    fillers: u32,
+    named: &[String],
+    start: i64,
+    count: u32,
+    period: i64,
+) -> Result<(), String> {
+    use test_support::journal_fixture::{pod, write_segments};
+    let start = chrono::DateTime::from_timestamp(start, 0).ok_or("--start is out of range")?;
+    let since = start - chrono::TimeDelta::hours(1);
+    let mut pods = Vec::new();
+    for spec in named {
+        let parsed = spec.split_once('=').and_then(|(who, ip)| {
+            let (ns, name) = who.split_once('/')?;
+            Some((ns, name, ip.parse().ok()?))
+        });
+        let (ns, name, ip) = parsed.ok_or(format!("--pod {spec:?} is not NS/NAME=IPV4"))?;
+        pods.push(pod(ns, name, ip, node, since));
+    }
+    let [_, _, hi, lo] = (100 * 256 + node_index).to_be_bytes();
+    for j in 0..fillers {
+        let ip = std::net::Ipv4Addr::new(10, hi, lo, (j + 1) as u8);
+        pods.push(pod(
+            "bench",
+            &format!("filler-{node_index}-{j}"),
+            ip,
+            node,
+            since,
+        ));
+    }
+    write_segments(
+        dir,
+        node,
+        &pods,
+        start,
+        count,
+        chrono::TimeDelta::seconds(period),
+    )
+    .map(drop)
+    .map_err(|e| format!("writing journal segments into {}: {e}", dir.display()))
 }
 
 fn count(total: u64, first: u64, list_missing: bool, files: &[PathBuf]) {
