@@ -111,7 +111,7 @@ impl Metrics {
         let stalled = Gauge::default();
         registry.register(
             "stalled",
-            "1 while tcpdump has written nothing for 10 s although the launcher's tick reaches it (the liveness probe fails after 20 s), else 0",
+            "1 while tcpdump is stalled, else 0: per-packet mode, it has written nothing for 10 s although the launcher's tick reaches it; buffered mode, it has not answered SIGUSR1 with packets taken (for 10 s, or twice --stats-interval-ms), or captures but has closed no file for a rotation period and 10 s (the liveness probe fails after 20 s)",
             stalled.clone(),
         );
         let budget_dropped_captures = counter(
