@@ -109,8 +109,9 @@ pub struct Cli {
     pub metrics_addr: std::net::SocketAddr,
 
     /// How often, in milliseconds, the launcher asks tcpdump for its
-    /// packet counters (SIGUSR1), for the metrics; 0 asks never (the
-    /// counters then move only at exit).
+    /// packet counters (SIGUSR1), for the metrics, each capture's drop
+    /// counts and, in buffered mode, the stall watch; 0 asks never (the
+    /// counters then move only at exit; buffered mode refuses it).
     #[arg(
         long,
         env = "STATS_INTERVAL_MS",
