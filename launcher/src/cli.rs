@@ -28,7 +28,10 @@ pub struct Cli {
     pub rotate_seconds: u64,
 
     /// Largest capture file in millions of bytes (tcpdump -C); a busy period
-    /// is split into numbered files.
+    /// is split into numbered files. 0: no limit (no -C), one file per
+    /// period whatever its size; tcpdump then saves one lseek per packet
+    /// (-C asks for the file's position after each), the part of its CPU
+    /// above plain `tcpdump -G` in buffered mode.
     #[arg(long, env = "MAX_FILE_MB", default_value_t = 100)]
     pub max_file_mb: u64,
 

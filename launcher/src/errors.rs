@@ -38,10 +38,6 @@ pub enum LaunchError {
     )]
     ZeroRotation,
     #[error(
-        "--max-file-mb must be at least 1 (got 0); it is tcpdump's -C size limit in millions of bytes"
-    )]
-    ZeroFileSize,
-    #[error(
         "--max-spool-mb must be at least 1 (got 0); it is the spool's budget in MiB, below the volume's sizeLimit"
     )]
     ZeroSpoolBudget,
@@ -135,7 +131,6 @@ impl LaunchError {
             Self::PassThrough(_)
             | Self::TcpdumpArgsQuoting(_)
             | Self::ZeroRotation
-            | Self::ZeroFileSize
             | Self::ZeroSpoolBudget
             | Self::BufferedNeedsStats { .. }
             | Self::FilterTwice { .. }

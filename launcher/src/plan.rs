@@ -59,9 +59,6 @@ impl Plan {
         if cli.rotate_seconds == 0 {
             return Err(LaunchError::ZeroRotation);
         }
-        if cli.max_file_mb == 0 {
-            return Err(LaunchError::ZeroFileSize);
-        }
         if cli.max_spool_mb == 0 {
             return Err(LaunchError::ZeroSpoolBudget);
         }
@@ -146,9 +143,12 @@ impl Plan {
             output.to_string_lossy().into_owned(),
             "-G".to_owned(),
             cli.rotate_seconds.to_string(),
-            "-C".to_owned(),
-            cli.max_file_mb.to_string(),
         ]);
+        // -C makes tcpdump ask where it is in the file (ftell: one lseek)
+        // after every packet; without a size limit it does not.
+        if cli.max_file_mb > 0 {
+            tcpdump_args.extend(["-C".to_owned(), cli.max_file_mb.to_string()]);
+        }
         let mut preflight_args = capture_settings;
         preflight_args.push("-d".to_owned());
         // The filter goes after `--` as one word: tcpdump compiles it and can

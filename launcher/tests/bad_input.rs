@@ -127,6 +127,31 @@ fn per_packet_mode_asks_tcpdump_for_each_packet_written_and_buffered_does_not() 
 }
 
 #[test]
+fn max_file_mb_zero_runs_tcpdump_without_a_size_limit() {
+    if !can_capture("max_file_mb_zero_runs_tcpdump_without_a_size_limit") {
+        return;
+    }
+    let spool = spool_with_captures();
+    let root = spool.root().to_str().unwrap().to_owned();
+    let command_line = |mb: &str| {
+        let out = launcher()
+            .args(["--spool-dir", &root, "--interface", "lo", "--check"])
+            .args(["--max-file-mb", mb])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(command_line("7").contains(" -G 60 -C 7 "));
+    let unlimited = command_line("0");
+    assert!(
+        unlimited.contains(" -G 60 ") && !unlimited.contains("-C"),
+        "{unlimited}"
+    );
+    assert_untouched(&spool);
+}
+
+#[test]
 fn refuses_zero_rotation() {
     let spool = spool_with_captures();
     refuse(
