@@ -439,3 +439,39 @@ fn tcpdump_child_of(launcher: u32) -> i32 {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn every_capture_handed_over_carries_its_drop_counts_over_intervals_that_follow_each_other() {
+    if !can_capture("every_capture_handed_over_carries_its_drop_counts") {
+        return;
+    }
+    let spool = Spool::new();
+    let port = free_port();
+    let mut launcher = start_capture(
+        LAUNCHER,
+        &spool,
+        port,
+        &["--rotate-seconds", "1", "--stats-interval-ms", "200"],
+    );
+    send_numbered(port, 0, 3_000, 1_000);
+    std::thread::sleep(Duration::from_millis(1_500));
+    signal(&launcher, Signal::SIGTERM);
+    assert!(launcher.wait().unwrap().success());
+
+    let layout = spool.layout();
+    let ready = Spool::files(&spool.ready());
+    assert!(ready.len() >= 3, "{ready:?}");
+    let mut records: Vec<spool::counters::CaptureCounters> = ready
+        .iter()
+        .map(|file| {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            spool::counters::read(&layout.counters_record(name))
+                .unwrap_or_else(|| panic!("no drop-count record for {name}"))
+        })
+        .collect();
+    records.sort_by_key(|r| (r.from, r.to));
+    for pair in records.windows(2) {
+        assert_eq!(pair[0].to, pair[1].from, "{records:?}");
+    }
+    assert!(records.iter().all(|r| r.from <= r.to), "{records:?}");
+}
