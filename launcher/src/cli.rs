@@ -142,7 +142,7 @@ pub struct Cli {
     )]
     pub capture_mode: CaptureMode,
 
-    /// Liveness probe: exit 0 if tcpdump was seen writing in the last
+    /// Liveness probe: exit 0 if tcpdump was seen capturing in the last
     /// 20 seconds (the heartbeat in the spool), 1 otherwise, and capture
     /// nothing. For the capture container's `livenessProbe`, e.g.
     /// `launcher --probe`.

@@ -39,7 +39,10 @@ pub fn probe(spool_dir: &std::path::Path) -> ExitCode {
     #[allow(clippy::print_stdout)]
     match stall::probe(&spool) {
         Ok(age) => {
-            println!("alive: tcpdump was seen writing {} s ago", age.as_secs());
+            println!(
+                "alive: tcpdump was last seen capturing {} s ago",
+                age.as_secs()
+            );
             ExitCode::SUCCESS
         }
         Err(why) => {

@@ -238,7 +238,10 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match crate::stall::probe(&state.spool) {
         Ok(age) => (
             StatusCode::OK,
-            format!("alive: tcpdump was seen writing {} s ago\n", age.as_secs()),
+            format!(
+                "alive: tcpdump was last seen capturing {} s ago\n",
+                age.as_secs()
+            ),
         ),
         // The verdict names the heartbeat's path: a path inside the
         // container, not a secret, but the port needs no more than this.

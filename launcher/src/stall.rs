@@ -228,7 +228,7 @@ pub fn probe(spool: &SpoolLayout) -> Result<Duration, String> {
         .unwrap_or_default();
     if age > HEARTBEAT_STALE_AFTER {
         return Err(format!(
-            "stalled: tcpdump was last seen writing {} s ago (limit {} s)",
+            "stalled: tcpdump was last seen capturing {} s ago (limit {} s)",
             age.as_secs(),
             HEARTBEAT_STALE_AFTER.as_secs()
         ));

@@ -19,7 +19,7 @@ pub const JOURNAL_DIR: &str = "journal";
 /// period); its age is what `journal --probe`, that container's liveness
 /// probe, checks.
 pub const JOURNAL_HEARTBEAT_FILE: &str = "journal.heartbeat";
-/// Touched by the launcher whenever tcpdump is seen writing; its age is
+/// Touched by the launcher whenever tcpdump shows a sign of capturing (see --capture-mode); its age is
 /// what the capture container's liveness probe checks.
 pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
 /// What the launcher has handed over to `ready/`, so that no capture name
