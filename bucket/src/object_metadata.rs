@@ -32,6 +32,22 @@ pub const PCAP_OK: &str = "ok";
 /// The capture itself is whole; only `captures find` cannot name its flows.
 pub const INDEX: &str = "index";
 const INDEX_SKIPPED_PREFIX: &str = "skipped: ";
+/// Packets the kernel dropped (tcpdump's buffer was full) while the
+/// capture was written, counted by the launcher from tcpdump's counters;
+/// absent on captures handed over without a count (after a crash, or by
+/// an older launcher). How precise: see [`KERNEL_DROPS_FROM`].
+pub const KERNEL_DROPS: &str = "kernel-drops";
+/// Packets the interface dropped in the same interval (0 on `any`).
+pub const INTERFACE_DROPS: &str = "interface-drops";
+/// The interval the drops were counted over, RFC 3339 with milliseconds:
+/// two reads of tcpdump's counters (its answers to SIGUSR1), the last one
+/// before the previous capture was handed over and the last one before
+/// this one was. It is the capture's own interval shifted earlier by up
+/// to the launcher's --stats-interval-ms, so a drop near the end of a
+/// capture may be counted in the next one; consecutive captures count
+/// consecutive intervals, each drop once.
+pub const KERNEL_DROPS_FROM: &str = "drops-counted-from";
+pub const KERNEL_DROPS_TO: &str = "drops-counted-to";
 
 /// A metadata value that is missing or cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +98,32 @@ pub struct ObjectMetadata {
     /// Why the capture has no flow index, when one was asked for but not
     /// written ([`INDEX`]).
     pub index_skipped: Option<String>,
+    /// The drops counted while it was written ([`KERNEL_DROPS`]), when
+    /// the launcher counted them.
+    pub drops: Option<Drops>,
+}
+
+/// Packets dropped during one capture, and the interval of the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    pub kernel: u64,
+    pub interface: u64,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Drops {
+    /// From the spool's record of the capture; `None` if its times are
+    /// out of range.
+    pub fn from_counters(counted: &spool::counters::CaptureCounters) -> Option<Self> {
+        let time = |ms: u64| DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).ok()?);
+        Some(Self {
+            kernel: counted.dropped_by_kernel,
+            interface: counted.dropped_by_interface,
+            from: time(counted.from)?,
+            to: time(counted.to)?,
+        })
+    }
 }
 
 impl ObjectMetadata {
@@ -105,6 +147,7 @@ impl ObjectMetadata {
                 Some(damage) => PcapVerdict::Damaged(damage.to_string()),
             },
             index_skipped: None,
+            drops: None,
         }
     }
 
@@ -135,6 +178,15 @@ impl ObjectMetadata {
         }
         if let Some(why) = &self.index_skipped {
             headers.insert(INDEX.to_owned(), format!("{INDEX_SKIPPED_PREFIX}{why}"));
+        }
+        if let Some(drops) = &self.drops {
+            let millis = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+            headers.extend([
+                (KERNEL_DROPS.to_owned(), drops.kernel.to_string()),
+                (INTERFACE_DROPS.to_owned(), drops.interface.to_string()),
+                (KERNEL_DROPS_FROM.to_owned(), millis(drops.from)),
+                (KERNEL_DROPS_TO.to_owned(), millis(drops.to)),
+            ]);
         }
         headers
     }
@@ -180,6 +232,24 @@ impl ObjectMetadata {
                 }
             },
         };
+        let count = |name: &'static str, value: &String| {
+            value.parse::<u64>().map_err(|_| MetadataError::Invalid {
+                name,
+                value: value.clone(),
+                expected: "a count",
+            })
+        };
+        // Objects uploaded before the drops were counted have none of
+        // these; one that has some has all.
+        let drops = match headers.get(KERNEL_DROPS) {
+            None => None,
+            Some(kernel) => Some(Drops {
+                kernel: count(KERNEL_DROPS, kernel)?,
+                interface: count(INTERFACE_DROPS, required(INTERFACE_DROPS)?)?,
+                from: time(KERNEL_DROPS_FROM, required(KERNEL_DROPS_FROM)?)?,
+                to: time(KERNEL_DROPS_TO, required(KERNEL_DROPS_TO)?)?,
+            }),
+        };
         let packets = required(PACKETS)?;
         Ok(Self {
             sha256: required(SHA256)?.clone(),
@@ -195,6 +265,7 @@ impl ObjectMetadata {
             last_packet: optional_time(LAST_PACKET)?,
             pcap,
             index_skipped,
+            drops,
         })
     }
 }
@@ -265,6 +336,32 @@ mod tests {
         odd.insert(INDEX.to_owned(), "maybe".to_owned());
         let err = ObjectMetadata::from_headers(&odd).unwrap_err().to_string();
         assert!(err.contains("index") && err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn drop_counts_are_written_with_their_interval_and_read_back_and_old_objects_have_none() {
+        let mut written = ObjectMetadata::for_capture("ab", start(), "n", &PcapSummary::default());
+        let old = written.to_headers();
+        assert!(!old.contains_key(KERNEL_DROPS));
+        assert_eq!(ObjectMetadata::from_headers(&old).unwrap().drops, None);
+        written.drops = Drops::from_counters(&spool::counters::CaptureCounters {
+            dropped_by_kernel: 7,
+            dropped_by_interface: 0,
+            from: 1_796_353_559_123,
+            to: 1_796_353_619_456,
+        });
+        let headers = written.to_headers();
+        assert_eq!(headers[KERNEL_DROPS], "7");
+        assert_eq!(headers[INTERFACE_DROPS], "0");
+        assert_eq!(headers[KERNEL_DROPS_FROM], "2026-12-04T03:05:59.123Z");
+        assert_eq!(headers[KERNEL_DROPS_TO], "2026-12-04T03:06:59.456Z");
+        assert_eq!(ObjectMetadata::from_headers(&headers).unwrap(), written);
+        let mut partial = headers;
+        partial.remove(KERNEL_DROPS_TO);
+        let err = ObjectMetadata::from_headers(&partial)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "no drops-counted-to metadata");
     }
 
     #[test]

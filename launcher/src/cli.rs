@@ -28,7 +28,10 @@ pub struct Cli {
     pub rotate_seconds: u64,
 
     /// Largest capture file in millions of bytes (tcpdump -C); a busy period
-    /// is split into numbered files.
+    /// is split into numbered files. 0: no limit (no -C), one file per
+    /// period whatever its size; tcpdump then saves one lseek per packet
+    /// (-C asks for the file's position after each), the part of its CPU
+    /// above plain `tcpdump -G` in buffered mode.
     #[arg(long, env = "MAX_FILE_MB", default_value_t = 100)]
     pub max_file_mb: u64,
 
@@ -109,8 +112,9 @@ pub struct Cli {
     pub metrics_addr: std::net::SocketAddr,
 
     /// How often, in milliseconds, the launcher asks tcpdump for its
-    /// packet counters (SIGUSR1), for the metrics; 0 asks never (the
-    /// counters then move only at exit).
+    /// packet counters (SIGUSR1), for the metrics, each capture's drop
+    /// counts and, in buffered mode, the stall watch; 0 asks never (the
+    /// counters then move only at exit; buffered mode refuses it).
     #[arg(
         long,
         env = "STATS_INTERVAL_MS",
@@ -119,7 +123,26 @@ pub struct Cli {
     )]
     pub stats_interval_ms: u64,
 
-    /// Liveness probe: exit 0 if tcpdump was seen writing in the last
+    /// How tcpdump writes packets to the capture file: `buffered` (its
+    /// stdio buffer, written when full and at each rotation; cheapest) or
+    /// `per-packet` (tcpdump -U: each packet written as it is captured).
+    ///
+    /// `buffered` costs what plain `tcpdump -G` costs; a tcpdump killed
+    /// with SIGKILL loses what its buffer held (one filesystem block of
+    /// the spool, 4096 bytes on ext4 and xfs). Its stall watch reads
+    /// tcpdump's counters, so it needs --stats-interval-ms between 1 and
+    /// 10000. `per-packet` loses nothing on SIGKILL but costs about 7
+    /// times the CPU (docs/benchmarks.md).
+    #[arg(
+        long,
+        env = "CAPTURE_MODE",
+        value_enum,
+        default_value_t = CaptureMode::Buffered,
+        value_name = "MODE"
+    )]
+    pub capture_mode: CaptureMode,
+
+    /// Liveness probe: exit 0 if tcpdump was seen capturing in the last
     /// 20 seconds (the heartbeat in the spool), 1 otherwise, and capture
     /// nothing. For the capture container's `livenessProbe`, e.g.
     /// `launcher --probe`.
@@ -139,4 +162,13 @@ pub struct Cli {
     /// Extra tcpdump options (after `--`), e.g. `-- -n -p -Q in`.
     #[arg(last = true, value_name = "TCPDUMP_OPTION")]
     pub tcpdump_options: Vec<String>,
+}
+
+/// How tcpdump writes packets to the capture file (`--capture-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptureMode {
+    /// tcpdump's own stdio buffer, written when full and at each rotation.
+    Buffered,
+    /// tcpdump -U: each packet written to the file as it is captured.
+    PerPacket,
 }

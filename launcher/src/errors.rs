@@ -38,13 +38,13 @@ pub enum LaunchError {
     )]
     ZeroRotation,
     #[error(
-        "--max-file-mb must be at least 1 (got 0); it is tcpdump's -C size limit in millions of bytes"
-    )]
-    ZeroFileSize,
-    #[error(
         "--max-spool-mb must be at least 1 (got 0); it is the spool's budget in MiB, below the volume's sizeLimit"
     )]
     ZeroSpoolBudget,
+    #[error(
+        "--capture-mode buffered needs --stats-interval-ms (STATS_INTERVAL_MS) between 1 and {max_ms} (got {got_ms}): its stall watch reads tcpdump's answers to SIGUSR1, and the liveness probe allows 20 s without one; set STATS_INTERVAL_MS=5000, or CAPTURE_MODE=per-packet"
+    )]
+    BufferedNeedsStats { got_ms: u64, max_ms: u64 },
     #[error(
         "cannot watch {path} for files tcpdump closes ({source}); raise fs.inotify.max_user_instances or max_user_watches on the node"
     )]
@@ -131,8 +131,8 @@ impl LaunchError {
             Self::PassThrough(_)
             | Self::TcpdumpArgsQuoting(_)
             | Self::ZeroRotation
-            | Self::ZeroFileSize
             | Self::ZeroSpoolBudget
+            | Self::BufferedNeedsStats { .. }
             | Self::FilterTwice { .. }
             | Self::S3EndpointUrl { .. }
             | Self::TcpdumpMissing(_)

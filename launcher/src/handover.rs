@@ -10,15 +10,18 @@ use tracing::{error, info, warn};
 
 use crate::errors::LaunchError;
 use crate::metrics::Metrics;
+use crate::stats::DropLedger;
 use crate::trim::{Trimmed, trim_to_last_record};
 
 /// Hands over one file tcpdump closed while running. Returns its size, or
 /// `None` when there was nothing to hand over (a foreign name, already
-/// gone, or quarantined).
+/// gone, or quarantined). With a `ledger`, the capture carries the drops
+/// counted since the capture before it.
 pub fn hand_over_closed_file(
     spool: &SpoolLayout,
     file_name: &str,
     metrics: &Metrics,
+    ledger: Option<&mut DropLedger>,
 ) -> Result<Option<u64>, LaunchError> {
     let path = spool.active().join(file_name);
     let Ok(name) = CaptureName::parse_active(file_name) else {
@@ -38,10 +41,11 @@ pub fn hand_over_closed_file(
         );
         return Ok(None);
     }
-    let (_, bytes) = move_to_ready(spool, &path, name).map_err(|source| LaunchError::HandOver {
-        path: path.clone(),
-        source,
-    })?;
+    let (_, bytes) =
+        move_to_ready(spool, &path, name, ledger).map_err(|source| LaunchError::HandOver {
+            path: path.clone(),
+            source,
+        })?;
     metrics.handed_over(bytes);
     Ok(Some(bytes))
 }
@@ -51,10 +55,21 @@ fn move_to_ready(
     spool: &SpoolLayout,
     path: &Path,
     name: CaptureName,
+    ledger: Option<&mut DropLedger>,
 ) -> std::io::Result<(PathBuf, u64)> {
-    let target = spool.hand_over(path, name)?;
+    let counters = ledger.map(DropLedger::next_capture);
+    let target = spool.hand_over_with_counters(path, name, counters.as_ref())?;
     let bytes = fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-    info!(file = %target.display(), bytes, "capture ready");
+    match counters {
+        Some(c) if c.dropped_by_kernel + c.dropped_by_interface > 0 => warn!(
+            file = %target.display(),
+            bytes,
+            dropped_by_kernel = c.dropped_by_kernel,
+            dropped_by_interface = c.dropped_by_interface,
+            "capture ready; packets were dropped while it was written (raise --buffer-kib, shorten --snaplen or narrow the filter)"
+        ),
+        _ => info!(file = %target.display(), bytes, "capture ready"),
+    }
     Ok((target, bytes))
 }
 
@@ -62,8 +77,13 @@ fn move_to_ready(
 /// start, after a crash, and after it exits): each trimmed to its last
 /// whole record first, since a killed tcpdump may have torn it. Goes on
 /// past a file it cannot hand over; each is logged, and the count of them
-/// is returned with the files handed over.
-pub fn hand_over_all(spool: &SpoolLayout, metrics: &Metrics) -> Result<HandedOver, LaunchError> {
+/// is returned with the files handed over. With a `ledger` (the files of
+/// the tcpdump that just exited), they carry its drop counts.
+pub fn hand_over_all(
+    spool: &SpoolLayout,
+    metrics: &Metrics,
+    mut ledger: Option<&mut DropLedger>,
+) -> Result<HandedOver, LaunchError> {
     let active = spool.active();
     let entries = fs::read_dir(&active).map_err(|source| LaunchError::SpoolIo {
         path: active.clone(),
@@ -91,7 +111,7 @@ pub fn hand_over_all(spool: &SpoolLayout, metrics: &Metrics) -> Result<HandedOve
                 continue;
             }
         }
-        match move_to_ready(spool, &path, name) {
+        match move_to_ready(spool, &path, name, ledger.as_deref_mut()) {
             Ok((target, bytes)) => {
                 metrics.handed_over(bytes);
                 outcome.files.push(target);

@@ -39,7 +39,10 @@ pub fn probe(spool_dir: &std::path::Path) -> ExitCode {
     #[allow(clippy::print_stdout)]
     match stall::probe(&spool) {
         Ok(age) => {
-            println!("alive: tcpdump was seen writing {} s ago", age.as_secs());
+            println!(
+                "alive: tcpdump was last seen capturing {} s ago",
+                age.as_secs()
+            );
             ExitCode::SUCCESS
         }
         Err(why) => {
@@ -79,7 +82,13 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
             "the launcher's tick travels on loopback and is not seen on this interface: files rotate only when a packet arrives, and a stalled tcpdump is not detected (capture on `any` for both)"
         );
     }
-    let recovered = handover::hand_over_all(&plan.spool, &metrics)?;
+    match spool::counters::remove_orphans(&plan.spool.counters(), &plan.spool.ready()) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed drop-count records whose capture is gone"),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep the drop-count records in counters/"),
+    }
+    log_capture_mode(&plan);
+    let recovered = handover::hand_over_all(&plan.spool, &metrics, None)?;
     if !recovered.files.is_empty() {
         tracing::info!(
             files = recovered.files.len(),
@@ -88,6 +97,24 @@ pub async fn run(plan: Plan) -> Result<ExitCode, LaunchError> {
     }
     let status = supervise::capture(&plan, metrics).await?;
     Ok(ExitCode::from(supervise::exit_code(status)))
+}
+
+/// Says at start how tcpdump writes, and what a SIGKILL of it can lose.
+fn log_capture_mode(plan: &Plan) {
+    use std::os::unix::fs::MetadataExt as _;
+    match plan.capture_mode {
+        cli::CaptureMode::PerPacket => tracing::info!(
+            "capture mode per-packet: tcpdump writes each packet as it is captured (-U)"
+        ),
+        cli::CaptureMode::Buffered => {
+            // glibc gives a FILE the st_blksize of its file as buffer.
+            let block = std::fs::metadata(plan.spool.active()).map_or(0, |m| m.blksize());
+            tracing::info!(
+                buffer_bytes = block,
+                "capture mode buffered: tcpdump writes its buffer when full and at each rotation; a SIGKILL of tcpdump loses at most the buffer and the record torn at its edge"
+            );
+        }
+    }
 }
 
 /// Says at start what the filter leaves out, and shouts when the

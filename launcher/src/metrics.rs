@@ -111,7 +111,7 @@ impl Metrics {
         let stalled = Gauge::default();
         registry.register(
             "stalled",
-            "1 while tcpdump has written nothing for 10 s although the launcher's tick reaches it (the liveness probe fails after 20 s), else 0",
+            "1 while tcpdump is stalled, else 0: per-packet mode, it has written nothing for 10 s although the launcher's tick reaches it; buffered mode, it has not answered SIGUSR1 with packets taken (for 10 s, or twice --stats-interval-ms), or captures but has closed no file for a rotation period and 10 s (the liveness probe fails after 20 s)",
             stalled.clone(),
         );
         let budget_dropped_captures = counter(
@@ -238,7 +238,10 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match crate::stall::probe(&state.spool) {
         Ok(age) => (
             StatusCode::OK,
-            format!("alive: tcpdump was seen writing {} s ago\n", age.as_secs()),
+            format!(
+                "alive: tcpdump was last seen capturing {} s ago\n",
+                age.as_secs()
+            ),
         ),
         // The verdict names the heartbeat's path: a path inside the
         // container, not a secret, but the port needs no more than this.

@@ -732,6 +732,7 @@ mod tests {
                 probe: false,
                 metrics_addr: ([127, 0, 0, 1], 0).into(),
                 stats_interval_ms: 5_000,
+                capture_mode: crate::cli::CaptureMode::Buffered,
                 tcpdump_args: line,
                 check: true,
                 tcpdump_options: trailing,

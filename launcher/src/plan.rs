@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use spool::{SpoolLayout, TCPDUMP_FILE_PATTERN};
 
-use crate::cli::Cli;
+use crate::cli::{CaptureMode, Cli};
 use crate::errors::LaunchError;
 use crate::filter::{self, Exclusions};
 use crate::passthrough::{self, OwnedFlags};
@@ -42,7 +42,16 @@ pub struct Plan {
     pub metrics_addr: std::net::SocketAddr,
     /// How often tcpdump is asked for its counters; `None`: never.
     pub stats_interval: Option<std::time::Duration>,
+    /// How tcpdump writes packets (`-U` only in per-packet mode), and so
+    /// how the stall watch knows it is alive.
+    pub capture_mode: CaptureMode,
+    /// The rotation period (tcpdump -G).
+    pub rotate: std::time::Duration,
 }
+
+/// The longest --stats-interval-ms buffered mode accepts: its stall watch
+/// needs an answer well within the probe's 20 s.
+pub const BUFFERED_MAX_STATS_INTERVAL_MS: u64 = 10_000;
 
 impl Plan {
     /// Resolves and validates the command line. Touches nothing on disk.
@@ -50,15 +59,20 @@ impl Plan {
         if cli.rotate_seconds == 0 {
             return Err(LaunchError::ZeroRotation);
         }
-        if cli.max_file_mb == 0 {
-            return Err(LaunchError::ZeroFileSize);
-        }
         if cli.max_spool_mb == 0 {
             return Err(LaunchError::ZeroSpoolBudget);
         }
+        if cli.capture_mode == CaptureMode::Buffered
+            && !(1..=BUFFERED_MAX_STATS_INTERVAL_MS).contains(&cli.stats_interval_ms)
+        {
+            return Err(LaunchError::BufferedNeedsStats {
+                got_ms: cli.stats_interval_ms,
+                max_ms: BUFFERED_MAX_STATS_INTERVAL_MS,
+            });
+        }
         if std::env::var_os("FLUSH_MS").is_some() {
             tracing::warn!(
-                "FLUSH_MS is no longer used and is ignored: tcpdump now writes every packet to the file as it is captured (-U)"
+                "FLUSH_MS is no longer used and is ignored: see --capture-mode (CAPTURE_MODE) for how tcpdump writes packets"
             );
         }
 
@@ -116,18 +130,25 @@ impl Plan {
         let spool = SpoolLayout::new(cli.spool_dir);
         let output = spool.active().join(TCPDUMP_FILE_PATTERN);
         let mut tcpdump_args = capture_settings.clone();
-        // -U: every packet is written to the file as it is captured, from
-        // tcpdump's own loop. Nothing ever signals into its stdio (a SIGUSR2
-        // flush from a signal handler tore records mid-write at high rates).
+        // Per-packet (-U): every packet is written to the file as it is
+        // captured, from tcpdump's own loop. Buffered: tcpdump's stdio
+        // buffer is written when full and at each rotation (fclose). Either
+        // way nothing ever signals into its stdio (a SIGUSR2 flush from a
+        // signal handler tore records mid-write at high rates).
+        if cli.capture_mode == CaptureMode::PerPacket {
+            tcpdump_args.push("-U".to_owned());
+        }
         tcpdump_args.extend([
-            "-U".to_owned(),
             "-w".to_owned(),
             output.to_string_lossy().into_owned(),
             "-G".to_owned(),
             cli.rotate_seconds.to_string(),
-            "-C".to_owned(),
-            cli.max_file_mb.to_string(),
         ]);
+        // -C makes tcpdump ask where it is in the file (ftell: one lseek)
+        // after every packet; without a size limit it does not.
+        if cli.max_file_mb > 0 {
+            tcpdump_args.extend(["-C".to_owned(), cli.max_file_mb.to_string()]);
+        }
         let mut preflight_args = capture_settings;
         preflight_args.push("-d".to_owned());
         // The filter goes after `--` as one word: tcpdump compiles it and can
@@ -157,6 +178,8 @@ impl Plan {
             metrics_addr: cli.metrics_addr,
             stats_interval: (cli.stats_interval_ms > 0)
                 .then(|| std::time::Duration::from_millis(cli.stats_interval_ms)),
+            capture_mode: cli.capture_mode,
+            rotate: std::time::Duration::from_secs(cli.rotate_seconds),
         })
     }
 

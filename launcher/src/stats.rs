@@ -172,9 +172,135 @@ impl Accumulated {
     }
 }
 
+/// What the reader of tcpdump's stderr shares with the capture loop: what
+/// the answers said since the stall watch last looked, and the running
+/// drop totals of this tcpdump with the time of the answer that gave them.
+#[derive(Debug)]
+pub struct Answers {
+    heard: crate::stall::Heard,
+    totals: Totals,
+}
+
+/// The drops counted by one tcpdump up to one of its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub dropped_by_kernel: u64,
+    pub dropped_by_interface: u64,
+    /// When the answer was read, Unix milliseconds.
+    pub at_unix_ms: u64,
+}
+
+/// [`Answers`] behind a lock; both sides hold it for a few additions.
+pub type SharedAnswers = std::sync::Arc<std::sync::Mutex<Answers>>;
+
+impl Answers {
+    /// Nothing heard yet from a tcpdump started now: its counters are 0.
+    pub fn shared() -> SharedAnswers {
+        std::sync::Arc::new(std::sync::Mutex::new(Answers {
+            heard: crate::stall::Heard::default(),
+            totals: Totals {
+                dropped_by_kernel: 0,
+                dropped_by_interface: 0,
+                at_unix_ms: unix_ms_now(),
+            },
+        }))
+    }
+
+    /// One answer's increase, read now.
+    pub fn add(&mut self, increase: Increase) {
+        self.heard.add(increase);
+        self.totals.dropped_by_kernel += increase.dropped_by_kernel;
+        self.totals.dropped_by_interface += increase.dropped_by_interface;
+        self.totals.at_unix_ms = unix_ms_now();
+    }
+
+    /// What was heard since the last call.
+    pub fn take_heard(&mut self) -> crate::stall::Heard {
+        std::mem::take(&mut self.heard)
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Gives each capture handed over the drops counted since the one before
+/// (see [`spool::counters`] for what that interval is).
+#[derive(Debug)]
+pub struct DropLedger {
+    answers: SharedAnswers,
+    last: Totals,
+}
+
+impl DropLedger {
+    /// Starts from the totals of the tcpdump just started (all 0).
+    pub fn new(answers: SharedAnswers) -> Self {
+        let last = Self::totals_of(&answers);
+        Self { answers, last }
+    }
+
+    fn totals_of(answers: &SharedAnswers) -> Totals {
+        match answers.lock() {
+            Ok(answers) => answers.totals,
+            Err(poisoned) => poisoned.into_inner().totals,
+        }
+    }
+
+    /// The counts for the next capture handed over.
+    pub fn next_capture(&mut self) -> spool::counters::CaptureCounters {
+        let now = Self::totals_of(&self.answers);
+        let counted = spool::counters::CaptureCounters {
+            dropped_by_kernel: now.dropped_by_kernel - self.last.dropped_by_kernel,
+            dropped_by_interface: now.dropped_by_interface - self.last.dropped_by_interface,
+            from: self.last.at_unix_ms,
+            to: now.at_unix_ms,
+        };
+        self.last = now;
+        counted
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consecutive_captures_get_consecutive_intervals_and_each_drop_once() {
+        let answers = Answers::shared();
+        let mut ledger = DropLedger::new(answers.clone());
+        let drops = |kernel, interface| Increase {
+            captured: 10,
+            received: 10 + kernel,
+            dropped_by_kernel: kernel,
+            dropped_by_interface: interface,
+        };
+        answers.lock().unwrap().add(drops(3, 1));
+        answers.lock().unwrap().add(drops(4, 0));
+        let first = ledger.next_capture();
+        // A second piece handed over with no answer since: nothing new.
+        let second = ledger.next_capture();
+        answers.lock().unwrap().add(drops(5, 2));
+        let third = ledger.next_capture();
+        assert_eq!(
+            (first.dropped_by_kernel, first.dropped_by_interface),
+            (7, 1)
+        );
+        assert_eq!(
+            (second.dropped_by_kernel, second.dropped_by_interface),
+            (0, 0)
+        );
+        assert_eq!(
+            (third.dropped_by_kernel, third.dropped_by_interface),
+            (5, 2)
+        );
+        assert_eq!(second.from, first.to);
+        assert_eq!(third.from, second.to);
+        assert!(first.from <= first.to && third.from <= third.to);
+        assert_eq!(answers.lock().unwrap().take_heard().answers, 3);
+        assert_eq!(answers.lock().unwrap().take_heard().answers, 0);
+    }
 
     fn read(lines: &[&str]) -> Vec<Report> {
         let mut reader = ReportReader::default();

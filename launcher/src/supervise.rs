@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::budget;
+use crate::cli::CaptureMode;
 use crate::closed::{self, Closed, ClosedFiles};
 use crate::errors::LaunchError;
 use crate::handover::{hand_over_all, hand_over_closed_file};
@@ -33,8 +34,8 @@ use crate::lifecycle::{BLOCK_DRAIN, Effect, KillCause, Lifecycle, STOP_GRACE};
 use crate::lines::LineSplitter;
 use crate::metrics::Metrics;
 use crate::plan::Plan;
-use crate::stall::Progress;
-use crate::stats::{Accumulated, ReportReader};
+use crate::stall::{Progress, Watch};
+use crate::stats::{Accumulated, Answers, DropLedger, ReportReader, SharedAnswers};
 use crate::tick::Ticker;
 
 /// How often the capture side checks the spool budget without a hand-over.
@@ -77,7 +78,8 @@ pub async fn capture(plan: &Plan, metrics: Arc<Metrics>) -> Result<ExitStatus, L
     // Watching starts before tcpdump does: no close can be missed.
     let mut closed_files = ClosedFiles::watch(&plan.spool.active())?;
     let ticker = Ticker::bind().await?;
-    let progress = Progress::new(plan.spool.clone());
+    let progress = Progress::new(plan.spool.clone(), watch_for(plan));
+    let answers = Answers::shared();
 
     info!(command = %plan.command_line(), "starting tcpdump");
     let mut child = Command::new(&plan.tcpdump)
@@ -98,10 +100,14 @@ pub async fn capture(plan: &Plan, metrics: Arc<Metrics>) -> Result<ExitStatus, L
     metrics.tcpdump_started();
     let pid = child.id();
     let (listening_tx, listening_rx) = oneshot::channel();
-    let stderr_logger = child
-        .stderr
-        .take()
-        .map(|stderr| tokio::spawn(log_stderr(stderr, listening_tx, metrics.clone())));
+    let stderr_logger = child.stderr.take().map(|stderr| {
+        tokio::spawn(log_stderr(
+            stderr,
+            listening_tx,
+            metrics.clone(),
+            answers.clone(),
+        ))
+    });
 
     // Fused: once it has answered (or tcpdump's stderr closed without the
     // line), it is never polled again.
@@ -113,7 +119,7 @@ pub async fn capture(plan: &Plan, metrics: Arc<Metrics>) -> Result<ExitStatus, L
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer
     });
-    let mut capturing = CaptureSide::new(plan, pid, ticker, progress, &metrics);
+    let mut capturing = CaptureSide::new(plan, pid, ticker, progress, answers, &metrics);
     let mut state = Lifecycle::Starting;
 
     let status = loop {
@@ -144,7 +150,7 @@ pub async fn capture(plan: &Plan, metrics: Arc<Metrics>) -> Result<ExitStatus, L
         finish_logging(logger).await;
     }
     log_exit(status);
-    let last = hand_over_all(&plan.spool, &metrics)?;
+    let last = hand_over_all(&plan.spool, &metrics, Some(&mut capturing.ledger))?;
     if last.failed > 0 {
         error!(
             failed = last.failed,
@@ -165,6 +171,10 @@ struct CaptureSide<'a> {
     /// Closed captures held back because tcpdump may still be writing them
     /// (see [`hand_over_unless_open`]); tried again every second.
     held: Vec<String>,
+    /// tcpdump's answers to SIGUSR1, as its stderr reader saw them.
+    answers: SharedAnswers,
+    /// The drop counts each capture handed over carries.
+    ledger: DropLedger,
     metrics: &'a Metrics,
 }
 
@@ -174,6 +184,7 @@ impl<'a> CaptureSide<'a> {
         pid: Option<u32>,
         ticker: Ticker,
         progress: Progress,
+        answers: SharedAnswers,
         metrics: &'a Metrics,
     ) -> Self {
         Self {
@@ -183,6 +194,8 @@ impl<'a> CaptureSide<'a> {
             progress,
             seconds: 0,
             held: Vec::new(),
+            ledger: DropLedger::new(answers.clone()),
+            answers,
             metrics,
         }
     }
@@ -191,7 +204,16 @@ impl<'a> CaptureSide<'a> {
     fn every_second(&mut self, listening: bool) {
         let plan = self.plan;
         self.ticker.tick();
-        self.progress.observe(listening && plan.ticks_reach_capture);
+        let heard = match self.answers.lock() {
+            Ok(mut answers) => answers.take_heard(),
+            Err(poisoned) => poisoned.into_inner().take_heard(),
+        };
+        let watching = match plan.capture_mode {
+            // Growth is a sign of life only where the tick reaches tcpdump.
+            CaptureMode::PerPacket => listening && plan.ticks_reach_capture,
+            CaptureMode::Buffered => listening,
+        };
+        self.progress.observe(watching, heard);
         self.metrics
             .stalled
             .set(i64::from(self.progress.is_stalled()));
@@ -201,8 +223,14 @@ impl<'a> CaptureSide<'a> {
         }
         if !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
-            self.held =
-                hand_over_unless_open(plan, self.pid, held, &mut self.progress, self.metrics);
+            self.held = hand_over_unless_open(
+                plan,
+                self.pid,
+                held,
+                &mut self.progress,
+                &mut self.ledger,
+                self.metrics,
+            );
         }
     }
 
@@ -221,7 +249,14 @@ impl<'a> CaptureSide<'a> {
             }
         };
         names.append(&mut self.held);
-        self.held = hand_over_unless_open(plan, self.pid, names, &mut self.progress, self.metrics);
+        self.held = hand_over_unless_open(
+            plan,
+            self.pid,
+            names,
+            &mut self.progress,
+            &mut self.ledger,
+            self.metrics,
+        );
         budget::enforce(&plan.spool, plan.max_spool_bytes, self.metrics);
     }
 }
@@ -269,6 +304,7 @@ fn hand_over_unless_open(
     pid: Option<u32>,
     mut names: Vec<String>,
     progress: &mut Progress,
+    ledger: &mut DropLedger,
     metrics: &Metrics,
 ) -> Vec<String> {
     crate::handover::sort_in_capture_order(&mut names);
@@ -289,7 +325,7 @@ fn hand_over_unless_open(
             }
             _ => {}
         }
-        match hand_over_closed_file(&plan.spool, name, metrics) {
+        match hand_over_closed_file(&plan.spool, name, metrics, Some(&mut *ledger)) {
             Ok(Some(bytes)) => progress.handed_over(bytes),
             Ok(None) => {}
             Err(e) => {
@@ -324,6 +360,18 @@ impl MayBeWriting {
     }
 }
 
+/// The stall watch's sign of life for the plan's capture mode.
+fn watch_for(plan: &Plan) -> Watch {
+    match (plan.capture_mode, plan.stats_interval) {
+        (CaptureMode::Buffered, Some(asked_every)) => Watch::Counters {
+            asked_every,
+            rotate: plan.rotate,
+        },
+        // The plan refuses buffered mode without counters.
+        _ => Watch::Growth,
+    }
+}
+
 fn send(child: &Child, signal: Signal) {
     let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
         return;
@@ -353,6 +401,7 @@ async fn log_stderr(
     mut stderr: ChildStderr,
     listening: oneshot::Sender<()>,
     metrics: Arc<Metrics>,
+    answers: SharedAnswers,
 ) {
     let mut listening = Some(listening);
     let mut splitter = LineSplitter::default();
@@ -371,6 +420,10 @@ async fn log_stderr(
         };
         let increase = accumulated.observe(report);
         metrics.counted(increase);
+        match answers.lock() {
+            Ok(mut answers) => answers.add(increase),
+            Err(poisoned) => poisoned.into_inner().add(increase),
+        }
         if text.starts_with("tcpdump: ") {
             // An answer to SIGUSR1, every few seconds: the metrics carry
             // it; only new kernel drops are worth a line in the log.

@@ -15,7 +15,9 @@ fn launcher() -> Command {
     cmd.env("NO_COLOR", "1")
         .env_remove("TCPDUMP_ARGS")
         .env_remove("S3_ENDPOINT_URL")
-        .env_remove("CAPTURE_CREDENTIAL_ENDPOINTS");
+        .env_remove("CAPTURE_CREDENTIAL_ENDPOINTS")
+        .env_remove("CAPTURE_MODE")
+        .env_remove("STATS_INTERVAL_MS");
     cmd
 }
 
@@ -66,6 +68,87 @@ fn refuses_an_s3_endpoint_url_whose_port_it_cannot_tell() {
             "http://127.0.0.1:3900",
         ],
     );
+}
+
+#[test]
+fn refuses_buffered_mode_without_counters_to_watch() {
+    let spool = spool_with_captures();
+    for interval in ["0", "60000"] {
+        refuse(
+            &spool,
+            &[
+                "--capture-mode",
+                "buffered",
+                "--stats-interval-ms",
+                interval,
+            ],
+            &[
+                "--capture-mode buffered needs --stats-interval-ms",
+                &format!("(got {interval})"),
+                "STATS_INTERVAL_MS=5000, or CAPTURE_MODE=per-packet",
+            ],
+        );
+    }
+}
+
+#[test]
+fn per_packet_mode_asks_tcpdump_for_each_packet_written_and_buffered_does_not() {
+    if !can_capture("per_packet_mode_asks_tcpdump_for_each_packet_written_and_buffered_does_not") {
+        return;
+    }
+    let spool = spool_with_captures();
+    let root = spool.root().to_str().unwrap().to_owned();
+    let command_line = |mode: &str| {
+        let out = launcher()
+            .args(["--spool-dir", &root, "--interface", "lo", "--check"])
+            .args(["--capture-mode", mode, "--stats-interval-ms", "0"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        command_line("per-packet").contains(" -U -w "),
+        "{}",
+        command_line("per-packet")
+    );
+    // Buffered with no counters is refused; with them, no -U.
+    assert_eq!(command_line("buffered"), "");
+    let buffered = launcher()
+        .args(["--spool-dir", &root, "--interface", "lo", "--check"])
+        .args(["--capture-mode", "buffered"])
+        .output()
+        .unwrap();
+    let buffered = String::from_utf8(buffered.stdout).unwrap();
+    assert!(
+        buffered.contains(" -w ") && !buffered.contains("-U"),
+        "{buffered}"
+    );
+    assert_untouched(&spool);
+}
+
+#[test]
+fn max_file_mb_zero_runs_tcpdump_without_a_size_limit() {
+    if !can_capture("max_file_mb_zero_runs_tcpdump_without_a_size_limit") {
+        return;
+    }
+    let spool = spool_with_captures();
+    let root = spool.root().to_str().unwrap().to_owned();
+    let command_line = |mb: &str| {
+        let out = launcher()
+            .args(["--spool-dir", &root, "--interface", "lo", "--check"])
+            .args(["--max-file-mb", mb])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(command_line("7").contains(" -G 60 -C 7 "));
+    let unlimited = command_line("0");
+    assert!(
+        unlimited.contains(" -G 60 ") && !unlimited.contains("-C"),
+        "{unlimited}"
+    );
+    assert_untouched(&spool);
 }
 
 #[test]
@@ -251,7 +334,7 @@ fn check_prints_the_exact_command_without_capturing() {
         .assert()
         .success()
         .stdout(predicate::eq(format!(
-            "/usr/bin/tcpdump -i lo -s 128 -n --nano -U -w '{root}/active/%Y%m%dT%H%M%SZ.pcap' -G 60 -C 100 -- '((port 53) and not ({}) and not ({})) or ({})'\n",
+            "/usr/bin/tcpdump -i lo -s 128 -n --nano -w '{root}/active/%Y%m%dT%H%M%SZ.pcap' -G 60 -C 100 -- '((port 53) and not ({}) and not ({})) or ({})'\n",
             launcher::filter::credential_endpoints_filter(),
             spool::upload_connection_filter(launcher::filter::DEFAULT_S3_PORT),
             spool::tick::TICK_FILTER

@@ -104,7 +104,13 @@ fn leftover_of_a_killed_capture_is_trimmed_and_handed_over_at_next_start() {
     }
     let spool = Spool::new();
     let port = free_port();
-    let mut first = start_capture(LAUNCHER, &spool, port, &["--rotate-seconds", "3600"]);
+    // Per-packet mode: every packet is in the file before the kill.
+    let mut first = start_capture(
+        LAUNCHER,
+        &spool,
+        port,
+        &["--rotate-seconds", "3600", "--capture-mode", "per-packet"],
+    );
     send_numbered(port, 0, 50, 200);
     std::thread::sleep(Duration::from_millis(1_500));
     // SIGKILL leaves no chance to clean up; tcpdump runs in its own process
@@ -215,7 +221,62 @@ fn metrics_port(addr: &str, path: &str) -> (u16, String) {
 }
 
 #[test]
-fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
+fn a_buffered_tcpdump_killed_loses_at_most_its_buffer_and_its_file_is_handed_over_whole() {
+    if !can_capture("a_buffered_tcpdump_killed_loses_at_most_its_buffer") {
+        return;
+    }
+    let spool = Spool::new();
+    let port = free_port();
+    let args = ["--rotate-seconds", "3600", "--capture-mode", "buffered"];
+    let mut first = start_capture(LAUNCHER, &spool, port, &args);
+    let sent = 3_000;
+    send_numbered(port, 0, sent, 3_000);
+    // Long enough for tcpdump to take every packet from the kernel (its
+    // read timeout is 1 s): what is lost is then only its own buffer.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let tcpdump_group = tcpdump_child_of(first.id());
+    signal(&first, Signal::SIGKILL);
+    first.wait().unwrap();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(tcpdump_group), Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let leftovers = Spool::files(&spool.active());
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(&leftovers[0]).unwrap();
+    let block = meta.blksize();
+    // tcpdump wrote whole buffers only: its buffer is the block size.
+    assert_eq!(meta.len() % block, 0, "{} bytes, block {block}", meta.len());
+    assert!(meta.len() > 0);
+
+    let mut second = start_capture(LAUNCHER, &spool, port, &args);
+    let ready = Spool::files(&spool.ready());
+    assert_eq!(ready.len(), 1, "leftover not handed over: {ready:?}");
+    assert_tcpdump_reads(&ready[0]);
+    let found = sequence_numbers(&ready[0]);
+    // A prefix of what was sent, in order: nothing damaged, nothing torn.
+    assert_eq!(found, (0..found.len() as u64).collect::<Vec<_>>());
+    let record = numbered_payload(0).len() as u64 + 14 + 20 + 8 + 16;
+    let lost = sent - found.len() as u64;
+    assert!(
+        lost <= block / record + 1,
+        "lost {lost} datagrams of {record} bytes on disk, more than a {block}-byte buffer holds"
+    );
+    signal(&second, Signal::SIGTERM);
+    assert!(second.wait().unwrap().success());
+}
+
+#[test]
+fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe_in_buffered_mode() {
+    stopped_tcpdump_is_reported("buffered");
+}
+
+#[test]
+fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe_in_per_packet_mode() {
+    stopped_tcpdump_is_reported("per-packet");
+}
+
+fn stopped_tcpdump_is_reported(mode: &str) {
     if !can_capture("a_stopped_tcpdump_is_reported") {
         return;
     }
@@ -226,7 +287,14 @@ fn a_stopped_tcpdump_is_reported_and_fails_the_liveness_probe() {
         LAUNCHER,
         &spool,
         port,
-        &["--rotate-seconds", "60", "--metrics-addr", &addr],
+        &[
+            "--rotate-seconds",
+            "60",
+            "--metrics-addr",
+            &addr,
+            "--capture-mode",
+            mode,
+        ],
     );
     let probe = || {
         std::process::Command::new(LAUNCHER)
@@ -370,4 +438,40 @@ fn tcpdump_child_of(launcher: u32) -> i32 {
         .expect("launcher has no child")
         .parse()
         .unwrap()
+}
+
+#[test]
+fn every_capture_handed_over_carries_its_drop_counts_over_intervals_that_follow_each_other() {
+    if !can_capture("every_capture_handed_over_carries_its_drop_counts") {
+        return;
+    }
+    let spool = Spool::new();
+    let port = free_port();
+    let mut launcher = start_capture(
+        LAUNCHER,
+        &spool,
+        port,
+        &["--rotate-seconds", "1", "--stats-interval-ms", "200"],
+    );
+    send_numbered(port, 0, 3_000, 1_000);
+    std::thread::sleep(Duration::from_millis(1_500));
+    signal(&launcher, Signal::SIGTERM);
+    assert!(launcher.wait().unwrap().success());
+
+    let layout = spool.layout();
+    let ready = Spool::files(&spool.ready());
+    assert!(ready.len() >= 3, "{ready:?}");
+    let mut records: Vec<spool::counters::CaptureCounters> = ready
+        .iter()
+        .map(|file| {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            spool::counters::read(&layout.counters_record(name))
+                .unwrap_or_else(|| panic!("no drop-count record for {name}"))
+        })
+        .collect();
+    records.sort_by_key(|r| (r.from, r.to));
+    for pair in records.windows(2) {
+        assert_eq!(pair[0].to, pair[1].from, "{records:?}");
+    }
+    assert!(records.iter().all(|r| r.from <= r.to), "{records:?}");
 }

@@ -93,6 +93,9 @@ impl SpoolBudget {
             let record = spool.resume_record(&capture.file_name());
             match std::fs::remove_file(&capture.path) {
                 Ok(()) => {
+                    // Best effort: a stray record is swept at the
+                    // launcher's next start.
+                    let _ = crate::counters::remove(&spool.counters_record(&capture.file_name()));
                     let record_removed = remove_if_present(&record);
                     enforced.captures.push(capture);
                     if let Err(e) = record_removed {

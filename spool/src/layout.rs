@@ -19,7 +19,7 @@ pub const JOURNAL_DIR: &str = "journal";
 /// period); its age is what `journal --probe`, that container's liveness
 /// probe, checks.
 pub const JOURNAL_HEARTBEAT_FILE: &str = "journal.heartbeat";
-/// Touched by the launcher whenever tcpdump is seen writing; its age is
+/// Touched by the launcher whenever tcpdump shows a sign of capturing (see --capture-mode); its age is
 /// what the capture container's liveness probe checks.
 pub const HEARTBEAT_FILE: &str = "capture.heartbeat";
 /// What the launcher has handed over to `ready/`, so that no capture name
@@ -78,6 +78,16 @@ impl SpoolLayout {
         self.root.join(JOURNAL_DIR)
     }
 
+    /// The per-capture drop counts ([`crate::counters`]).
+    pub fn counters(&self) -> PathBuf {
+        self.root.join(crate::counters::COUNTERS_DIR)
+    }
+
+    /// The drop-count record of the capture named `file_name` in `ready/`.
+    pub fn counters_record(&self, file_name: &str) -> PathBuf {
+        crate::counters::record_path(&self.counters(), file_name)
+    }
+
     pub fn heartbeat(&self) -> PathBuf {
         self.root.join(HEARTBEAT_FILE)
     }
@@ -97,13 +107,14 @@ impl SpoolLayout {
     }
 
     /// The folders, in the order they are created.
-    pub fn folders(&self) -> [PathBuf; 5] {
+    pub fn folders(&self) -> [PathBuf; 6] {
         [
             self.active(),
             self.ready(),
             self.state(),
             self.quarantine(),
             self.journal(),
+            self.counters(),
         ]
     }
 }
@@ -188,6 +199,20 @@ impl SpoolLayout {
         active_file: &Path,
         name: crate::CaptureName,
     ) -> std::io::Result<PathBuf> {
+        self.hand_over_with_counters(active_file, name, None)
+    }
+
+    /// [`Self::hand_over`], with the capture's drop counts: their record
+    /// ([`crate::counters`]) is written under the capture's final name
+    /// before the capture is renamed into `ready/`, so the uploader finds
+    /// it whenever it finds the capture. A record that cannot be written
+    /// is logged and the capture handed over without one.
+    pub fn hand_over_with_counters(
+        &self,
+        active_file: &Path,
+        name: crate::CaptureName,
+        counters: Option<&crate::counters::CaptureCounters>,
+    ) -> std::io::Result<PathBuf> {
         use nix::fcntl::{RenameFlags, renameat2};
         let ready = self.ready();
         let record = self.read_handed_over();
@@ -199,6 +224,22 @@ impl SpoolLayout {
         };
         loop {
             let target = ready.join(candidate.ready_file_name());
+            // Only the launcher puts files in ready/: a name free now is
+            // free at the rename, and its record may be (re)written.
+            let mut recorded = None;
+            if let Some(counters) = counters
+                && std::fs::symlink_metadata(&target).is_err()
+            {
+                let file_name = candidate.ready_file_name();
+                match crate::counters::write(&self.counters(), &file_name, counters) {
+                    Ok(()) => recorded = Some(self.counters_record(&file_name)),
+                    Err(e) => tracing::warn!(
+                        folder = %self.counters().display(),
+                        error = %e,
+                        "cannot record the capture's drop counts; it is uploaded without them"
+                    ),
+                }
+            }
             match renameat2(
                 None,
                 active_file,
@@ -220,10 +261,16 @@ impl SpoolLayout {
                     self.remember_handed_over(updated)?;
                     return Ok(target);
                 }
-                Err(nix::errno::Errno::EEXIST) => {
+                Err(errno) => {
+                    // Not this capture's name after all: its record goes.
+                    if let Some(record) = recorded {
+                        let _ = crate::counters::remove(&record);
+                    }
+                    if errno != nix::errno::Errno::EEXIST {
+                        return Err(std::io::Error::from(errno));
+                    }
                     candidate = candidate.with_sequence(next_sequence(candidate.sequence())?);
                 }
-                Err(errno) => return Err(std::io::Error::from(errno)),
             }
         }
     }

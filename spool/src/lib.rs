@@ -15,6 +15,10 @@
 //!             the uploader
 //!   journal.heartbeat  touched by the journal container at every segment;
 //!             its liveness probe reads its age
+//!   counters/ one small record per capture in ready/, same name: the
+//!             packets dropped while it was written ([`counters`]); written
+//!             by the launcher before the capture's rename, removed by the
+//!             uploader with the capture
 //!   capture.heartbeat  touched by the launcher whenever tcpdump is seen
 //!             writing; the capture container's liveness probe reads its age
 //! ```
@@ -33,6 +37,7 @@
 //! last line, the exit codes).
 
 pub mod budget;
+pub mod counters;
 mod files;
 mod layout;
 pub mod logging;

@@ -67,7 +67,7 @@ pub mod counted {
     pub const LAUNCHER_BUDGET_DROPPED: &str = "spool over budget and not drained by the uploader: dropped the oldest waiting capture unsent";
     /// What the launcher logs when tcpdump has stopped writing (the fault
     /// ledger counts it).
-    pub const TCPDUMP_STALLED: &str = "tcpdump has written nothing although the launcher's tick reaches it every second: capture is stalled (tcpdump hung or stopped, or the interface is gone); the liveness probe fails from now on";
+    pub const TCPDUMP_STALLED: &str = "capture is stalled: tcpdump shows no sign of capturing (`why` says which sign is missing; tcpdump hung or stopped, or the interface is gone); the liveness probe fails from now on";
     /// What the launcher logs when a stalled tcpdump writes again.
     pub const TCPDUMP_WRITING_AGAIN: &str = "tcpdump is writing again";
     /// How tcpdump says it has opened the interface (and installed its signal

@@ -24,12 +24,15 @@ pub enum NotDeleted {
     Io { path: String, source: io::Error },
 }
 
-/// Removes the capture and its resume record. A capture already gone is
-/// fine: someone else (an operator) removed it.
+/// Removes the capture, its resume record and its drop-count record. A
+/// capture already gone is fine: someone else (an operator) removed it.
 fn remove_capture(path: &Path, record: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
+    }
+    if let Some(counters) = spool::counters::record_of_ready_capture(path) {
+        spool::counters::remove(&counters)?;
     }
     state::remove(record)
 }
@@ -85,6 +88,18 @@ mod tests {
         std::fs::write(&record, b"{}").unwrap();
         remove_uploaded(&path, &file, stamp, &record).unwrap();
         assert!(!path.exists() && !record.exists());
+    }
+
+    #[test]
+    fn an_uploaded_capture_takes_its_drop_count_record_with_it() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = spool::SpoolLayout::new(root.path());
+        spool.create_folders().unwrap();
+        let (path, file, stamp) = hashed_capture(&spool.ready());
+        let counted = spool.counters_record("20261127T142503Z.pcap");
+        std::fs::write(&counted, b"dropped-by-kernel 0\n").unwrap();
+        remove_uploaded(&path, &file, stamp, &root.path().join("r")).unwrap();
+        assert!(!path.exists() && !counted.exists());
     }
 
     #[test]

@@ -168,6 +168,10 @@ impl Shipper {
                 &self.key_context.node,
                 &digest.pcap,
             );
+            metadata.drops =
+                spool::counters::read(&self.config.spool.counters_record(&capture.file_name()))
+                    .as_ref()
+                    .and_then(bucket::object_metadata::Drops::from_counters);
             if let FlowIndex::Skipped(why) = &digest.index {
                 tracing::warn!(file = %capture.file_name(), key, reason = %why, "no flow index for this capture; uploading it without one, marked `index: skipped` in its metadata");
                 metadata.index_skipped = Some(why.to_string());

@@ -388,3 +388,36 @@ async fn damaged_capture_is_uploaded_marked_with_the_offset_and_counted() {
         up.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capture_carries_its_drop_counts_in_its_metadata_and_their_record_goes_with_it() {
+    let Some(garage) = Garage::start("a_capture_carries_its_drop_counts") else {
+        return;
+    };
+    let spool = Spool::with_capture_folders();
+    let layout = spool.layout();
+    std::fs::create_dir(layout.counters()).unwrap();
+    let (name, start) = name_started_ago(Duration::from_secs(120));
+    spool.add(&name, 10_000);
+    let counted = spool::counters::CaptureCounters {
+        dropped_by_kernel: 12,
+        dropped_by_interface: 3,
+        from: 1_796_353_559_123,
+        to: 1_796_353_619_456,
+    };
+    spool::counters::write(&layout.counters(), &name, &counted).unwrap();
+    let _up = Running::spawn(garage.uploader(UPLOADER, &spool));
+
+    wait_until(Duration::from_secs(30), "ready/ to empty", || {
+        spool.ready_names().is_empty()
+    });
+    let key = format!("tcp-dumps/test-node/{}/{name}", start.format("%Y/%m/%d/%H"));
+    let (_, meta) = garage.get(&key).await.expect("the capture is uploaded");
+    assert_eq!(meta["kernel-drops"], "12");
+    assert_eq!(meta["interface-drops"], "3");
+    assert_eq!(meta["drops-counted-from"], "2026-12-04T03:05:59.123Z");
+    assert_eq!(meta["drops-counted-to"], "2026-12-04T03:06:59.456Z");
+    wait_until(Duration::from_secs(10), "the record removed", || {
+        !layout.counters_record(&name).exists()
+    });
+}
