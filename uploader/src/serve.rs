@@ -12,6 +12,8 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::errors::RunError;
 use crate::health::{Health, Source};
+use crate::metrics::Metrics;
+use crate::pins::{self, PinBook};
 use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
 use crate::{admin, find, journal, keys, s3, shutdown};
@@ -33,7 +35,7 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
     tasks.spawn(server);
     tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz, /readyz");
     tasks.spawn(probe_until_ready(
-        client,
+        client.clone(),
         config.clone(),
         shipper.health.clone(),
     ));
@@ -50,6 +52,15 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         path: ready.clone(),
         source,
     })?;
+    if let Some(book) = &shipper.pins {
+        tasks.spawn(poll_pins(
+            client.clone(),
+            config.clone(),
+            book.clone(),
+            shipper.metrics.clone(),
+            wake.clone(),
+        ));
+    }
     let scan = pipeline.scanner();
     let rescan_interval = config.rescan_interval;
     tasks.spawn(async move {
@@ -78,7 +89,10 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         timeout = ?config.drain_timeout,
         "draining: uploading what is ready until the spool is empty"
     );
-    let drained = shutdown::drain(&config.spool, config.drain_timeout).await;
+    let idle = pipeline.idleness();
+    let pinned_idle: Option<&(dyn Fn() -> bool + Send + Sync)> =
+        shipper.pins.is_some().then_some(&idle);
+    let drained = shutdown::drain(&config.spool, config.drain_timeout, pinned_idle).await;
     pipeline.abort();
     tasks.abort_all();
     if drained {
@@ -92,6 +106,48 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         );
     }
     Ok(())
+}
+
+/// Pinned mode: lists the pins every `--pin-poll-seconds`; a new pin wakes
+/// the scanner, so that its captures are queued at once. A failed poll
+/// keeps the pins known before (and the local copy).
+async fn poll_pins(
+    client: aws_sdk_s3::Client,
+    config: Arc<Config>,
+    book: Arc<PinBook>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+) {
+    let mut failing = false;
+    loop {
+        match pins::poll(
+            &client,
+            &config.s3.bucket,
+            config.key_template.static_prefix(),
+            &book,
+            &metrics.pins,
+        )
+        .await
+        {
+            Ok(polled) => {
+                if failing {
+                    tracing::info!("pins read again");
+                }
+                failing = false;
+                if polled.added > 0 {
+                    wake.notify_one();
+                }
+            }
+            Err(e) => {
+                metrics.pins.poll_failures.inc();
+                if !failing {
+                    tracing::warn!(kind = %e.kind, error = %e.detail, pins = book.pins().len(), "cannot read the pins; the pins known before stay in force (counted in pin_poll_failures_total)");
+                }
+                failing = true;
+            }
+        }
+        tokio::time::sleep(config.pin_poll_interval).await;
+    }
 }
 
 /// Re-probes the bucket while readiness is false because of the probe.
