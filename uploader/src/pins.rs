@@ -281,6 +281,8 @@ pub async fn poll(
     metrics: &PinMetrics,
 ) -> Result<Polled, UploadError> {
     metrics.polls.inc();
+    // Pins expire (and the gauge holds) even while the bucket is away.
+    book.prune(metrics);
     let prefix = bucket::pins::pins_prefix(static_prefix);
     let mut listing = Vec::new();
     let mut token = None;

@@ -18,6 +18,9 @@ use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
 use crate::{admin, find, journal, keys, s3, shutdown};
 
+/// How long the start waits for the first read of the pins (pinned mode).
+const FIRST_POLL_TIMEOUT: Duration = Duration::from_secs(15);
+
 pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), RunError> {
     let config = shipper.config.clone();
     let signals = shutdown::Signals::install();
@@ -40,6 +43,29 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         shipper.health.clone(),
     ));
 
+    if let Some(book) = &shipper.pins {
+        // The pins before the first scan: otherwise a ring over budget at
+        // start could let expire what a pin written meanwhile covers.
+        let first = pins::poll(
+            &client,
+            &config.s3.bucket,
+            config.key_template.static_prefix(),
+            book,
+            &shipper.metrics.pins,
+        );
+        match tokio::time::timeout(FIRST_POLL_TIMEOUT, first).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(kind = %e.kind, error = %e.detail, pins = book.pins().len(), "cannot read the pins at start; using the local copy until the bucket answers")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    pins = book.pins().len(),
+                    "the pins did not come within {FIRST_POLL_TIMEOUT:?} at start; using the local copy until the bucket answers"
+                )
+            }
+        }
+    }
     let mut pipeline = Pipeline::start(shipper);
     let wake = Arc::new(Notify::new());
     let ready = config.spool.ready();
