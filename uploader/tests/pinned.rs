@@ -200,9 +200,15 @@ async fn only_captures_overlapping_a_pin_of_this_node_are_shipped_and_the_ring_e
         "an expired capture was counted as dropped"
     );
     let log = up.stderr();
+    // The fault ledger's own reading of the uploader's log: no loss.
+    let losses = test_support::ledger::summary::budget_drops(
+        &log,
+        spool::logging::counted::UPLOADER_BUDGET_DROPPED,
+        "uploader",
+    );
     assert!(
-        !log.contains(uploader::budget::DROPPED_LOG),
-        "the fault ledger would count a loss:\n{log}"
+        losses.is_empty(),
+        "the fault ledger counts a loss: {losses:?}\n{log}"
     );
     assert_eq!(
         log.matches(uploader::pins::EXPIRED_LOG).count() as u64,
@@ -244,4 +250,24 @@ async fn only_captures_overlapping_a_pin_of_this_node_are_shipped_and_the_ring_e
         "{}",
         again.stderr()
     );
+}
+
+/// The fault ledger's accounting reads a pinned-mode log: the ring's
+/// expiries (logged in JSON, as in a pod) are not losses; a budget drop of
+/// a pinned capture still is.
+#[test]
+fn the_fault_ledger_counts_ring_expiry_as_no_loss_and_a_pinned_drop_as_one() {
+    let expired = serde_json::json!({"message": uploader::pins::EXPIRED_LOG, "file": "20261204T030000Z.pcap", "bytes": 1000});
+    let dropped = serde_json::json!({"message": uploader::budget::DROPPED_LOG, "file": "20261204T030002Z.pcap", "bytes": 2000});
+    let read = |log: &str| {
+        test_support::ledger::summary::budget_drops(
+            log,
+            spool::logging::counted::UPLOADER_BUDGET_DROPPED,
+            "uploader",
+        )
+    };
+    assert!(read(&format!("{expired}\n{expired}")).is_empty());
+    let losses = read(&format!("{expired}\n{dropped}"));
+    assert_eq!(losses.len(), 1);
+    assert_eq!(losses[0].file, "20261204T030002Z.pcap");
 }
