@@ -271,3 +271,29 @@ fn the_fault_ledger_counts_ring_expiry_as_no_loss_and_a_pinned_drop_as_one() {
     assert_eq!(losses.len(), 1);
     assert_eq!(losses[0].file, "20261204T030002Z.pcap");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_in_pinned_mode_lists_the_pins() {
+    let Some(garage) = Garage::start("pinned_check") else {
+        return;
+    };
+    let spool = Spool::with_capture_folders();
+    let now = Utc::now().trunc_subsecs(0);
+    put_pin(&garage, &pin(now, now, &["test-node"], "checked")).await;
+    let out = garage
+        .uploader(UPLOADER, &spool)
+        .env("UPLOAD_MODE", "pinned")
+        .arg("--check")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("pinned mode: the pins under \"tcp-dumps/pins/\" are readable (1 listed)"),
+        "{stdout}"
+    );
+}
