@@ -143,7 +143,8 @@ pub struct Cli {
     /// and only those overlapping a pin (`captures pin`, or an alert through
     /// `captures receive-alerts`) that selects this node are shipped, with
     /// their flow index, tagged `pinned=true`. Needs s3:ListBucket on the
-    /// `pins/` prefix and s3:GetObject on `pins/*`. Default: all.
+    /// `pins/` prefix, s3:GetObject on `pins/*` and s3:PutObjectTagging
+    /// (scripts/iam-setup --pinned). Default: all.
     #[arg(
         long,
         env = "UPLOAD_MODE",
