@@ -221,6 +221,11 @@ impl Pin {
             }
             PinSelection::Nodes { .. } => {}
         }
+        // What a reader would refuse is never written.
+        let size = self.to_json().len();
+        if size > MAX_PIN_BYTES {
+            return Err(PinError::TooLarge(size));
+        }
         Ok(())
     }
 
@@ -378,6 +383,9 @@ mod tests {
         p.reason = " ".into();
         assert!(p.validate().unwrap_err().to_string().contains("--reason"));
         p.reason = "ok".into();
+        p.created_by = "x".repeat(MAX_PIN_BYTES);
+        assert!(matches!(p.validate(), Err(PinError::TooLarge(_))));
+        p.created_by = "alice".into();
         p.id = "../../etc".into();
         assert!(matches!(p.validate(), Err(PinError::BadId(_))));
     }

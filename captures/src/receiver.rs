@@ -163,7 +163,10 @@ pub fn pins_for(
             to: alert.starts_at + policy.after,
             selection,
             reason,
-            created_by: format!("alertmanager ({})", webhook.receiver),
+            created_by: format!("alertmanager ({})", webhook.receiver)
+                .chars()
+                .take(100)
+                .collect(),
             ttl: policy.ttl,
         };
         let seed = format!("alertmanager|{}|{}", alert.fingerprint, alert.starts_at);
