@@ -1,6 +1,7 @@
 # One image for the three containers of the s3-tcpdump pod: `launcher` (runs
 # tcpdump, as uid 1000), `uploader` (ships captures to S3, as uid 1001) and
-# `journal` (records which pod held each address, as uid 1002).
+# `journal` (records which pod held each address, as uid 1002); `captures`
+# serves the flight recorder's Alertmanager receiver (manifests/pin-receiver).
 #
 #   docker build -t s3-tcpdump .
 #
@@ -20,11 +21,11 @@ ARG BINARIES=build
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin launcher --bin uploader --bin journal \
- && install -D -m 0755 -t /out target/release/launcher target/release/uploader target/release/journal
+RUN cargo build --release --locked --bin launcher --bin uploader --bin journal --bin captures \
+ && install -D -m 0755 -t /out target/release/launcher target/release/uploader target/release/journal target/release/captures
 
 FROM scratch AS prebuilt
-COPY --from=host-binaries launcher uploader journal /out/
+COPY --from=host-binaries launcher uploader journal captures /out/
 
 FROM ${BINARIES} AS binaries
 
@@ -56,7 +57,7 @@ RUN groupadd --gid 2000 s3-tcpdump \
       --shell /usr/sbin/nologin journal \
  && install -d -m 2775 -o 1000 -g 2000 /spool
 
-COPY --from=binaries /out/launcher /out/uploader /out/journal /usr/local/bin/
+COPY --from=binaries /out/launcher /out/uploader /out/journal /out/captures /usr/local/bin/
 
 # No setuid or setgid programs (su, passwd, mount, chage, ...): the capture
 # container must allow privilege escalation for tcpdump's file capabilities,

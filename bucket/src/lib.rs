@@ -12,6 +12,8 @@
 //! - [`layout_record`]: the record the uploader writes under its prefix so
 //!   that a reader finds the layout without being told;
 //! - [`object_metadata`]: the typed metadata every capture carries;
+//! - [`pins`]: the flight recorder's pins (which windows of which nodes
+//!   an uploader in pinned mode ships);
 //! - [`failure`]: S3 error codes and statuses sorted into kinds.
 //!
 //! ```text
@@ -20,6 +22,7 @@
 //!   <rendered key template>             the captures
 //!   index/node=<n>/date=<d>/hour=<h>/   the flow index
 //!   journal/node=<n>/date=<d>/hour=<h>/ the identity journal
+//!   pins/<id>.json                      the flight recorder's pins
 //! ```
 
 pub mod capture_keys;
@@ -29,6 +32,7 @@ pub mod journal_keys;
 pub mod journal_record;
 pub mod layout_record;
 pub mod object_metadata;
+pub mod pins;
 
 /// The Hive-partitioned folders the index and the journal share:
 /// `<static prefix><dir>node=<node>/date=<YYYY-MM-DD>/hour=<HH>/`, so that

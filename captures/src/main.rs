@@ -87,6 +87,94 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pins a window for the flight recorder: uploaders in pinned mode
+    /// (UPLOAD_MODE=pinned) ship the captures of the selected nodes that
+    /// overlap it, tagged pinned=true.
+    Pin(PinArgs),
+    /// The pins in the bucket (or deletes one with --delete ID).
+    Pins(PinsArgs),
+    /// Serves Alertmanager's webhook: each firing alert becomes a pin
+    /// around its start (see docs/flight-recorder.md).
+    ReceiveAlerts(ReceiveArgs),
+}
+
+/// Where pins are kept: the bucket and the uploaders' static prefix.
+#[derive(Debug, Args)]
+struct PinStoreArgs {
+    /// The bucket the uploaders write to.
+    #[arg(long, env = "S3_BUCKET")]
+    bucket: String,
+    /// The uploaders' static prefix (their S3_KEY_TEMPLATE up to the first
+    /// placeholder); pins go under <prefix>pins/.
+    #[arg(long, value_name = "PREFIX", default_value = "tcp-dumps/")]
+    prefix: String,
+    /// S3-compatible endpoint (a local store); AWS S3 by default.
+    #[arg(long, env = "S3_ENDPOINT_URL", value_name = "URL")]
+    endpoint_url: Option<String>,
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    force_path_style: bool,
+}
+
+#[derive(Debug, Args)]
+struct PinArgs {
+    #[command(flatten)]
+    store: PinStoreArgs,
+    /// Start of the window: RFC 3339, now, or relative (-10m).
+    #[arg(long, allow_hyphen_values = true)]
+    from: String,
+    /// End of the window: RFC 3339, now, or relative (+5m, -1m).
+    #[arg(long, allow_hyphen_values = true, default_value = "now")]
+    to: String,
+    /// A node whose captures to ship (repeat).
+    #[arg(long = "node", value_name = "NODE", conflicts_with_all = ["all", "pod"])]
+    nodes: Vec<String>,
+    /// Every node.
+    #[arg(long, conflicts_with = "pod")]
+    all: bool,
+    /// The nodes where this pod ran in the window, from the identity journal.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pod: Option<String>,
+    /// Why the window matters (kept with the pin, and as the captures' tag).
+    #[arg(long)]
+    reason: String,
+    /// How long uploaders honour the pin (at least until the window ends).
+    #[arg(long, default_value = "7d")]
+    ttl: String,
+}
+
+#[derive(Debug, Args)]
+struct PinsArgs {
+    #[command(flatten)]
+    store: PinStoreArgs,
+    /// Deletes the pin with this id instead (uploaders stop shipping for
+    /// it; what was shipped stays).
+    #[arg(long, value_name = "ID")]
+    delete: Option<String>,
+    /// Print JSON for scripts instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReceiveArgs {
+    #[command(flatten)]
+    store: PinStoreArgs,
+    /// Where to listen for Alertmanager.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:9095")]
+    listen: std::net::SocketAddr,
+    /// File holding the bearer token Alertmanager sends (its
+    /// http_config.authorization.credentials_file holds the same).
+    #[arg(long, env = "TOKEN_FILE", value_name = "FILE")]
+    token_file: PathBuf,
+    /// Pinned before an alert's startsAt.
+    #[arg(long, env = "PIN_BEFORE", default_value = "10m")]
+    before: String,
+    /// Pinned after an alert's startsAt.
+    #[arg(long, env = "PIN_AFTER", default_value = "5m")]
+    after: String,
+    /// How long uploaders honour an alert's pin.
+    #[arg(long, env = "PIN_TTL", default_value = "7d")]
+    ttl: String,
 }
 
 /// The bucket and window. `--bucket` and `--from` are checked when a
@@ -239,6 +327,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             merge,
             names,
         } => runtime()?.block_on(fetch(bucket, &flows, out, merge.map(|m| (m, names)))),
+        Command::Pin(args) => runtime()?.block_on(pin(args)),
+        Command::Pins(args) => runtime()?.block_on(pins(args)),
+        Command::ReceiveAlerts(args) => runtime()?.block_on(receive_alerts(args)),
     }
 }
 
@@ -274,6 +365,109 @@ fn explain_command(
     } else {
         let namer = namer(identities.as_ref());
         print!("{}", captures::explain::render_text_named(&report, &namer));
+    }
+    Ok(())
+}
+
+async fn pin_client(store: &PinStoreArgs) -> anyhow::Result<aws_sdk_s3::Client> {
+    let endpoint = Endpoint {
+        url: store.endpoint_url.clone(),
+        force_path_style: store.force_path_style,
+    };
+    Ok(archive::client(&endpoint).await?)
+}
+
+#[allow(clippy::print_stdout)]
+async fn pin(args: PinArgs) -> anyhow::Result<()> {
+    use bucket::pins::PinSelection;
+    let now = chrono::Utc::now();
+    let from = captures::pin::parse_moment(&args.from, now)?;
+    let to = captures::pin::parse_moment(&args.to, now)?;
+    let selection = match (&args.pod, args.all) {
+        (Some(pod), _) => anyhow::bail!(
+            "--pod {pod} needs the identity journal's answer to where the pod ran, which this build of captures does not have; pin its nodes with --node, or every node with --all"
+        ),
+        (None, true) => PinSelection::All,
+        (None, false) if args.nodes.is_empty() => {
+            anyhow::bail!("say which nodes: --node NODE (repeat), --pod NAMESPACE/NAME, or --all")
+        }
+        (None, false) => PinSelection::Nodes {
+            nodes: args.nodes.clone(),
+            pod: None,
+        },
+    };
+    let created_by = std::env::var("USER").unwrap_or_else(|_| "captures".to_owned());
+    let request = captures::pin::PinRequest {
+        from,
+        to,
+        selection,
+        reason: args.reason.clone(),
+        created_by: created_by.clone(),
+        ttl: captures::pin::parse_ttl(&args.ttl)?,
+    };
+    let seed = format!("{created_by}|{now}|{}", args.reason);
+    let pin = request.into_pin(now, &seed)?;
+    let client = pin_client(&args.store).await?;
+    let key = captures::pin::write(&client, &args.store.bucket, &args.store.prefix, &pin).await?;
+    println!(
+        "pinned {} to {} ({}): s3://{}/{}",
+        rfc3339(pin.from),
+        rfc3339(pin.to),
+        pin.id,
+        escaped(&args.store.bucket),
+        escaped(&key)
+    );
+    println!(
+        "uploaders in pinned mode ship its captures within their poll interval (PIN_POLL_SECONDS)"
+    );
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn pins(args: PinsArgs) -> anyhow::Result<()> {
+    let client = pin_client(&args.store).await?;
+    if let Some(id) = &args.delete {
+        let key =
+            captures::pin::delete(&client, &args.store.bucket, &args.store.prefix, id).await?;
+        println!(
+            "deleted s3://{}/{}",
+            escaped(&args.store.bucket),
+            escaped(&key)
+        );
+        return Ok(());
+    }
+    let listed = captures::pin::list(&client, &args.store.bucket, &args.store.prefix).await?;
+    if args.json {
+        let pins: Vec<_> = listed.iter().filter_map(|l| l.pin.as_ref().ok()).collect();
+        println!("{}", serde_json::to_string_pretty(&pins)?);
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    for l in &listed {
+        match &l.pin {
+            Ok(p) => {
+                let nodes = match &p.selection {
+                    bucket::pins::PinSelection::All => "all nodes".to_owned(),
+                    bucket::pins::PinSelection::Nodes { nodes, .. } => nodes.join(","),
+                };
+                let state = if p.is_expired(now) {
+                    "expired"
+                } else {
+                    "in force"
+                };
+                println!(
+                    "{}  {} .. {}  {}  {}  by {}  {}",
+                    p.id,
+                    rfc3339(p.from),
+                    rfc3339(p.to),
+                    escaped(&nodes),
+                    state,
+                    escaped(&p.created_by),
+                    escaped(&p.reason)
+                );
+            }
+            Err(why) => println!("{}  unreadable: {}", escaped(&l.key), escaped(why)),
+        }
     }
     Ok(())
 }
@@ -375,6 +569,48 @@ fn with_identity(
     }
     filter.identity = Some(std::sync::Arc::new(identities.select(asked, &window)?));
     Ok(filter)
+}
+
+async fn receive_alerts(args: ReceiveArgs) -> anyhow::Result<()> {
+    use captures::receiver::{PinPolicy, Receiver};
+    spool::logging::init();
+    let token = std::fs::read(&args.token_file).with_context(|| {
+        format!(
+            "reading the bearer token from {} (--token-file): the receiver does not start without one",
+            args.token_file.display()
+        )
+    })?;
+    let token = token.trim_ascii().to_vec();
+    anyhow::ensure!(
+        token.len() >= 16,
+        "the bearer token in {} is shorter than 16 bytes: write a long random one (e.g. openssl rand -hex 32)",
+        args.token_file.display()
+    );
+    let policy = PinPolicy {
+        before: captures::pin::parse_ttl(&args.before).context("--before")?,
+        after: captures::pin::parse_ttl(&args.after).context("--after")?,
+        ttl: captures::pin::parse_ttl(&args.ttl).context("--ttl")?,
+    };
+    let client = pin_client(&args.store).await?;
+    let receiver = std::sync::Arc::new(Receiver {
+        client,
+        bucket: args.store.bucket.clone(),
+        prefix: args.store.prefix.clone(),
+        policy,
+        token,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(addr = %args.listen, route = captures::receiver::ROUTE, bucket = %args.store.bucket, "receiving Alertmanager's webhook");
+    admin_http::serve(
+        listener,
+        captures::receiver::router(receiver),
+        captures::receiver::LIMITS,
+        prometheus_client::metrics::counter::Counter::default(),
+    )
+    .await;
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -6,6 +6,8 @@ pub const ACTIVE_DIR: &str = "active";
 pub const READY_DIR: &str = "ready";
 /// The uploader's resume records.
 pub const STATE_DIR: &str = "state";
+/// The uploader's local copy of its pins, in `state/` (pinned mode).
+pub const PINS_CACHE_FILE: &str = "pins.json";
 /// Files found in `active/` that are not captures (not a pcap, or a
 /// foreign name): kept for a person to look at, never uploaded.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -102,6 +104,12 @@ impl SpoolLayout {
 
     /// Where the uploader keeps the resume record of the capture named
     /// `file_name` in `ready/` (see [`resume_record_path`]).
+    /// The uploader's local copy of its pins, in pinned mode (the
+    /// flight recorder; the pins themselves live in the bucket).
+    pub fn pins_cache(&self) -> PathBuf {
+        self.state().join(PINS_CACHE_FILE)
+    }
+
     pub fn resume_record(&self, file_name: &str) -> PathBuf {
         resume_record_path(&self.state(), file_name)
     }

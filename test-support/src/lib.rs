@@ -45,7 +45,7 @@ pub use capture::{launcher_log, start_capture, start_capture_logged};
 pub use fixtures::{Spool, name_started_ago, pcap_bytes, sha256_hex};
 #[cfg(feature = "garage")]
 pub use garage::Garage;
-pub use net::{free_port, http_get};
+pub use net::{free_port, http_get, http_post};
 pub use numbered::{
     assert_tcpdump_reads, census, numbered_payload, read_sequence_numbers, send_numbered,
     send_numbered_padded, send_paced, sequence_numbers,

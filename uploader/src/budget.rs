@@ -1,12 +1,19 @@
 //! The spool budget, as the uploader keeps it: the rule is
 //! [`spool::budget`] (strays first, then the oldest waiting captures with
 //! their resume records); the uploader offers only the captures waiting in
-//! its queue, never one being uploaded, and logs and counts each drop.
+//! its queue, never one being uploaded, and logs and counts each drop. In
+//! pinned mode the ring's captures (no pin covers them) go first, counted
+//! as expired ([`enforce_ring`]).
 
-use spool::SpoolLayout;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use spool::budget::SpoolBudget;
+use spool::{CaptureName, SpoolLayout};
 
+use crate::find::Capture;
 use crate::metrics::Metrics;
+use crate::pins::{EXPIRED_LOG, PinBook};
 use crate::queue::Queue;
 
 /// Logged for each capture dropped unsent (the fault ledger counts them).
@@ -15,8 +22,27 @@ pub use spool::logging::counted::UPLOADER_BUDGET_DROPPED as DROPPED_LOG;
 /// Drops oldest waiting captures while the spool is over `max_bytes`;
 /// updates the spool gauges. Returns the number of captures dropped.
 pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Metrics) -> usize {
+    enforce_ring(spool, max_bytes, Vec::new(), queue, metrics, None)
+}
+
+/// The budget in pinned mode: the ring (captures no pin covers, oldest
+/// first, each with its last write) goes first, each capture counted as
+/// expired, not dropped (keeping only the last hours is the mode's point);
+/// only then waiting pinned captures, dropped and counted as today.
+/// Returns the number of captures dropped (expired ones not included).
+pub fn enforce_ring(
+    spool: &SpoolLayout,
+    max_bytes: u64,
+    ring: Vec<(Capture, DateTime<Utc>)>,
+    queue: &Queue,
+    metrics: &Metrics,
+    book: Option<&PinBook>,
+) -> usize {
     let budget = SpoolBudget::new(max_bytes);
-    let enforced = budget.enforce(spool, queue.take_waiting());
+    let ends: HashMap<CaptureName, DateTime<Utc>> =
+        ring.iter().map(|(c, end)| (c.name, *end)).collect();
+    let ring = ring.into_iter().map(|(c, _)| c);
+    let enforced = budget.enforce(spool, ring.chain(queue.take_waiting()));
     let mut bytes = enforced.before.bytes;
     for stray in &enforced.strays {
         bytes = bytes.saturating_sub(stray.size);
@@ -30,8 +56,26 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Met
             "spool over budget: deleted a file that is not a capture (quarantined, or a foreign name in ready/), before any capture"
         );
     }
+    let mut dropped = 0;
     for capture in &enforced.captures {
         bytes = bytes.saturating_sub(capture.size);
+        if let Some(end) = ends.get(&capture.name) {
+            metrics.pins.expired_files.inc();
+            metrics.pins.expired_bytes.inc_by(capture.size);
+            if let Some(book) = book {
+                book.expired(*end);
+            }
+            tracing::info!(
+                file = %capture.file_name(),
+                bytes = capture.size,
+                last_packet = %end,
+                spool_bytes = bytes,
+                max_bytes,
+                "{EXPIRED_LOG}"
+            );
+            continue;
+        }
+        dropped += 1;
         metrics.dropped_files.inc();
         metrics.dropped_bytes.inc_by(capture.size);
         tracing::warn!(
@@ -62,7 +106,7 @@ pub fn enforce(spool: &SpoolLayout, max_bytes: u64, queue: &Queue, metrics: &Met
     metrics
         .spool_files
         .set(i64::try_from(after.files).unwrap_or(i64::MAX));
-    enforced.captures.len()
+    dropped
 }
 
 #[cfg(test)]
@@ -135,5 +179,41 @@ mod tests {
             "only the one in flight is left"
         );
         assert_eq!(metrics.dropped_bytes.get(), 1000);
+    }
+
+    /// Pinned mode: the ring's oldest go first, counted as expired (not
+    /// dropped), and the book learns how far the ring reaches back.
+    #[tokio::test]
+    async fn in_pinned_mode_the_ring_expires_first_and_is_not_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolLayout::new(dir.path());
+        spool.create_folders().unwrap();
+        for name in [
+            "20261127T142501Z.pcap",
+            "20261127T142502Z.pcap",
+            "20261127T142503Z.pcap",
+        ] {
+            std::fs::write(spool.ready().join(name), vec![0u8; 1000]).unwrap();
+        }
+        let book = PinBook::load("node-a", spool.pins_cache());
+        let all = spool.ready_captures().unwrap();
+        let (covered, ring) = book.split(all);
+        assert!(covered.is_empty(), "no pin, nothing covered");
+        let queue = Queue::default();
+        // The newest stands for a pinned capture waiting in the queue.
+        let mut ring = ring;
+        let pinned = ring.pop().unwrap().0;
+        queue.refresh(vec![pinned.clone()]);
+        let metrics = Metrics::new();
+
+        let dropped = enforce_ring(&spool, 1500, ring, &queue, &metrics, Some(&book));
+
+        assert_eq!(dropped, 0, "a pinned capture was dropped");
+        assert!(pinned.path.exists());
+        assert_eq!(spool.ready_captures().unwrap().len(), 1);
+        assert_eq!(metrics.pins.expired_files.get(), 2);
+        assert_eq!(metrics.pins.expired_bytes.get(), 2000);
+        assert_eq!(metrics.dropped_files.get(), 0);
+        assert!(book.expired_through().is_some());
     }
 }

@@ -135,6 +135,37 @@ pub struct Cli {
     #[arg(long, env = "MAX_SPOOL_MB", default_value_t = 2048, value_name = "MIB")]
     pub max_spool_mb: u64,
 
+    /// What is shipped: `all` (every capture, as it is ready) or `pinned`
+    /// (the flight recorder).
+    ///
+    /// In `pinned` mode the spool is a ring: captures stay on the node up to
+    /// --max-spool-mb, the oldest expire (counted as expired, not dropped),
+    /// and only those overlapping a pin (`captures pin`, or an alert through
+    /// `captures receive-alerts`) that selects this node are shipped, with
+    /// their flow index, tagged `pinned=true`. Needs s3:ListBucket on the
+    /// `pins/` prefix, s3:GetObject on `pins/*` and s3:PutObjectTagging
+    /// (scripts/iam-setup --pinned). Default: all.
+    #[arg(
+        long,
+        env = "UPLOAD_MODE",
+        value_enum,
+        default_value_t = UploadMode::All,
+        value_name = "MODE"
+    )]
+    pub upload_mode: UploadMode,
+
+    /// In pinned mode, how often the pins are listed, in seconds.
+    ///
+    /// One list request per poll, and one read per new pin: at 10, 360
+    /// lists per node-hour. Default: 10.
+    #[arg(
+        long,
+        env = "PIN_POLL_SECONDS",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub pin_poll_seconds: u64,
+
     /// S3 storage class of the objects.
     ///
     /// Example: STANDARD_IA, INTELLIGENT_TIERING. Default: the bucket's
@@ -262,4 +293,15 @@ pub enum SseArg {
     Aes256,
     #[value(name = "aws:kms")]
     AwsKms,
+}
+
+/// What the uploader ships (`--upload-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UploadMode {
+    /// Every capture, as it is ready.
+    #[value(name = "all")]
+    All,
+    /// Only captures overlapping a pin; the rest expire on the node.
+    #[value(name = "pinned")]
+    Pinned,
 }

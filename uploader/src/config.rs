@@ -7,7 +7,7 @@ use std::time::Duration;
 use spool::SpoolLayout;
 
 use crate::bucket_owner;
-use crate::cli::{Cli, SseArg};
+use crate::cli::{Cli, SseArg, UploadMode};
 use crate::errors::ConfigError;
 use crate::keys::KeyTemplate;
 use crate::retry::RetryPolicy;
@@ -68,6 +68,10 @@ pub struct Config {
     pub multipart_threshold: u64,
     pub part_size: u64,
     pub max_spool_bytes: u64,
+    /// `all`, or `pinned` (the flight recorder: see `pins.rs`).
+    pub upload_mode: UploadMode,
+    /// How often the pins are listed in pinned mode.
+    pub pin_poll_interval: Duration,
     pub metrics_addr: SocketAddr,
     pub drain_timeout: Duration,
     pub rescan_interval: Duration,
@@ -127,6 +131,8 @@ impl Config {
             multipart_threshold: cli.multipart_threshold_mb.saturating_mul(MIB),
             part_size: cli.part_size_mb.saturating_mul(MIB),
             max_spool_bytes: cli.max_spool_mb.saturating_mul(MIB),
+            upload_mode: cli.upload_mode,
+            pin_poll_interval: Duration::from_secs(cli.pin_poll_seconds.max(1)),
             metrics_addr: cli.metrics_addr,
             drain_timeout: Duration::from_secs(cli.drain_timeout_seconds),
             rescan_interval: Duration::from_millis(cli.rescan_ms.max(10)),

@@ -96,6 +96,13 @@ pub enum RunError {
     },
     #[error("{} capture(s) left in the spool: {}", .0.len(), .0.join(", "))]
     LeftBehind(Vec<String>),
+    #[error(
+        "pinned mode cannot list the pins under {prefix}: {error}; grant s3:ListBucket for that prefix and s3:GetObject on it (scripts/iam-setup --pinned), or set UPLOAD_MODE=all"
+    )]
+    PinsUnreadable {
+        prefix: String,
+        error: crate::failure::UploadError,
+    },
 }
 
 /// What to do when the admin address cannot be bound.

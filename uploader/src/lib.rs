@@ -14,7 +14,8 @@
 //! (multipart resume records), [`budget`] (spool size limit), [`keys`] and
 //! [`object_metadata`] (what objects are called and carry: the `bucket`
 //! crate's contract, re-exported), [`metrics`],
-//! [`quarantine`] (what in `ready/` is not a regular file),
+//! [`quarantine`] (what in `ready/` is not a regular file), [`pins`] (the
+//! flight recorder: `--upload-mode pinned` ships only what a pin covers),
 //! [`health`] (readiness), [`admin`] (HTTP endpoints, served by
 //! `admin_http`'s bounded server, which the launcher shares), [`shutdown`]
 //! (SIGTERM and the drain), [`s3`] (the client and the bucket probe).
@@ -34,6 +35,7 @@ pub mod health;
 pub mod journal;
 pub mod metrics;
 pub mod once;
+pub mod pins;
 pub mod pipeline;
 pub mod quarantine;
 pub mod queue;
@@ -53,6 +55,7 @@ pub use bucket::{capture_keys as keys, object_metadata};
 
 use std::sync::Arc;
 
+use crate::cli::UploadMode;
 use crate::config::{Config, Mode};
 use crate::errors::RunError;
 use crate::health::Health;
@@ -75,7 +78,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             let shipper = shipper(config, client.clone(), key_context, &credentials)?;
             let config = &shipper.config;
             s3::record_layout(&client, &config.s3, &config.key_template).await;
-            once::run(&shipper).await
+            once::run(&shipper, &client).await
         }
         Mode::Serve => {
             let shipper = shipper(config, client.clone(), key_context, &credentials)?;
@@ -98,13 +101,21 @@ fn shipper(
     }
     spool_check::prepare(&config.spool)?;
     let health = Arc::new(Health::new(&config.s3.bucket));
-    Ok(Shipper::new(
+    let pins = (config.upload_mode == UploadMode::Pinned).then(|| {
+        Arc::new(pins::PinBook::load(
+            &key_context.node,
+            config.spool.pins_cache(),
+        ))
+    });
+    let mut shipper = Shipper::new(
         Arc::new(config),
         client,
         key_context,
         Arc::new(Metrics::new()),
         health,
-    ))
+    );
+    shipper.pins = pins;
+    Ok(shipper)
 }
 
 async fn key_context(config: &Config) -> Result<KeyContext, RunError> {

@@ -37,6 +37,68 @@ pub struct Metrics {
     pub lost_watch_events: Counter,
     pub quarantined: Counter,
     pub admin_connections_evicted: Counter,
+    /// The flight recorder's (`--upload-mode pinned`).
+    pub pins: PinMetrics,
+}
+
+/// The flight recorder's metrics: what the ring let expire, what pins
+/// shipped, and how the pins are read.
+#[derive(Debug, Default)]
+pub struct PinMetrics {
+    pub expired_files: Counter,
+    pub expired_bytes: Counter,
+    pub active: Gauge,
+    pub polls: Counter,
+    pub poll_failures: Counter,
+    pub refused: Counter,
+    pub uploaded_files: Counter,
+    pub partly_expired: Counter,
+}
+
+impl PinMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "captures_expired",
+            "Pinned mode: captures no pin covered, deleted unsent as the ring's oldest to keep the spool under --max-spool-mb (expected, not a loss)",
+            self.expired_files.clone(),
+        );
+        registry.register_with_unit(
+            "captures_expired",
+            "Pinned mode: bytes of captures no pin covered, deleted unsent as the ring's oldest",
+            Unit::Bytes,
+            self.expired_bytes.clone(),
+        );
+        registry.register(
+            "pins_active",
+            "Pinned mode: pins in force that select this node (not expired)",
+            self.active.clone(),
+        );
+        registry.register(
+            "pin_polls",
+            "Pinned mode: lists of the bucket's pins/ prefix",
+            self.polls.clone(),
+        );
+        registry.register(
+            "pin_poll_failures",
+            "Pinned mode: lists or reads of pins that failed (the pins known before stay in force)",
+            self.poll_failures.clone(),
+        );
+        registry.register(
+            "pins_refused",
+            "Pinned mode: pin objects refused (invalid, too large, newer schema, or past the limit of pins); each is logged with the reason",
+            self.refused.clone(),
+        );
+        registry.register(
+            "pinned_uploaded_files",
+            "Pinned mode: captures shipped because a pin covered them",
+            self.uploaded_files.clone(),
+        );
+        registry.register(
+            "pins_partly_expired",
+            "Pinned mode: pins that arrived after part of their window had already expired on this node (logged with what was gone)",
+            self.partly_expired.clone(),
+        );
+    }
 }
 
 impl Metrics {
@@ -163,6 +225,8 @@ impl Metrics {
             Unit::Seconds,
             upload_duration.clone(),
         );
+        let pins = PinMetrics::default();
+        pins.register(&mut registry);
         Self {
             registry,
             uploaded_files,
@@ -184,6 +248,7 @@ impl Metrics {
             lost_watch_events,
             quarantined,
             admin_connections_evicted,
+            pins,
         }
     }
 

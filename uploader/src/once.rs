@@ -7,7 +7,22 @@ use crate::journal;
 use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
 
-pub async fn run(shipper: &Shipper) -> Result<(), RunError> {
+pub async fn run(shipper: &Shipper, client: &aws_sdk_s3::Client) -> Result<(), RunError> {
+    if let Some(book) = &shipper.pins {
+        let config = &shipper.config;
+        // Pinned mode: the pins as the bucket has them now (else the local copy's).
+        if let Err(e) = crate::pins::poll(
+            client,
+            &config.s3.bucket,
+            config.key_template.static_prefix(),
+            book,
+            &shipper.metrics.pins,
+        )
+        .await
+        {
+            tracing::warn!(kind = %e.kind, error = %e.detail, "cannot read the pins; using the local copy");
+        }
+    }
     let pipeline = Pipeline::start(shipper);
     pipeline.rescan();
     let failed = pipeline.close_and_wait().await;
@@ -16,6 +31,13 @@ pub async fn run(shipper: &Shipper) -> Result<(), RunError> {
         .unwrap_or_default()
         .captures
         .iter()
+        // In pinned mode the ring stays: only what a pin covers is owed.
+        .filter(|c| {
+            shipper
+                .pins
+                .as_ref()
+                .is_none_or(|book| book.covering_capture(c).is_some())
+        })
         .map(Capture::file_name)
         .collect();
     left.extend(journal_left);

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::failure::UploadError;
 use crate::find::{self, Capture};
 use crate::metrics::Metrics;
+use crate::pins::PinBook;
 use crate::quarantine;
 use crate::queue::Queue;
 use crate::ship::{Shipper, TurnEnd};
@@ -22,6 +23,8 @@ pub struct Pipeline {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     queue: Arc<Queue>,
+    /// Pinned mode's pins (`None`: every capture is shipped).
+    pins: Option<Arc<PinBook>>,
     workers: JoinSet<()>,
     /// File names of captures whose shipping failed (not those that left
     /// `ready/` before their upload).
@@ -67,6 +70,7 @@ impl Pipeline {
             config: shipper.config.clone(),
             metrics: shipper.metrics.clone(),
             queue,
+            pins: shipper.pins.clone(),
             workers,
             failed,
         }
@@ -74,17 +78,35 @@ impl Pipeline {
 
     /// Scans `ready/` once into the queue (see [`rescan`]).
     pub fn rescan(&self) {
-        rescan(&self.config, &self.queue, &self.metrics);
+        rescan(
+            &self.config,
+            &self.queue,
+            &self.metrics,
+            self.pins.as_deref(),
+        );
+    }
+
+    /// Whether nothing is waiting or being uploaded (in pinned mode, what
+    /// the drain waits for: the ring is not shipped).
+    pub fn is_idle(&self) -> bool {
+        self.queue.oldest().is_none()
+    }
+
+    /// [`Self::is_idle`], for a task of its own.
+    pub fn idleness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let queue = self.queue.clone();
+        move || queue.oldest().is_none()
     }
 
     /// A scanner for a task of its own: scans into this pipeline's queue.
     pub fn scanner(&self) -> impl Fn() + Send + Sync + 'static {
-        let (config, queue, metrics) = (
+        let (config, queue, metrics, pins) = (
             self.config.clone(),
             self.queue.clone(),
             self.metrics.clone(),
+            self.pins.clone(),
         );
-        move || rescan(&config, &queue, &metrics)
+        move || rescan(&config, &queue, &metrics, pins.as_deref())
     }
 
     /// No more work: the workers finish what is queued and stop. Returns
@@ -118,20 +140,37 @@ fn defer(shipper: &Shipper, queue: &Queue, capture: Capture, wait: Duration, err
 }
 
 /// Scans `ready/`, feeds the queue, keeps the budget, updates the gauges.
-fn rescan(config: &Config, queue: &Queue, metrics: &Metrics) {
+/// In pinned mode only captures a pin covers are queued; the others are the
+/// ring, whose oldest expire under the budget.
+fn rescan(config: &Config, queue: &Queue, metrics: &Metrics, pins: Option<&PinBook>) {
     metrics.scans.inc();
+    let mut ring = Vec::new();
     match find::scan(&config.spool) {
         Ok(found) => {
             for path in &found.not_regular {
                 quarantine::not_regular(&config.spool, path, metrics);
             }
-            queue.refresh(found.captures);
+            match pins {
+                None => queue.refresh(found.captures),
+                Some(book) => {
+                    let (covered, rest) = book.split(found.captures);
+                    queue.refresh(covered);
+                    ring = rest;
+                }
+            }
         }
         Err(e) => {
             tracing::error!(path = %config.spool.ready().display(), error = %e, "cannot scan ready/")
         }
     }
-    budget::enforce(&config.spool, config.max_spool_bytes, queue, metrics);
+    budget::enforce_ring(
+        &config.spool,
+        config.max_spool_bytes,
+        ring,
+        queue,
+        metrics,
+        pins,
+    );
     let age = queue
         .oldest()
         .map(|name| (Utc::now() - name.start()).num_seconds().max(0))

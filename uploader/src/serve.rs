@@ -12,9 +12,14 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::errors::RunError;
 use crate::health::{Health, Source};
+use crate::metrics::Metrics;
+use crate::pins::{self, PinBook};
 use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
 use crate::{admin, find, journal, keys, s3, shutdown};
+
+/// How long the start waits for the first read of the pins (pinned mode).
+const FIRST_POLL_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), RunError> {
     let config = shipper.config.clone();
@@ -33,11 +38,34 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
     tasks.spawn(server);
     tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz, /readyz");
     tasks.spawn(probe_until_ready(
-        client,
+        client.clone(),
         config.clone(),
         shipper.health.clone(),
     ));
 
+    if let Some(book) = &shipper.pins {
+        // The pins before the first scan: otherwise a ring over budget at
+        // start could let expire what a pin written meanwhile covers.
+        let first = pins::poll(
+            &client,
+            &config.s3.bucket,
+            config.key_template.static_prefix(),
+            book,
+            &shipper.metrics.pins,
+        );
+        match tokio::time::timeout(FIRST_POLL_TIMEOUT, first).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(kind = %e.kind, error = %e.detail, pins = book.pins().len(), "cannot read the pins at start; using the local copy until the bucket answers")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    pins = book.pins().len(),
+                    "the pins did not come within {FIRST_POLL_TIMEOUT:?} at start; using the local copy until the bucket answers"
+                )
+            }
+        }
+    }
     let mut pipeline = Pipeline::start(shipper);
     let wake = Arc::new(Notify::new());
     let ready = config.spool.ready();
@@ -50,6 +78,15 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         path: ready.clone(),
         source,
     })?;
+    if let Some(book) = &shipper.pins {
+        tasks.spawn(poll_pins(
+            client.clone(),
+            config.clone(),
+            book.clone(),
+            shipper.metrics.clone(),
+            wake.clone(),
+        ));
+    }
     let scan = pipeline.scanner();
     let rescan_interval = config.rescan_interval;
     tasks.spawn(async move {
@@ -78,7 +115,10 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         timeout = ?config.drain_timeout,
         "draining: uploading what is ready until the spool is empty"
     );
-    let drained = shutdown::drain(&config.spool, config.drain_timeout).await;
+    let idle = pipeline.idleness();
+    let pinned_idle: Option<&(dyn Fn() -> bool + Send + Sync)> =
+        shipper.pins.is_some().then_some(&idle);
+    let drained = shutdown::drain(&config.spool, config.drain_timeout, pinned_idle).await;
     pipeline.abort();
     tasks.abort_all();
     if drained {
@@ -92,6 +132,48 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
         );
     }
     Ok(())
+}
+
+/// Pinned mode: lists the pins every `--pin-poll-seconds`; a new pin wakes
+/// the scanner, so that its captures are queued at once. A failed poll
+/// keeps the pins known before (and the local copy).
+async fn poll_pins(
+    client: aws_sdk_s3::Client,
+    config: Arc<Config>,
+    book: Arc<PinBook>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+) {
+    let mut failing = false;
+    loop {
+        match pins::poll(
+            &client,
+            &config.s3.bucket,
+            config.key_template.static_prefix(),
+            &book,
+            &metrics.pins,
+        )
+        .await
+        {
+            Ok(polled) => {
+                if failing {
+                    tracing::info!("pins read again");
+                }
+                failing = false;
+                if polled.added > 0 {
+                    wake.notify_one();
+                }
+            }
+            Err(e) => {
+                metrics.pins.poll_failures.inc();
+                if !failing {
+                    tracing::warn!(kind = %e.kind, error = %e.detail, pins = book.pins().len(), "cannot read the pins; the pins known before stay in force (counted in pin_poll_failures_total)");
+                }
+                failing = true;
+            }
+        }
+        tokio::time::sleep(config.pin_poll_interval).await;
+    }
 }
 
 /// Re-probes the bucket while readiness is false because of the probe.

@@ -16,6 +16,7 @@ use crate::health::{Health, Source};
 use crate::keys::KeyContext;
 use crate::metrics::Metrics;
 use crate::object_metadata::ObjectMetadata;
+use crate::pins::PinBook;
 use crate::quarantine;
 use crate::retry::Decision;
 use crate::state;
@@ -35,6 +36,8 @@ pub struct Shipper {
     pub key_context: Arc<KeyContext>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Pinned mode's pins (`None`: every capture is shipped, untagged).
+    pub pins: Option<Arc<PinBook>>,
     hashing: Arc<tokio::sync::Semaphore>,
     /// The first upload the store did not confirm is reported plainly once
     /// (by any worker); later ones are only counted.
@@ -77,6 +80,7 @@ impl Shipper {
             key_context: Arc::new(key_context),
             metrics,
             health,
+            pins: None,
             hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_LANES)),
             unconfirmed_reported: Arc::new(AtomicBool::new(false)),
         }
@@ -94,8 +98,15 @@ impl Shipper {
             .key_template
             .render(&self.key_context, &capture.name);
         let end = match self.turn(capture, &key, turn).await {
-            Ok(Shipped { size, hashing }) => {
+            Ok(Shipped {
+                size,
+                hashing,
+                pinned,
+            }) => {
                 self.metrics.uploaded_files.inc();
+                if pinned {
+                    self.metrics.pins.uploaded_files.inc();
+                }
                 self.metrics.uploaded_bytes.inc_by(size);
                 self.metrics
                     .upload_duration
@@ -107,6 +118,7 @@ impl Shipper {
                     bytes = size,
                     seconds = started.elapsed().as_secs_f64(),
                     hashing_seconds = hashing.as_secs_f64(),
+                    pinned,
                     "uploaded, verified and deleted"
                 );
                 return TurnEnd::Shipped;
@@ -139,6 +151,12 @@ impl Shipper {
         // again (for the index, or for a stamp that moved) does not send
         // the same bytes twice.
         let mut published: Option<(Sha256Digest, Verified)> = None;
+        // In pinned mode, the pin that made this capture go: its tags.
+        let tagging = self
+            .pins
+            .as_ref()
+            .and_then(|book| book.covering_capture(capture))
+            .map(|pin| pin.tagging());
         'inspect: loop {
             let hashing_started = Instant::now();
             let (file, digest) = match self.hash(capture, key).await {
@@ -183,6 +201,7 @@ impl Shipper {
                 key,
                 digest: &digest,
                 metadata: &metadata,
+                tagging: tagging.as_deref(),
                 record: state::record_path(&self.config.spool.state(), &capture.file_name()),
             };
             let verified = match published {
@@ -210,7 +229,11 @@ impl Shipper {
                     &capture.file_name(),
                 );
                 // The capture stays on the node until its index is in the bucket too.
-                while let Err(e) = self.sender.put_index(&index_key, gz).await {
+                while let Err(e) = self
+                    .sender
+                    .put_index(&index_key, gz, tagging.as_deref())
+                    .await
+                {
                     match self
                         .after_failure(&mut failures, turn, &index_key, "flow index upload", e)
                         .await
@@ -236,6 +259,7 @@ impl Shipper {
                     return Ok(Shipped {
                         size: digest.size,
                         hashing,
+                        pinned: tagging.is_some(),
                     });
                 }
                 Err(e) => match self
@@ -331,6 +355,8 @@ impl Shipper {
 struct Shipped {
     size: u64,
     hashing: std::time::Duration,
+    /// Shipped because a pin covered it (tagged).
+    pinned: bool,
 }
 
 /// Deletes the capture once the bucket holds it. The single-request path

@@ -54,10 +54,20 @@ impl Signals {
 /// by the spool crate's rule: a stray file does not hold up the shutdown;
 /// and no journal segment in `journal/`, whose last one the journal
 /// container writes as it stops, before the uploader is stopped);
-/// `false` if the deadline came first.
-pub async fn drain(spool: &SpoolLayout, deadline: Duration) -> bool {
+/// `false` if the deadline came first. In pinned mode `pinned_idle` says
+/// whether the pinned captures are all shipped: the ring stays on the node
+/// (no capture in `active/`, and nothing queued, is then drained).
+pub async fn drain(
+    spool: &SpoolLayout,
+    deadline: Duration,
+    pinned_idle: Option<&(dyn Fn() -> bool + Send + Sync)>,
+) -> bool {
+    let captures_done = || match pinned_idle {
+        None => spool.is_drained(),
+        Some(idle) => spool.active_captures().is_ok_and(|c| c.is_empty()) && idle(),
+    };
     let drained = async {
-        while !spool.is_drained() || !crate::journal::pending(spool).is_empty() {
+        while !captures_done() || !crate::journal::pending(spool).is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };

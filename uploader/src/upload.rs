@@ -46,6 +46,9 @@ pub struct Job<'a> {
     pub key: &'a str,
     pub digest: &'a FileDigest,
     pub metadata: &'a HashMap<String, String>,
+    /// S3 tags (`x-amz-tagging`, query-encoded): `pinned=true&…` for a
+    /// capture a pin covers (`bucket::pins`).
+    pub tagging: Option<&'a str>,
     /// The resume record path (used by multipart uploads only).
     pub record: PathBuf,
 }
@@ -129,6 +132,7 @@ impl Sender {
             sha256: &job.digest.sha256,
             content_type: CONTENT_TYPE,
             metadata: Some(job.metadata.clone()),
+            tagging: job.tagging,
             operation: "PutObject",
         };
         self.put_object(put).await
@@ -136,12 +140,19 @@ impl Sender {
 
     /// Uploads a capture's flow index (in memory, bounded) in one request,
     /// checked by its SHA-256 like the capture.
-    pub async fn put_index(&self, key: &str, gz: &bytes::Bytes) -> Result<Verified, UploadError> {
+    /// A pinned capture's index carries the capture's tags.
+    pub async fn put_index(
+        &self,
+        key: &str,
+        gz: &bytes::Bytes,
+        tagging: Option<&str>,
+    ) -> Result<Verified, UploadError> {
         let object = SmallObject {
             key,
             bytes: gz.clone(),
             content_type: bucket::index_keys::INDEX_CONTENT_TYPE,
             metadata: None,
+            tagging,
             operation: "PutObject (flow index)",
         };
         self.put_small(object).await
@@ -167,6 +178,7 @@ impl Sender {
             bytes: bytes::Bytes::copy_from_slice(gz),
             content_type: bucket::journal_keys::JOURNAL_CONTENT_TYPE,
             metadata: Some(metadata),
+            tagging: None,
             operation: "PutObject (journal)",
         };
         self.put_small(object).await
@@ -185,6 +197,7 @@ impl Sender {
             sha256: &sha256,
             content_type: object.content_type,
             metadata: object.metadata,
+            tagging: object.tagging,
             operation: object.operation,
         };
         self.put_object(put).await
@@ -204,6 +217,7 @@ impl Sender {
             .content_type(put.content_type)
             .checksum_sha256(base64(put.sha256))
             .set_metadata(put.metadata)
+            .set_tagging(put.tagging.map(str::to_owned))
             .set_storage_class(storage.class)
             .set_server_side_encryption(storage.encryption)
             .set_ssekms_key_id(storage.kms_key_id)
@@ -333,6 +347,7 @@ impl Sender {
             .content_type(CONTENT_TYPE)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .set_metadata(Some(job.metadata.clone()))
+            .set_tagging(job.tagging.map(str::to_owned))
             .set_storage_class(storage.class)
             .set_server_side_encryption(storage.encryption)
             .set_ssekms_key_id(storage.kms_key_id)
@@ -556,6 +571,7 @@ mod tests {
             key: "k",
             digest: &digest,
             metadata: &metadata,
+            tagging: None,
             record: dir.path().join("record.json"),
         };
         assert!(unchanged_since_hashed(&job).is_ok());
@@ -607,6 +623,7 @@ struct SmallObject<'a> {
     bytes: bytes::Bytes,
     content_type: &'static str,
     metadata: Option<HashMap<String, String>>,
+    tagging: Option<&'a str>,
     operation: &'static str,
 }
 
@@ -619,6 +636,7 @@ struct Put<'a> {
     sha256: &'a crate::hash::Sha256Digest,
     content_type: &'static str,
     metadata: Option<HashMap<String, String>>,
+    tagging: Option<&'a str>,
     /// The operation's name in errors and logs.
     operation: &'static str,
 }

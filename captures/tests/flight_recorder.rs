@@ -1,0 +1,210 @@
+//! The flight recorder end to end against garage: Alertmanager's webhook
+//! (its documented format, as a fixture) becomes a pin in the bucket, and an
+//! uploader in pinned mode then ships the capture the pin covers, and only
+//! that one; `captures pin` and `captures pins` write and list pins.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use assert_cmd::prelude::*;
+use chrono::{DateTime, TimeDelta, Utc};
+use test_support::*;
+
+const FIXTURE: &str = include_str!("fixtures/alertmanager-webhook.json");
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// `captures ARGS…` with the garage's settings and a clean AWS environment.
+fn captures(garage: &Garage, args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("captures").unwrap();
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("S3_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(&garage.env)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .args(args);
+    cmd
+}
+
+/// The uploader binary beside this crate's `captures`.
+fn uploader_binary() -> PathBuf {
+    let uploader = PathBuf::from(env!("CARGO_BIN_EXE_captures")).with_file_name("uploader");
+    assert!(
+        uploader.is_file(),
+        "{} is missing: build it first (cargo build -p uploader)",
+        uploader.display()
+    );
+    uploader
+}
+
+async fn pin_keys(garage: &Garage) -> Vec<String> {
+    let mut keys = garage.keys().await;
+    keys.retain(|k| k.starts_with("tcp-dumps/pins/"));
+    keys
+}
+
+/// A capture in `ready/` named for `start`, last written at `end`.
+fn add_capture(spool: &Spool, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    let name = format!("{}.pcap", start.format("%Y%m%dT%H%M%SZ"));
+    spool.add(&name, 50_000);
+    std::fs::File::options()
+        .write(true)
+        .open(spool.ready().join(&name))
+        .unwrap()
+        .set_modified(end.into())
+        .unwrap();
+    name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alertmanager_webhook_becomes_a_pin_and_the_pinned_uploader_ships_its_capture() {
+    let Some(garage) = Garage::start("alertmanager_pin") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut receiver = captures(&garage, &["receive-alerts"]);
+    receiver
+        .env("LISTEN_ADDR", addr.to_string())
+        .env("TOKEN_FILE", &token_file)
+        // Running reads METRICS_ADDR for its http helper.
+        .env("METRICS_ADDR", addr.to_string());
+    let receiver = Running::spawn(receiver);
+    wait_until(Duration::from_secs(20), "the receiver to listen", || {
+        receiver.http("/healthz").0 == 200
+    });
+
+    let post = |auth: &str| {
+        http_post(
+            addr,
+            "/alerts",
+            &["Content-Type: application/json", auth],
+            FIXTURE.as_bytes(),
+        )
+    };
+    let (status, _) = post("Authorization: Bearer wrong-token-wrong-token-wrong-tok");
+    assert_eq!(status, 401, "a wrong token was let in");
+    assert!(pin_keys(&garage).await.is_empty());
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let (status, body) = post(&bearer);
+    assert_eq!(status, 200, "{body}\n{}", receiver.stderr());
+    // Alertmanager repeats a firing alert: still one pin.
+    let (status, _) = post(&bearer);
+    assert_eq!(status, 200);
+    let keys = pin_keys(&garage).await;
+    assert_eq!(keys.len(), 1, "one pin for the one firing alert: {keys:?}");
+    let (pin, _) = garage.get(&keys[0]).await.unwrap();
+    let pin = bucket::pins::Pin::parse(&pin).unwrap();
+    let starts_at: DateTime<Utc> = "2026-12-04T03:00:00Z".parse().unwrap();
+    assert_eq!(pin.from, starts_at - TimeDelta::minutes(10));
+    assert_eq!(pin.to, starts_at + TimeDelta::minutes(5));
+    assert!(pin.selects("test-node") && !pin.selects("other-node"));
+    assert!(
+        pin.reason.contains("shop/cart-7d9f8b6c5-x2x4q"),
+        "{}",
+        pin.reason
+    );
+
+    // The uploader in pinned mode ships the capture the pin covers only.
+    let spool = Spool::with_capture_folders();
+    let covered = add_capture(
+        &spool,
+        starts_at - TimeDelta::seconds(60),
+        starts_at - TimeDelta::seconds(1),
+    );
+    let before = add_capture(
+        &spool,
+        starts_at - TimeDelta::minutes(30),
+        starts_at - TimeDelta::minutes(29),
+    );
+    let out = garage
+        .uploader(uploader_binary().to_str().unwrap(), &spool)
+        .env("UPLOAD_MODE", "pinned")
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shipped: Vec<String> = garage
+        .capture_keys()
+        .await
+        .iter()
+        .map(|k| k.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(shipped, [covered]);
+    assert_eq!(spool.ready_names(), [before], "the ring keeps the rest");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn captures_pin_writes_a_pin_that_captures_pins_lists_and_deletes() {
+    let Some(garage) = Garage::start("captures_pin") else {
+        return;
+    };
+    captures(
+        &garage,
+        &[
+            "pin",
+            "--from",
+            "-10m",
+            "--to",
+            "+5m",
+            "--node",
+            "node-a",
+            "--reason",
+            "checkout errors",
+        ],
+    )
+    .assert()
+    .success();
+    let keys = pin_keys(&garage).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let out = captures(&garage, &["pins"]).assert().success();
+    let listed = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        listed.contains("checkout errors")
+            && listed.contains("node-a")
+            && listed.contains("in force"),
+        "{listed}"
+    );
+    let id = listed.split_whitespace().next().unwrap().to_owned();
+    captures(&garage, &["pins", "--delete", &id])
+        .assert()
+        .success();
+    assert!(pin_keys(&garage).await.is_empty());
+
+    let refused = captures(&garage, &["pin", "--from", "-10m", "--reason", "x"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("--node") && stderr.contains("--all"),
+        "{stderr}"
+    );
+    let refused = captures(
+        &garage,
+        &[
+            "pin",
+            "--from",
+            "-10m",
+            "--pod",
+            "shop/cart-0",
+            "--reason",
+            "x",
+        ],
+    )
+    .assert()
+    .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("--pod"), "{stderr}");
+}
