@@ -384,9 +384,10 @@ async fn pin(args: PinArgs) -> anyhow::Result<()> {
     let from = captures::pin::parse_moment(&args.from, now)?;
     let to = captures::pin::parse_moment(&args.to, now)?;
     let selection = match (&args.pod, args.all) {
-        (Some(pod), _) => anyhow::bail!(
-            "--pod {pod} needs the identity journal's answer to where the pod ran, which this build of captures does not have; pin its nodes with --node, or every node with --all"
-        ),
+        (Some(pod), _) => PinSelection::Nodes {
+            nodes: nodes_where_pod_ran(&args.store, pod, from, to).await?,
+            pod: Some(pod.clone()),
+        },
         (None, true) => PinSelection::All,
         (None, false) if args.nodes.is_empty() => {
             anyhow::bail!("say which nodes: --node NODE (repeat), --pod NAMESPACE/NAME, or --all")
@@ -421,6 +422,51 @@ async fn pin(args: PinArgs) -> anyhow::Result<()> {
         "uploaders in pinned mode ship its captures within their poll interval (PIN_POLL_SECONDS)"
     );
     Ok(())
+}
+
+/// `pin --pod`: the nodes where the pod ran (or runs) during the pin's
+/// window, from the identity journals. A window still to come is resolved
+/// through the journal up to now: a pod still running is held on its node.
+#[allow(clippy::print_stdout)]
+async fn nodes_where_pod_ran(
+    store: &PinStoreArgs,
+    pod: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<String>> {
+    let asked = Select::parse_pod(pod).map_err(anyhow::Error::msg)?;
+    let pinned = Window::new(from, to)?;
+    let read_from = from.min(Utc::now() - TimeDelta::minutes(1));
+    let archive = archive_over(
+        BucketArgs {
+            bucket: Some(store.bucket.clone()),
+            prefix: Some(store.prefix.clone()),
+            key_template: None,
+            from: None,
+            to: String::new(),
+            nodes: Vec::new(),
+            rotate_seconds: 60,
+            max_window_hours: captures::window::DEFAULT_MAX_HOURS,
+            endpoint_url: store.endpoint_url.clone(),
+            force_path_style: store.force_path_style,
+        },
+        Window::new(read_from, to.max(read_from + TimeDelta::seconds(1)))?,
+    )
+    .await?;
+    let spans = pods_ran(&archive, &asked, &pinned).await?;
+    for span in &spans {
+        println!(
+            "{asked} ran on {} from {}{}",
+            escaped(&span.node),
+            rfc3339(span.from),
+            span.to.map_or_else(
+                || " (still there)".to_owned(),
+                |t| format!(" to {}", rfc3339(t))
+            )
+        );
+    }
+    let nodes: BTreeSet<String> = spans.into_iter().map(|s| s.node).collect();
+    Ok(nodes.into_iter().collect())
 }
 
 #[allow(clippy::print_stdout)]
@@ -663,7 +709,7 @@ async fn list(args: BucketArgs, who: &IdentityArgs, json: bool) -> anyhow::Resul
     let archive = archive(args).await?;
     let mut listing = archive.list_captures().await?;
     if let Some(asked) = who.asked() {
-        let ran = pods_ran(&archive, asked).await?;
+        let ran = pods_ran(&archive, asked, &archive.selection().window).await?;
         keep_where_ran(&mut listing, &ran);
         anyhow::ensure!(
             !listing.captures.is_empty(),
@@ -824,9 +870,9 @@ fn print_found_json(found: &archive::Found, identities: Option<&Identities>) -> 
 async fn pods_ran(
     archive: &Archive,
     asked: &Select,
+    window: &Window,
 ) -> anyhow::Result<Vec<captures::identity::NodeSpan>> {
     let identities = identities(archive).await?;
-    let window = archive.selection().window;
     if identities.is_empty() {
         return Err(captures::identity::IdentityError::NoJournal {
             asked: asked.to_string(),
@@ -836,7 +882,7 @@ async fn pods_ran(
         }
         .into());
     }
-    Ok(identities.nodes_of(asked, &window)?)
+    Ok(identities.nodes_of(asked, window)?)
 }
 
 /// `list --pod`: the captures of the nodes where the pods ran, while they

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use test_support::*;
 
 const FIXTURE: &str = include_str!("fixtures/alertmanager-webhook.json");
@@ -191,20 +191,113 @@ async fn captures_pin_writes_a_pin_that_captures_pins_lists_and_deletes() {
         stderr.contains("--node") && stderr.contains("--all"),
         "{stderr}"
     );
-    let refused = captures(
-        &garage,
-        &[
-            "pin",
-            "--from",
-            "-10m",
-            "--pod",
-            "shop/cart-0",
-            "--reason",
-            "x",
-        ],
-    )
-    .assert()
-    .failure();
+}
+
+/// One journal segment of `node` over `[from, to)` in the bucket, where
+/// the journal container's uploader puts it.
+async fn put_journal(
+    garage: &Garage,
+    node: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    pods: &[bucket::journal_record::JournalLine],
+) {
+    use test_support::journal_fixture::{header, segment_gz};
+    let file = bucket::journal_keys::journal_file_name(from);
+    let key = bucket::journal_keys::journal_key("tcp-dumps/", node, from, &file);
+    garage
+        .client()
+        .await
+        .put_object()
+        .bucket(garage.bucket())
+        .key(key)
+        .body(segment_gz(&header(node, from, to), pods).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn pinned_selections(garage: &Garage) -> Vec<serde_json::Value> {
+    let out = captures(garage, &["pins", "--json"]).assert().success();
+    let pins: Vec<serde_json::Value> = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    pins.into_iter().map(|p| p["selection"].clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn captures_pin_by_pod_pins_the_nodes_where_the_pod_ran_in_the_window() {
+    use test_support::journal_fixture::pod;
+    let Some(garage) = Garage::start("captures_pin_pod") else {
+        return;
+    };
+    // payments/api-5f7c ran on node-a until 20 minutes ago; its successor
+    // (same prefix) runs on node-b since 19 minutes ago, and still does.
+    let now = Utc::now().trunc_subsecs(0);
+    let ago = |m: i64| now - TimeDelta::minutes(m);
+    let mut first = pod(
+        "payments",
+        "api-5f7c-xk2p9",
+        [10, 0, 3, 7].into(),
+        "node-a",
+        ago(60),
+    );
+    if let bucket::journal_record::JournalLine::Pod(p) = &mut first {
+        p.valid_to = Some(ago(20));
+    }
+    put_journal(&garage, "node-a", ago(30), ago(15), &[first]).await;
+    let second = pod(
+        "payments",
+        "api-5f7c-zz9q1",
+        [10, 0, 4, 2].into(),
+        "node-b",
+        ago(19),
+    );
+    put_journal(&garage, "node-b", ago(19), ago(1), &[second]).await;
+    let other = pod("shop", "cart-0", [10, 0, 5, 5].into(), "node-c", ago(60));
+    put_journal(&garage, "node-c", ago(30), ago(1), &[other]).await;
+
+    let pin = |from: &str, pod: &str| {
+        captures(
+            &garage,
+            &[
+                "pin",
+                "--from",
+                from,
+                "--to",
+                "+5m",
+                "--pod",
+                pod,
+                "--reason",
+                "api errors",
+            ],
+        )
+    };
+    let out = pin("-25m", "payments/api-5f7c").assert().success();
+    let said = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(said.contains("node-a") && said.contains("node-b"), "{said}");
+    assert_eq!(
+        pinned_selections(&garage).await,
+        vec![
+            serde_json::json!({"kind": "nodes", "nodes": ["node-a", "node-b"], "pod": "payments/api-5f7c"})
+        ]
+    );
+    let pinned_line = said.lines().find(|l| l.starts_with("pinned ")).unwrap();
+    let id = pinned_line.split(['(', ')']).nth(1).unwrap().to_owned();
+    captures(&garage, &["pins", "--delete", &id])
+        .assert()
+        .success();
+
+    // Only after it left node-a: node-b alone (the running pod is held on
+    // its node through the window still to come).
+    pin("-10m", "payments/api-5f7c").assert().success();
+    assert_eq!(
+        pinned_selections(&garage).await,
+        vec![serde_json::json!({"kind": "nodes", "nodes": ["node-b"], "pod": "payments/api-5f7c"})]
+    );
+
+    // A pod no journal knows: refused, naming it, and no pin written.
+    let before = pin_keys(&garage).await.len();
+    let refused = pin("-10m", "payments/nothing-here").assert().failure();
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
-    assert!(stderr.contains("--pod"), "{stderr}");
+    assert!(stderr.contains("payments/nothing-here"), "{stderr}");
+    assert_eq!(pin_keys(&garage).await.len(), before);
 }
