@@ -32,18 +32,9 @@ fn sibling_binary(name: &str) -> PathBuf {
 }
 
 fn captures(garage: &Garage, args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("captures").unwrap();
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("S3_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(&garage.env)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .args(args);
-    cmd
+    let mut cmd = garage.s3_client(assert_cmd::cargo::cargo_bin("captures"));
+    cmd.args(args);
+    Command::from_std(cmd)
 }
 
 fn since_epoch(t: DateTime<Utc>) -> Duration {

@@ -27,23 +27,14 @@ fn captures(garage: &Garage, wrapper: &[&str], args: &[&str]) -> Command {
     let binary = assert_cmd::cargo::cargo_bin("captures");
     let mut cmd = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
-            let mut cmd = Command::new(program);
+            let mut cmd = garage.s3_client(program);
             cmd.args(wrapper_args).arg(binary);
             cmd
         }
-        None => Command::new(binary),
+        None => garage.s3_client(binary),
     };
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("S3_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(&garage.env)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .args(args);
-    cmd
+    cmd.args(args);
+    Command::from_std(cmd)
 }
 
 fn rfc(t: DateTime<Utc>) -> String {

@@ -101,20 +101,30 @@ impl Garage {
         )
     }
 
-    /// `uploader` (the test crate's binary) with this garage's settings, a test-friendly retry
-    /// schedule, and a clean AWS environment.
-    pub fn uploader(&self, uploader: &str, spool: &Spool) -> Command {
-        let mut cmd = Command::new(uploader);
+    /// `program` with this garage's endpoint, bucket and keys, and no other
+    /// AWS or S3 setting of this environment (no shared config, no
+    /// instance metadata, no `AWS_CA_BUNDLE`).
+    pub fn s3_client(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         for (key, _) in std::env::vars() {
             if key.starts_with("AWS_") || key.starts_with("S3_") {
                 cmd.env_remove(key);
             }
         }
         cmd.envs(&self.env)
-            .env("SPOOL_DIR", spool.root())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        cmd
+    }
+
+    /// `uploader` (the test crate's binary) with this garage's settings, a test-friendly retry
+    /// schedule, and a clean AWS environment.
+    pub fn uploader(&self, uploader: &str, spool: &Spool) -> Command {
+        let mut cmd = self.s3_client(uploader);
+        cmd.env("SPOOL_DIR", spool.root())
             .env("NODE_NAME", "test-node")
             .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("UPLOADER_RETRY_MAX_MS", "300")
             .env("UPLOADER_PERMANENT_RETRY_MS", "500")
             .env("UPLOADER_RESCAN_MS", "200")
