@@ -454,17 +454,7 @@ async fn nodes_where_pod_ran(
     )
     .await?;
     let spans = pods_ran(&archive, &asked, &pinned).await?;
-    for span in &spans {
-        println!(
-            "{asked} ran on {} from {}{}",
-            escaped(&span.node),
-            rfc3339(span.from),
-            span.to.map_or_else(
-                || " (still there)".to_owned(),
-                |t| format!(" to {}", rfc3339(t))
-            )
-        );
-    }
+    print_where_ran(&asked, &spans);
     let nodes: BTreeSet<String> = spans.into_iter().map(|s| s.node).collect();
     Ok(nodes.into_iter().collect())
 }
@@ -722,17 +712,7 @@ async fn list(args: BucketArgs, who: &IdentityArgs, json: bool) -> anyhow::Resul
                 .join(", ")
         );
         if !json {
-            for r in &ran {
-                println!(
-                    "{asked} ran on {} from {} to {}",
-                    escaped(&r.node),
-                    rfc3339(r.from),
-                    r.to.map_or_else(
-                        || "the last journal segment read (still there)".to_owned(),
-                        rfc3339
-                    )
-                );
-            }
+            print_where_ran(asked, &ran);
         }
     }
     if json {
@@ -883,6 +863,22 @@ async fn pods_ran(
         .into());
     }
     Ok(identities.nodes_of(asked, window)?)
+}
+
+/// `<pod> ran on <node> from … to …`, one line per node and interval.
+#[allow(clippy::print_stdout)]
+fn print_where_ran(asked: &Select, ran: &[captures::identity::NodeSpan]) {
+    for r in ran {
+        println!(
+            "{asked} ran on {} from {} to {}",
+            escaped(&r.node),
+            rfc3339(r.from),
+            r.to.map_or_else(
+                || "the last journal segment read (still there)".to_owned(),
+                rfc3339
+            )
+        );
+    }
 }
 
 /// `list --pod`: the captures of the nodes where the pods ran, while they

@@ -26,18 +26,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    read_response(stream)
 }
 
 /// A minimal HTTP/1.0 POST of `body` with extra `headers` (`Name: value`
@@ -60,6 +49,12 @@ pub fn http_post(addr: SocketAddr, path: &str, headers: &[&str], body: &[u8]) ->
     head.push_str("\r\n");
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
+    read_response(stream)
+}
+
+/// The status and body of an HTTP/1.0 answer read to its end; (0, "")
+/// for nothing readable.
+fn read_response(mut stream: TcpStream) -> (u16, String) {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     let status = response
