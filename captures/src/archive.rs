@@ -748,6 +748,32 @@ impl Archive {
         })
     }
 
+    /// Of `keys` (captures a flow index names), those not in the bucket:
+    /// never shipped (a flight recorder's node kept them and no pin covered
+    /// them) or removed since.
+    pub async fn absent(&self, keys: Vec<String>) -> Result<Vec<String>, ArchiveError> {
+        let present = |key: String| async move {
+            match self
+                .client
+                .head_object()
+                .bucket(&self.selection.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(None),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(Some(key)),
+                Err(e) => Err(self.s3_error(&e, &format!("read the metadata of {key}"))),
+            }
+        };
+        let found: Vec<Option<String>> = futures::stream::iter(keys)
+            .map(present)
+            .buffered(PARALLEL_DOWNLOADS * 4)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     async fn head(&self, node: String, key: String) -> Result<Capture, ArchiveError> {
         let out = self
             .client

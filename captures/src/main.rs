@@ -946,19 +946,62 @@ async fn explain_selection(
 /// The captures of the window; with a flow filter, only those the index
 /// says hold a matching flow.
 async fn selected_captures(archive: &Archive, filter: &FlowFilter) -> anyhow::Result<Vec<Capture>> {
-    let mut captures = archive.list_captures().await?.captures;
+    let mut captures = match archive.list_captures().await {
+        Ok(listing) => listing.captures,
+        // A flight recorder's bucket may hold the window's flow indexes and
+        // none of its captures: said below, by name.
+        Err(archive::ArchiveError::EmptyWindow { .. }) if !filter.is_empty() => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     if !filter.is_empty() {
         let found = archive.find_flows(filter).await?;
         // Captures whose index was refused cannot be selected by flow.
         print_refused(&found);
         let holding = found.captures;
+        let listed: BTreeSet<&str> = captures.iter().map(|c| c.key.as_str()).collect();
+        let unlisted = holding
+            .iter()
+            .filter(|k| !listed.contains(k.as_str()))
+            .cloned()
+            .collect();
+        let absent = archive.absent(unlisted).await?;
         captures.retain(|c| holding.contains(&c.key));
+        if !absent.is_empty() {
+            let why = never_shipped(&absent);
+            anyhow::ensure!(
+                !captures.is_empty(),
+                "none of the captures holding matching flows is in the bucket: {why}"
+            );
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("captures: warning: {why}");
+            }
+        }
         anyhow::ensure!(
             !captures.is_empty(),
             "no capture in this window holds a matching flow (see `captures find`)"
         );
     }
     Ok(captures)
+}
+
+/// What to say of captures whose flow index is in the bucket and which are
+/// not: their keys (the first ten), and why that happens.
+fn never_shipped(absent: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut keys: Vec<String> = absent
+        .iter()
+        .take(SHOWN)
+        .map(|k| escaped(k).to_string())
+        .collect();
+    if absent.len() > SHOWN {
+        keys.push(format!("and {} more", absent.len() - SHOWN));
+    }
+    format!(
+        "{} capture(s) holding matching flows were never shipped (their node runs UPLOAD_MODE=pinned-with-index and no pin covered them; pin the window with `captures pin` while they are still on the node) or were removed by a lifecycle rule: {}",
+        absent.len(),
+        keys.join(", ")
+    )
 }
 
 fn progress_bar(captures: &[Capture]) -> anyhow::Result<indicatif::ProgressBar> {

@@ -292,3 +292,170 @@ async fn captures_pin_by_pod_pins_the_nodes_where_the_pod_ran_in_the_window() {
     assert!(stderr.contains("payments/nothing-here"), "{stderr}");
     assert_eq!(pin_keys(&garage).await.len(), before);
 }
+
+/// A capture in `ready/` starting at `start`, last written at `end`,
+/// holding one refused connection to 10.0.3.7:8080 at `at`.
+fn add_refused(
+    spool: &Spool,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> String {
+    let name = format!("{}.pcap", start.format("%Y%m%dT%H%M%SZ"));
+    let bytes = test_support::synthetic::refused_connections(&[test_support::synthetic::Refused {
+        at: Duration::from_micros(u64::try_from(at.timestamp_micros()).unwrap()),
+        client: ([10, 0, 9, 1], 40_000),
+        server: ([10, 0, 3, 7], 8080),
+    }])
+    .unwrap();
+    std::fs::write(spool.active().join(&name), bytes).unwrap();
+    std::fs::rename(spool.active().join(&name), spool.ready().join(&name)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(spool.ready().join(&name))
+        .unwrap()
+        .set_modified(end.into())
+        .unwrap();
+    name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_every_index_shipped_find_sees_the_ring_and_fetch_names_the_captures_never_shipped() {
+    let Some(garage) = Garage::start("pinned_with_index") else {
+        return;
+    };
+    let base = (Utc::now() - TimeDelta::minutes(20)).trunc_subsecs(0);
+    let at = |s: i64| base + TimeDelta::seconds(s);
+    let spool = Spool::with_capture_folders();
+    let kept = add_refused(&spool, at(0), at(50), at(10));
+    let pinned = add_refused(&spool, at(60), at(110), at(70));
+    captures(
+        &garage,
+        &[
+            "pin",
+            "--from",
+            &rfc(at(55)),
+            "--to",
+            &rfc(at(120)),
+            "--node",
+            "test-node",
+            "--reason",
+            "second minute",
+        ],
+    )
+    .assert()
+    .success();
+    let once = || {
+        garage
+            .uploader(uploader_binary().to_str().unwrap(), &spool)
+            .env("UPLOAD_MODE", "pinned-with-index")
+            .arg("--once")
+            .output()
+            .unwrap()
+    };
+    let out = once();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = |keys: Vec<String>| -> Vec<String> {
+        keys.iter()
+            .map(|k| k.rsplit('/').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(garage.capture_keys().await), std::slice::from_ref(&pinned));
+    let mut indexes = garage.keys().await;
+    indexes.retain(|k| {
+        k.starts_with(&bucket::index_keys::index_node_prefix(
+            "tcp-dumps/",
+            "test-node",
+        ))
+    });
+    assert_eq!(indexes.len(), 2, "both captures' indexes: {indexes:?}");
+    assert_eq!(
+        spool.ready_names(),
+        std::slice::from_ref(&kept),
+        "the ring keeps the unpinned capture"
+    );
+    let cache = std::fs::read_to_string(spool.root().join("state/pins.json")).unwrap();
+    assert!(
+        cache.contains(&kept),
+        "the local copy remembers the shipped index: {cache}"
+    );
+
+    let window = ["--from", &rfc(at(-60)), "--to", &rfc(at(180))];
+    let find = captures(
+        &garage,
+        &[&["find"][..], &window[..], &["--host", "10.0.3.7"]].concat(),
+    )
+    .assert()
+    .success();
+    let found = String::from_utf8_lossy(&find.get_output().stdout).into_owned();
+    assert!(
+        found.contains(&kept) && found.contains(&pinned),
+        "find over the ring's indexes too:\n{found}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let fetch = captures(
+        &garage,
+        &[
+            &["fetch"][..],
+            &window[..],
+            &["--host", "10.0.3.7", "--out", out_dir],
+        ]
+        .concat(),
+    )
+    .assert()
+    .success();
+    let said = String::from_utf8_lossy(&fetch.get_output().stderr).into_owned();
+    assert!(
+        said.contains("never shipped") && said.contains(&kept),
+        "{said}"
+    );
+    let fetched = String::from_utf8_lossy(&fetch.get_output().stdout).into_owned();
+    assert!(
+        fetched.contains(&pinned) && !fetched.contains(&kept),
+        "{fetched}"
+    );
+
+    // A window of only the unshipped capture: refused, naming it.
+    let refused = captures(
+        &garage,
+        &[
+            "fetch",
+            "--from",
+            &rfc(at(-60)),
+            "--to",
+            &rfc(at(40)),
+            "--host",
+            "10.0.3.7",
+            "--out",
+            out_dir,
+        ],
+    )
+    .assert()
+    .failure();
+    let said = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        said.contains("never shipped") && said.contains(&kept),
+        "{said}"
+    );
+
+    // Without a flow index, the mode cannot work: refused at start.
+    let out = garage
+        .uploader(uploader_binary().to_str().unwrap(), &spool)
+        .env("UPLOAD_MODE", "pinned-with-index")
+        .env("FLOW_INDEX", "false")
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FLOW_INDEX=true"));
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

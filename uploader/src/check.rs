@@ -4,7 +4,6 @@
 
 use chrono::Utc;
 
-use crate::cli::UploadMode;
 use crate::config::Config;
 use crate::errors::RunError;
 use crate::keys::KeyContext;
@@ -17,7 +16,7 @@ pub async fn run(
     credentials: s3::CredentialSource,
 ) -> Result<(), RunError> {
     s3::probe(client, &config.s3, &config.key_template).await?;
-    let pins = if config.upload_mode == UploadMode::Pinned {
+    let pins = if config.upload_mode.is_pinned() {
         Some(pins_readable(client, config).await?)
     } else {
         None

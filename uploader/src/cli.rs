@@ -144,7 +144,10 @@ pub struct Cli {
     /// `captures receive-alerts`) that selects this node are shipped, with
     /// their flow index, tagged `pinned=true`. Needs s3:ListBucket on the
     /// `pins/` prefix, s3:GetObject on `pins/*` and s3:PutObjectTagging
-    /// (scripts/iam-setup --pinned). Default: all.
+    /// (scripts/iam-setup --pinned). `pinned-with-index` also ships every
+    /// capture's flow index as soon as it is ready (one small PUT a
+    /// capture), so that `captures find` searches all time and `captures
+    /// fetch` names the captures never shipped. Default: all.
     #[arg(
         long,
         env = "UPLOAD_MODE",
@@ -304,4 +307,21 @@ pub enum UploadMode {
     /// Only captures overlapping a pin; the rest expire on the node.
     #[value(name = "pinned")]
     Pinned,
+    /// As `pinned`, and every capture's flow index is shipped as soon as
+    /// the capture is ready, so that `captures find` searches all time and
+    /// `captures fetch` names the captures never shipped.
+    #[value(name = "pinned-with-index")]
+    PinnedWithIndex,
+}
+
+impl UploadMode {
+    /// Whether captures wait for a pin (the flight recorder).
+    pub fn is_pinned(self) -> bool {
+        self != Self::All
+    }
+
+    /// Whether the ring's captures have their flow index shipped.
+    pub fn ships_ring_indexes(self) -> bool {
+        self == Self::PinnedWithIndex
+    }
 }

@@ -105,6 +105,9 @@ impl Config {
             .filter(|o| !o.is_empty())
             .map(|o| bucket_owner::parse(&o))
             .transpose()?;
+        if cli.upload_mode.ships_ring_indexes() && !cli.flow_index {
+            return Err(ConfigError::RingIndexWithoutIndex);
+        }
         let mode = if cli.check {
             Mode::Check
         } else if cli.once {

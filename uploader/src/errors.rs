@@ -26,6 +26,10 @@ pub enum ConfigError {
     PartSizeTooSmall(u64),
     #[error("--{flag} must be at least 1")]
     Zero { flag: &'static str },
+    #[error(
+        "--upload-mode pinned-with-index ships the flow index of every capture, but --flow-index is false: set FLOW_INDEX=true, or UPLOAD_MODE=pinned"
+    )]
+    RingIndexWithoutIndex,
     #[error("--sse-kms-key-id needs --sse aws:kms")]
     KmsKeyWithoutKms,
     #[error("no AWS region found (set AWS_REGION, or region in the AWS profile)")]

@@ -40,6 +40,7 @@ pub mod pipeline;
 pub mod quarantine;
 pub mod queue;
 pub mod retry;
+pub mod ring_index;
 pub mod s3;
 pub mod serve;
 pub mod ship;
@@ -55,7 +56,6 @@ pub use bucket::{capture_keys as keys, object_metadata};
 
 use std::sync::Arc;
 
-use crate::cli::UploadMode;
 use crate::config::{Config, Mode};
 use crate::errors::RunError;
 use crate::health::Health;
@@ -101,7 +101,7 @@ fn shipper(
     }
     spool_check::prepare(&config.spool)?;
     let health = Arc::new(Health::new(&config.s3.bucket));
-    let pins = (config.upload_mode == UploadMode::Pinned).then(|| {
+    let pins = config.upload_mode.is_pinned().then(|| {
         Arc::new(pins::PinBook::load(
             &key_context.node,
             config.spool.pins_cache(),

@@ -53,6 +53,7 @@ pub struct PinMetrics {
     pub refused: Counter,
     pub uploaded_files: Counter,
     pub partly_expired: Counter,
+    pub ring_indexes: Counter,
 }
 
 impl PinMetrics {
@@ -92,6 +93,11 @@ impl PinMetrics {
             "pinned_uploaded_files",
             "Pinned mode: captures shipped because a pin covered them",
             self.uploaded_files.clone(),
+        );
+        registry.register(
+            "ring_indexes_uploaded",
+            "Pinned-with-index mode: flow indexes shipped for captures no pin covered (the captures stay on the node)",
+            self.ring_indexes.clone(),
         );
         registry.register(
             "pins_partly_expired",

@@ -3,9 +3,9 @@
 
 use crate::errors::RunError;
 use crate::find::{self, Capture};
-use crate::journal;
 use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
+use crate::{journal, ring_index};
 
 pub async fn run(shipper: &Shipper, client: &aws_sdk_s3::Client) -> Result<(), RunError> {
     if let Some(book) = &shipper.pins {
@@ -27,6 +27,7 @@ pub async fn run(shipper: &Shipper, client: &aws_sdk_s3::Client) -> Result<(), R
     pipeline.rescan();
     let failed = pipeline.close_and_wait().await;
     let journal_left = journal::ship_pending(shipper).await;
+    let indexes_left = ring_index::ship_pending(shipper).await;
     let mut left: Vec<String> = find::scan(&shipper.config.spool)
         .unwrap_or_default()
         .captures
@@ -41,6 +42,11 @@ pub async fn run(shipper: &Shipper, client: &aws_sdk_s3::Client) -> Result<(), R
         .map(Capture::file_name)
         .collect();
     left.extend(journal_left);
+    left.extend(
+        indexes_left
+            .into_iter()
+            .map(|file| format!("{file} (its flow index)")),
+    );
     if !left.is_empty() || !failed.is_empty() {
         return Err(RunError::LeftBehind(if left.is_empty() {
             failed

@@ -14,7 +14,7 @@
 //! A capture covers `[start, last write]`: its name gives its start, its
 //! modification time its last packet (tcpdump writes as packets come).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -28,6 +28,11 @@ use crate::metrics::PinMetrics;
 
 /// The local copy's schema.
 const CACHE_SCHEMA: u32 = 1;
+
+/// The most ring captures whose index is remembered as shipped
+/// (`pinned-with-index`); past it the oldest are forgotten, which costs at
+/// most one more PUT of the same index.
+const MAX_INDEXED: usize = 50_000;
 
 /// What a pin that arrived after part of its window expired logs (once per
 /// pin and node).
@@ -55,6 +60,9 @@ struct Inner {
     seen: HashMap<String, String>,
     /// The last write of the newest capture the ring let expire.
     expired_through: Option<DateTime<Utc>>,
+    /// `pinned-with-index`: ring captures whose flow index is in the
+    /// bucket (file names).
+    indexed: BTreeSet<String>,
 }
 
 /// The local copy, in `state/pins.json`.
@@ -64,6 +72,8 @@ struct Cache {
     pins: BTreeMap<String, Pin>,
     #[serde(default)]
     expired_through: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    indexed: BTreeSet<String>,
 }
 
 /// What a poll changed.
@@ -90,6 +100,7 @@ impl PinBook {
                     .take(MAX_PINS)
                     .collect();
                 inner.expired_through = saved.expired_through;
+                inner.indexed = saved.indexed.into_iter().take(MAX_INDEXED).collect();
                 tracing::info!(pins = inner.pins.len(), cache = %cache.display(), "pins read from the local copy");
             }
             Ok(None) => {}
@@ -156,6 +167,25 @@ impl PinBook {
         }
     }
 
+    /// Whether the flow index of the ring capture `file` is in the bucket.
+    pub fn is_indexed(&self, file: &str) -> bool {
+        self.lock().indexed.contains(file)
+    }
+
+    /// The flow index of the ring capture `file` is in the bucket.
+    pub fn indexed(&self, file: &str) {
+        let mut inner = self.lock();
+        inner.indexed.insert(file.to_owned());
+        while inner.indexed.len() > MAX_INDEXED {
+            inner.indexed.pop_first();
+        }
+    }
+
+    /// Forgets the indexed captures no longer in `ready/`.
+    pub fn retain_indexed(&self, in_ready: &BTreeSet<String>) {
+        self.lock().indexed.retain(|f| in_ready.contains(f));
+    }
+
     /// The last write of the newest capture the ring let expire.
     pub fn expired_through(&self) -> Option<DateTime<Utc>> {
         self.lock().expired_through
@@ -169,6 +199,7 @@ impl PinBook {
                 schema: CACHE_SCHEMA,
                 pins: inner.pins.clone(),
                 expired_through: inner.expired_through,
+                indexed: inner.indexed.clone(),
             }
         };
         let body = serde_json::to_vec(&cache).map_err(std::io::Error::other)?;
@@ -254,7 +285,13 @@ fn read_cache(path: &Path) -> std::io::Result<Option<Cache>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let limit = u64::try_from(MAX_PINS.saturating_mul(MAX_PIN_BYTES)).unwrap_or(u64::MAX);
+    // Capture file names are short: 64 bytes each is ample.
+    let limit = u64::try_from(
+        MAX_PINS
+            .saturating_mul(MAX_PIN_BYTES)
+            .saturating_add(MAX_INDEXED.saturating_mul(64)),
+    )
+    .unwrap_or(u64::MAX);
     let mut body = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut body)?;
     if body.len() as u64 > limit {
@@ -451,6 +488,23 @@ mod tests {
                 .covering(at("2026-12-04T03:11:00Z"), at("2026-12-04T03:12:00Z"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn shipped_ring_indexes_survive_a_restart_and_captures_gone_from_ready_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("pins.json");
+        let book = PinBook::load("node-a", cache.clone());
+        book.indexed("20261204T030000Z.pcap");
+        book.indexed("20261204T030100Z.pcap");
+        book.save().unwrap();
+
+        let again = PinBook::load("node-a", cache);
+        assert!(again.is_indexed("20261204T030000Z.pcap"));
+        assert!(again.is_indexed("20261204T030100Z.pcap"));
+        again.retain_indexed(&BTreeSet::from(["20261204T030100Z.pcap".to_owned()]));
+        assert!(!again.is_indexed("20261204T030000Z.pcap"));
+        assert!(again.is_indexed("20261204T030100Z.pcap"));
     }
 
     #[test]

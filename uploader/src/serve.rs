@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::pins::{self, PinBook};
 use crate::pipeline::Pipeline;
 use crate::ship::Shipper;
-use crate::{admin, find, journal, keys, s3, shutdown};
+use crate::{admin, find, journal, keys, ring_index, s3, shutdown};
 
 /// How long the start waits for the first read of the pins (pinned mode).
 const FIRST_POLL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -108,6 +108,15 @@ pub async fn run(shipper: &Shipper, client: aws_sdk_s3::Client) -> Result<(), Ru
             tokio::time::sleep(rescan_interval).await;
         }
     });
+    if config.upload_mode.ships_ring_indexes() {
+        let ring_shipper = shipper.clone();
+        tasks.spawn(async move {
+            loop {
+                ring_index::ship_pending(&ring_shipper).await;
+                tokio::time::sleep(rescan_interval).await;
+            }
+        });
+    }
 
     let signal = signals.requested().await;
     tracing::info!(

@@ -222,12 +222,7 @@ impl Shipper {
             };
             published = Some((digest.sha256, verified));
             if let FlowIndex::Built(gz) = &digest.index {
-                let index_key = bucket::index_keys::index_key(
-                    self.config.key_template.static_prefix(),
-                    &self.key_context.node,
-                    capture.name.start(),
-                    &capture.file_name(),
-                );
+                let index_key = self.index_key(capture);
                 // The capture stays on the node until its index is in the bucket too.
                 while let Err(e) = self
                     .sender
@@ -269,6 +264,67 @@ impl Shipper {
                     Next::Retry | Next::Rehash => continue 'inspect,
                     Next::End(end) => return Err(end),
                 },
+            }
+        }
+    }
+
+    /// Where a capture's flow index goes.
+    fn index_key(&self, capture: &Capture) -> String {
+        bucket::index_keys::index_key(
+            self.config.key_template.static_prefix(),
+            &self.key_context.node,
+            capture.name.start(),
+            &capture.file_name(),
+        )
+    }
+
+    /// `pinned-with-index`: ships the flow index of a capture no pin covers
+    /// and leaves the capture on the node. The index names the key the
+    /// capture would have, so `captures find` finds its flows and `captures
+    /// fetch` can say it was never shipped. Retried as the policy says
+    /// (one turn); what is left is tried again at the next pass.
+    pub async fn ship_ring_index(&self, capture: &Capture) -> Result<(), UploadError> {
+        let key = self
+            .config
+            .key_template
+            .render(&self.key_context, &capture.name);
+        let mut attempt = 0u32;
+        loop {
+            let result = match self.hash(capture, &key).await {
+                Ok((_, digest)) => match &digest.index {
+                    FlowIndex::Built(gz) => self
+                        .sender
+                        .put_index(&self.index_key(capture), gz, None)
+                        .await
+                        .map(|_| true),
+                    FlowIndex::Skipped(why) => {
+                        tracing::warn!(file = %capture.file_name(), reason = %why, "no flow index for this capture; it stays on the node unindexed");
+                        Ok(false)
+                    }
+                    FlowIndex::NotAsked => Ok(false),
+                },
+                Err(e) => Err(e),
+            };
+            let error = match result {
+                Ok(sent) => {
+                    if sent {
+                        self.metrics.pins.ring_indexes.inc();
+                        tracing::info!(file = %capture.file_name(), key, "flow index shipped; the capture stays on the node until a pin covers it or it expires");
+                    }
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            self.metrics.failure(error.kind);
+            attempt = attempt.saturating_add(1);
+            match self.config.retry.decide(error.kind, attempt, 1) {
+                Decision::RetryAfter(delay) => {
+                    self.metrics.retries.inc();
+                    tokio::time::sleep(delay).await;
+                }
+                // The index comes out of the hashing pass: hashed again.
+                Decision::Rehash => {}
+                Decision::Defer(_) | Decision::GiveUp | Decision::Forget => return Err(error),
             }
         }
     }
