@@ -44,13 +44,19 @@ async fn pin_keys(garage: &Garage) -> Vec<String> {
 fn add_capture(spool: &Spool, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
     let name = format!("{}.pcap", start.format("%Y%m%dT%H%M%SZ"));
     spool.add(&name, 50_000);
+    last_written(spool, &name, end);
+    name
+}
+
+/// Sets the last write of the capture `name` in `ready/` (where a pin's
+/// window is matched against).
+fn last_written(spool: &Spool, name: &str, end: DateTime<Utc>) {
     std::fs::File::options()
         .write(true)
-        .open(spool.ready().join(&name))
+        .open(spool.ready().join(name))
         .unwrap()
         .set_modified(end.into())
         .unwrap();
-    name
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,12 +316,7 @@ fn add_refused(
     .unwrap();
     std::fs::write(spool.active().join(&name), bytes).unwrap();
     std::fs::rename(spool.active().join(&name), spool.ready().join(&name)).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(spool.ready().join(&name))
-        .unwrap()
-        .set_modified(end.into())
-        .unwrap();
+    last_written(spool, &name, end);
     name
 }
 
@@ -364,7 +365,10 @@ async fn with_every_index_shipped_find_sees_the_ring_and_fetch_names_the_capture
             .map(|k| k.rsplit('/').next().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(names(garage.capture_keys().await), std::slice::from_ref(&pinned));
+    assert_eq!(
+        names(garage.capture_keys().await),
+        std::slice::from_ref(&pinned)
+    );
     let mut indexes = garage.keys().await;
     indexes.retain(|k| {
         k.starts_with(&bucket::index_keys::index_node_prefix(

@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use spool::SpoolLayout;
 
 use crate::failure::{FailureKind, UploadError};
-use crate::retry::Decision;
 use crate::ship::Shipper;
 
 /// Larger than any segment the journal writes (a segment holds at most its
@@ -115,18 +114,10 @@ async fn ship(shipper: &Shipper, segment: &Segment) -> Result<(), UploadError> {
             }
             Err(error) => error,
         };
-        shipper.metrics.failure(error.kind);
-        attempt = attempt.saturating_add(1);
-        match shipper.config.retry.decide(error.kind, attempt, 1) {
-            Decision::RetryAfter(delay) => {
-                shipper.metrics.retries.inc();
-                tracing::debug!(key, kind = %error.kind, error = %error.detail, ?delay, "journal upload failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            // The segment is read again on every attempt.
-            Decision::Rehash => {}
-            Decision::Defer(_) | Decision::GiveUp | Decision::Forget => return Err(error),
-        }
+        // The segment is read again on every attempt.
+        shipper
+            .again_or_give_up(&mut attempt, &key, "journal upload", error)
+            .await?;
     }
 }
 

@@ -315,17 +315,34 @@ impl Shipper {
                 }
                 Err(error) => error,
             };
-            self.metrics.failure(error.kind);
-            attempt = attempt.saturating_add(1);
-            match self.config.retry.decide(error.kind, attempt, 1) {
-                Decision::RetryAfter(delay) => {
-                    self.metrics.retries.inc();
-                    tokio::time::sleep(delay).await;
-                }
-                // The index comes out of the hashing pass: hashed again.
-                Decision::Rehash => {}
-                Decision::Defer(_) | Decision::GiveUp | Decision::Forget => return Err(error),
+            // The index comes out of the hashing pass: read again each time.
+            self.again_or_give_up(&mut attempt, &key, "flow index upload", error)
+                .await?;
+        }
+    }
+
+    /// For a small object sent whole (a flow index alone, a journal
+    /// segment), which is read again on every attempt: counts the failure,
+    /// and waits out the retry policy's delay (`Ok`) or gives the error back
+    /// when the policy ends the turn.
+    pub async fn again_or_give_up(
+        &self,
+        attempt: &mut u32,
+        key: &str,
+        what: &str,
+        error: UploadError,
+    ) -> Result<(), UploadError> {
+        self.metrics.failure(error.kind);
+        *attempt = attempt.saturating_add(1);
+        match self.config.retry.decide(error.kind, *attempt, 1) {
+            Decision::RetryAfter(delay) => {
+                self.metrics.retries.inc();
+                tracing::debug!(key, kind = %error.kind, error = %error.detail, ?delay, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                Ok(())
             }
+            Decision::Rehash => Ok(()),
+            Decision::Defer(_) | Decision::GiveUp | Decision::Forget => Err(error),
         }
     }
 
