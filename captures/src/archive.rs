@@ -210,6 +210,13 @@ pub struct Capture {
     pub size: u64,
     /// `ok`, or what is damaged (the `pcap` metadata).
     pub pcap: Option<String>,
+    /// Packets the kernel dropped while it was written (the `kernel-drops`
+    /// metadata), when the launcher counted them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_drops: Option<u64>,
+    /// Packets the interface dropped (`interface-drops`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_drops: Option<u64>,
     #[serde(skip)]
     pub sha256: Option<String>,
 }
@@ -800,8 +807,11 @@ impl Archive {
             .as_ref()
             .and_then(|m| m.last_packet)
             .unwrap_or(start + self.selection.rotation);
+        let drops = metadata.as_ref().and_then(|m| m.drops);
         Ok(Capture {
             packets: metadata.as_ref().map(|m| m.packets),
+            kernel_drops: drops.map(|d| d.kernel),
+            interface_drops: drops.map(|d| d.interface),
             size: out
                 .content_length()
                 .and_then(|l| u64::try_from(l).ok())
@@ -1170,6 +1180,8 @@ mod tests {
             packets: None,
             size: 0,
             pcap: None,
+            kernel_drops: None,
+            interface_drops: None,
             sha256: None,
         }
     }

@@ -723,7 +723,7 @@ async fn list(args: BucketArgs, who: &IdentityArgs, json: bool) -> anyhow::Resul
         println!("{}:", escaped(node));
         for c in captures {
             println!(
-                "  {}  {}  {:>8} packets  {:>12} bytes  {}{}",
+                "  {}  {}  {:>8} packets  {:>12} bytes  {}{}{}",
                 rfc3339(c.start),
                 rfc3339(c.end),
                 c.packets.map_or_else(|| "?".to_owned(), |p| p.to_string()),
@@ -733,10 +733,17 @@ async fn list(args: BucketArgs, who: &IdentityArgs, json: bool) -> anyhow::Resul
                     Some(damage) if damage != bucket::object_metadata::PCAP_OK =>
                         format!("  ({})", escaped(damage)),
                     _ => String::new(),
+                },
+                match (c.kernel_drops, c.interface_drops) {
+                    (Some(kernel), Some(interface)) if kernel > 0 || interface > 0 => format!(
+                        "  (dropped while captured: {kernel} by the kernel, {interface} by the interface)"
+                    ),
+                    _ => String::new(),
                 }
             );
         }
     }
+    print_drops_summary(&listing.captures);
     if !listing.gaps.is_empty() {
         println!("gaps (no capture covers these):");
         for g in &listing.gaps {
@@ -863,6 +870,33 @@ async fn pods_ran(
         .into());
     }
     Ok(identities.nodes_of(asked, window)?)
+}
+
+/// Whether the captures listed are complete: the packets dropped while
+/// they were written, and how many captures carry no count (written
+/// before the launcher counted drops, or after a crash).
+#[allow(clippy::print_stdout)]
+fn print_drops_summary(captures: &[Capture]) {
+    let counted: Vec<&Capture> = captures
+        .iter()
+        .filter(|c| c.kernel_drops.is_some())
+        .collect();
+    if counted.is_empty() {
+        return;
+    }
+    let sum = |f: fn(&Capture) -> Option<u64>| {
+        counted
+            .iter()
+            .filter_map(|c| f(c))
+            .fold(0u64, u64::saturating_add)
+    };
+    println!(
+        "dropped while captured: {} by the kernel, {} by the interface (counted in {} of {} captures)",
+        sum(|c| c.kernel_drops),
+        sum(|c| c.interface_drops),
+        counted.len(),
+        captures.len()
+    );
 }
 
 /// `<pod> ran on <node> from … to …`, one line per node and interval.

@@ -111,6 +111,18 @@ async fn put_capture(
     bytes: Vec<u8>,
     sha256: Option<&str>,
 ) -> Put {
+    put_capture_with_drops(garage, node, start, bytes, sha256, None).await
+}
+
+/// [`put_capture`], with the drop counts the launcher recorded for it.
+async fn put_capture_with_drops(
+    garage: &Garage,
+    node: &str,
+    start: DateTime<Utc>,
+    bytes: Vec<u8>,
+    sha256: Option<&str>,
+    drops: Option<bucket::object_metadata::Drops>,
+) -> Put {
     let template = KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap();
     let name = CaptureName::new(start, 0);
     let ctx = KeyContext {
@@ -129,8 +141,10 @@ async fn put_capture(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let metadata = ObjectMetadata::for_capture(sha256.unwrap_or(&real_sha), start, node, &summary)
-        .to_headers();
+    let mut metadata =
+        ObjectMetadata::for_capture(sha256.unwrap_or(&real_sha), start, node, &summary);
+    metadata.drops = drops;
+    let metadata = metadata.to_headers();
     let client = garage.client().await;
     client
         .put_object()
@@ -237,7 +251,21 @@ async fn scene(garage: &Garage) -> Scene {
     Scene {
         base,
         a1: put_capture(garage, "node-a", base, a1, None).await,
-        a2: put_capture(garage, "node-a", base + TimeDelta::seconds(300), a2, None).await,
+        // The launcher counted 12 + 3 drops while a2 was written.
+        a2: put_capture_with_drops(
+            garage,
+            "node-a",
+            base + TimeDelta::seconds(300),
+            a2,
+            None,
+            Some(bucket::object_metadata::Drops {
+                kernel: 12,
+                interface: 3,
+                from: base + TimeDelta::seconds(295),
+                to: base + TimeDelta::seconds(355),
+            }),
+        )
+        .await,
         b1: put_capture(garage, "node-b", base + TimeDelta::seconds(1), b1, None).await,
     }
 }
@@ -278,6 +306,12 @@ fn list_shows_each_nodes_captures_in_the_window_and_the_gap_between_them() {
     assert_eq!(first["packets"], 3);
     assert_eq!(first["size"], scene.a1.bytes.len());
     assert_eq!(time(&first["end"]), scene.base + TimeDelta::seconds(3));
+    assert!(
+        first.get("kernel_drops").is_none(),
+        "no counts, none made up"
+    );
+    assert_eq!(listing["captures"][1]["kernel_drops"], 12);
+    assert_eq!(listing["captures"][1]["interface_drops"], 3);
     // node-a: nothing between its first capture's last packet and the
     // second capture's start.
     let gaps = listing["gaps"].as_array().unwrap();
@@ -299,6 +333,24 @@ fn list_shows_each_nodes_captures_in_the_window_and_the_gap_between_them() {
         "{text}"
     );
     assert!(!text.contains(&scene.a1.key), "{text}");
+
+    // Text names the drops on the capture that had them, and sums them.
+    let out = garage
+        .captures_over("list", &from, &to, &["--node", "node-a"])
+        .assert()
+        .success();
+    let text = stdout_of(&out);
+    let a2_line = text.lines().find(|l| l.contains(&scene.a2.key)).unwrap();
+    assert!(
+        a2_line.contains("dropped while captured: 12 by the kernel, 3 by the interface"),
+        "{text}"
+    );
+    let a1_line = text.lines().find(|l| l.contains(&scene.a1.key)).unwrap();
+    assert!(!a1_line.contains("dropped"), "{text}");
+    assert!(
+        text.contains("dropped while captured: 12 by the kernel, 3 by the interface (counted in 1 of 2 captures)"),
+        "{text}"
+    );
 }
 
 #[test]
