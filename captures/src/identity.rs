@@ -32,11 +32,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write as _;
 use std::net::IpAddr;
 
 use bucket::journal_record::{JournalLine, JournalRecordError, SegmentHeader};
 use chrono::{DateTime, Utc};
+use flows::gz_lines::{GzLines, LineHandler, LineLimits, LinesError};
 use serde::Serialize;
 
 use crate::untrusted::escaped;
@@ -759,82 +759,57 @@ pub struct ReadSegment {
     pub lines: Vec<JournalLine>,
 }
 
-/// Reads one journal object as its bytes arrive: gzip undone in a fixed
-/// window, lines split with a length limit and parsed as they end. The
-/// lines are kept until [`SegmentReader::finish`] (bounded by
-/// [`MAX_DECOMPRESSED`]), so that a refused object adds nothing.
+/// Reads one journal object as its bytes arrive ([`flows::gz_lines`]:
+/// gzip undone in a fixed window, lines split with a length limit and
+/// parsed as they end). The lines are kept until [`SegmentReader::finish`]
+/// (bounded by [`MAX_DECOMPRESSED`]), so that a refused object adds
+/// nothing.
+#[derive(Debug)]
 pub struct SegmentReader {
-    decoder: flate2::write::GzDecoder<LineSink>,
+    lines: GzLines<Segment>,
 }
 
-impl fmt::Debug for SegmentReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SegmentReader").finish_non_exhaustive()
-    }
-}
-
-struct LineSink {
-    line: Vec<u8>,
-    lines: u64,
-    decompressed: u64,
+/// The header, then the records of a segment.
+#[derive(Debug, Default)]
+struct Segment {
     header: Option<SegmentHeader>,
     records: Vec<JournalLine>,
-    failed: Option<ReadError>,
 }
 
-impl LineSink {
-    fn refuse(&mut self, why: ReadError) -> std::io::Error {
-        self.failed = Some(why);
-        std::io::Error::other("journal object refused")
-    }
+/// Why a line of a segment was refused.
+enum LineRefused {
+    Record(JournalRecordError),
+    NoHeader,
+}
 
-    fn end_line(&mut self) -> Result<(), ReadError> {
-        self.lines += 1;
-        if !self.line.trim_ascii().is_empty() {
-            let line = JournalLine::parse(&self.line).map_err(|source| ReadError::Record {
-                line: self.lines,
-                source,
-            })?;
-            match (line, &self.header) {
-                (JournalLine::Segment(h), None) => self.header = Some(h),
-                (JournalLine::Segment(_), Some(_)) | (_, None) => return Err(ReadError::NoHeader),
-                (record, Some(_)) => self.records.push(record),
-            }
+impl LineHandler for Segment {
+    type Error = LineRefused;
+    fn line(&mut self, line: &[u8]) -> Result<(), LineRefused> {
+        let line = JournalLine::parse(line).map_err(LineRefused::Record)?;
+        match (line, &self.header) {
+            (JournalLine::Segment(h), None) => self.header = Some(h),
+            (JournalLine::Segment(_), Some(_)) | (_, None) => return Err(LineRefused::NoHeader),
+            (record, Some(_)) => self.records.push(record),
         }
-        self.line.clear();
         Ok(())
     }
 }
 
-impl std::io::Write for LineSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(why) = self.failed.take() {
-            return Err(self.refuse(why));
+impl From<LinesError<LineRefused>> for ReadError {
+    fn from(e: LinesError<LineRefused>) -> Self {
+        match e {
+            LinesError::TooLarge { limit } => Self::TooLarge(limit),
+            LinesError::LineTooLong { line, limit } => Self::LineTooLong { line, limit },
+            LinesError::Gzip(e) => Self::Gzip(e),
+            LinesError::Line {
+                line,
+                error: LineRefused::Record(source),
+            } => Self::Record { line, source },
+            LinesError::Line {
+                error: LineRefused::NoHeader,
+                ..
+            } => Self::NoHeader,
         }
-        self.decompressed = self.decompressed.saturating_add(buf.len() as u64);
-        if self.decompressed > MAX_DECOMPRESSED {
-            return Err(self.refuse(ReadError::TooLarge(MAX_DECOMPRESSED)));
-        }
-        for (i, piece) in buf.split(|b| *b == b'\n').enumerate() {
-            if i > 0
-                && let Err(why) = self.end_line()
-            {
-                return Err(self.refuse(why));
-            }
-            if self.line.len() + piece.len() > MAX_LINE {
-                let line = self.lines + 1;
-                return Err(self.refuse(ReadError::LineTooLong {
-                    line,
-                    limit: MAX_LINE,
-                }));
-            }
-            self.line.extend_from_slice(piece);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -846,47 +821,27 @@ impl Default for SegmentReader {
 
 impl SegmentReader {
     pub fn new() -> Self {
+        let limits = LineLimits {
+            max_decompressed: MAX_DECOMPRESSED,
+            max_line: MAX_LINE,
+        };
         Self {
-            decoder: flate2::write::GzDecoder::new(LineSink {
-                line: Vec::new(),
-                lines: 0,
-                decompressed: 0,
-                header: None,
-                records: Vec::new(),
-                failed: None,
-            }),
+            lines: GzLines::new(limits, Segment::default()),
         }
     }
 
     /// The next compressed bytes of the object.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
-        self.decoder.write_all(chunk).map_err(|e| {
-            self.decoder
-                .get_mut()
-                .failed
-                .take()
-                .unwrap_or(ReadError::Gzip(e))
-        })
+        Ok(self.lines.feed(chunk)?)
     }
 
     /// The object ended: its last line is read too.
-    pub fn finish(mut self) -> Result<ReadSegment, ReadError> {
-        if let Err(e) = self.decoder.try_finish() {
-            return Err(self
-                .decoder
-                .get_mut()
-                .failed
-                .take()
-                .unwrap_or(ReadError::Gzip(e)));
-        }
-        let mut sink = self.decoder.finish().map_err(ReadError::Gzip)?;
-        if !sink.line.is_empty() {
-            sink.end_line()?;
-        }
-        let header = sink.header.ok_or(ReadError::NoHeader)?;
+    pub fn finish(self) -> Result<ReadSegment, ReadError> {
+        let (_, segment) = self.lines.finish()?;
+        let header = segment.header.ok_or(ReadError::NoHeader)?;
         Ok(ReadSegment {
             header,
-            lines: sink.records,
+            lines: segment.records,
         })
     }
 }
@@ -973,6 +928,7 @@ mod tests {
     use bucket::journal_record::{JOURNAL_SCHEMA, PodInterval, ServiceInterval};
     use flate2::Compression;
     use flate2::write::GzEncoder;
+    use std::io::Write as _;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

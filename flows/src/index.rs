@@ -9,6 +9,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use spool::pcap::{PcapCheck, PcapSummary, Record};
 
+use crate::gz_lines::{GzLines, LineHandler, LineLimits, LinesError};
 use crate::schema::FlowRecord;
 use crate::table::{FlowTable, TableStats};
 
@@ -237,11 +238,25 @@ pub enum ReadError {
     },
 }
 
-/// Reads an index object as its bytes arrive: gzip is undone in a fixed
-/// window, lines are split with a length limit, each record goes to the
-/// callback as soon as its line ends. Nothing of the object is kept.
+impl From<LinesError<serde_json::Error>> for ReadError {
+    fn from(e: LinesError<serde_json::Error>) -> Self {
+        match e {
+            LinesError::TooLarge { limit } => Self::TooLarge { limit },
+            LinesError::LineTooLong { line, limit } => Self::LineTooLong { line, limit },
+            LinesError::Gzip(e) => Self::Gzip(e),
+            LinesError::Line { line, error } => Self::Record {
+                line,
+                source: error,
+            },
+        }
+    }
+}
+
+/// Reads an index object as its bytes arrive ([`GzLines`]: bounded gzip
+/// window and line length), each record to the callback as soon as its
+/// line ends. Nothing of the object is kept.
 pub struct IndexReader<F: FnMut(FlowRecord)> {
-    decoder: flate2::write::GzDecoder<LineSink<F>>,
+    lines: GzLines<Records<F>>,
 }
 
 impl<F: FnMut(FlowRecord)> std::fmt::Debug for IndexReader<F> {
@@ -250,63 +265,13 @@ impl<F: FnMut(FlowRecord)> std::fmt::Debug for IndexReader<F> {
     }
 }
 
-struct LineSink<F> {
-    limits: ReadLimits,
-    line: Vec<u8>,
-    lines: u64,
-    decompressed: u64,
-    on_record: F,
-    /// Why the sink refused more (the decoder only carries an io::Error).
-    failed: Option<ReadError>,
-}
+/// Each line parsed as a flow record, handed on.
+struct Records<F>(F);
 
-impl<F: FnMut(FlowRecord)> LineSink<F> {
-    fn refuse(&mut self, why: ReadError) -> std::io::Error {
-        self.failed = Some(why);
-        std::io::Error::other("index object refused")
-    }
-
-    fn end_line(&mut self) -> Result<(), ReadError> {
-        self.lines += 1;
-        if !self.line.trim_ascii().is_empty() {
-            let record =
-                serde_json::from_slice(&self.line).map_err(|source| ReadError::Record {
-                    line: self.lines,
-                    source,
-                })?;
-            (self.on_record)(record);
-        }
-        self.line.clear();
-        Ok(())
-    }
-}
-
-impl<F: FnMut(FlowRecord)> Write for LineSink<F> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(why) = self.failed.take() {
-            return Err(self.refuse(why));
-        }
-        self.decompressed = self.decompressed.saturating_add(buf.len() as u64);
-        if self.decompressed > self.limits.max_decompressed {
-            let limit = self.limits.max_decompressed;
-            return Err(self.refuse(ReadError::TooLarge { limit }));
-        }
-        for (i, piece) in buf.split(|b| *b == b'\n').enumerate() {
-            if i > 0
-                && let Err(why) = self.end_line()
-            {
-                return Err(self.refuse(why));
-            }
-            if self.line.len() + piece.len() > self.limits.max_line {
-                let (line, limit) = (self.lines + 1, self.limits.max_line);
-                return Err(self.refuse(ReadError::LineTooLong { line, limit }));
-            }
-            self.line.extend_from_slice(piece);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
+impl<F: FnMut(FlowRecord)> LineHandler for Records<F> {
+    type Error = serde_json::Error;
+    fn line(&mut self, line: &[u8]) -> Result<(), serde_json::Error> {
+        (self.0)(serde_json::from_slice(line)?);
         Ok(())
     }
 }
@@ -314,46 +279,24 @@ impl<F: FnMut(FlowRecord)> Write for LineSink<F> {
 impl<F: FnMut(FlowRecord)> IndexReader<F> {
     /// Hands each record to `on_record` as it is read.
     pub fn new(limits: ReadLimits, on_record: F) -> Self {
-        let sink = LineSink {
-            limits,
-            line: Vec::new(),
-            lines: 0,
-            decompressed: 0,
-            on_record,
-            failed: None,
+        let limits = LineLimits {
+            max_decompressed: limits.max_decompressed,
+            max_line: limits.max_line,
         };
         Self {
-            decoder: flate2::write::GzDecoder::new(sink),
+            lines: GzLines::new(limits, Records(on_record)),
         }
     }
 
     /// The next compressed bytes of the object.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
-        self.decoder.write_all(chunk).map_err(|e| {
-            self.decoder
-                .get_mut()
-                .failed
-                .take()
-                .unwrap_or(ReadError::Gzip(e))
-        })
+        Ok(self.lines.feed(chunk)?)
     }
 
     /// The object ended: its last line (without a newline) is read too.
     /// Returns the lines read.
-    pub fn finish(mut self) -> Result<u64, ReadError> {
-        if let Err(e) = self.decoder.try_finish() {
-            return Err(self
-                .decoder
-                .get_mut()
-                .failed
-                .take()
-                .unwrap_or(ReadError::Gzip(e)));
-        }
-        let mut sink = self.decoder.finish().map_err(ReadError::Gzip)?;
-        if !sink.line.is_empty() {
-            sink.end_line()?;
-        }
-        Ok(sink.lines)
+    pub fn finish(self) -> Result<u64, ReadError> {
+        Ok(self.lines.finish()?.0)
     }
 }
 

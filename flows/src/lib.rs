@@ -13,6 +13,7 @@
 //! `check.feed_with(chunk, |record| writer.add(record))`.
 
 pub mod decode;
+pub mod gz_lines;
 pub mod index;
 pub mod merge;
 pub mod schema;
