@@ -587,6 +587,20 @@ fn with_identity(
         return Ok(filter);
     };
     let window = archive.selection().window;
+    journals_answer(archive, identities, asked, &window)?;
+    filter.identity = Some(std::sync::Arc::new(identities.select(asked, &window)?));
+    Ok(filter)
+}
+
+/// Whether the journals can answer a selection over `window`: refused
+/// when there are none (saying where they are looked for), or when one was
+/// written by a newer journal (its intervals are missing from the answer).
+fn journals_answer(
+    archive: &Archive,
+    identities: &Identities,
+    asked: &Select,
+    window: &Window,
+) -> anyhow::Result<()> {
     if identities.is_empty() {
         return Err(captures::identity::IdentityError::NoJournal {
             asked: asked.to_string(),
@@ -603,8 +617,7 @@ fn with_identity(
             newer.reason
         );
     }
-    filter.identity = Some(std::sync::Arc::new(identities.select(asked, &window)?));
-    Ok(filter)
+    Ok(())
 }
 
 async fn receive_alerts(args: ReceiveArgs) -> anyhow::Result<()> {
@@ -860,15 +873,7 @@ async fn pods_ran(
     window: &Window,
 ) -> anyhow::Result<Vec<captures::identity::NodeSpan>> {
     let identities = identities(archive).await?;
-    if identities.is_empty() {
-        return Err(captures::identity::IdentityError::NoJournal {
-            asked: asked.to_string(),
-            from: rfc3339(window.from),
-            to: rfc3339(window.to),
-            journal: archive.journal_location(),
-        }
-        .into());
-    }
+    journals_answer(archive, &identities, asked, window)?;
     Ok(identities.nodes_of(asked, window)?)
 }
 
