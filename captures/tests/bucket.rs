@@ -1136,34 +1136,15 @@ async fn put_journal(
     to: DateTime<Utc>,
     lines: Vec<bucket::journal_record::JournalLine>,
 ) {
-    use bucket::journal_record::{JOURNAL_SCHEMA, SegmentHeader};
     let dir = tempfile::tempdir().unwrap();
     let segment = journal::table::Segment {
-        header: SegmentHeader {
-            schema: JOURNAL_SCHEMA,
-            node: node.to_owned(),
-            from,
-            to,
-            stale: false,
-            stale_since: None,
-            stale_reason: None,
-            written_by: "journal test".to_owned(),
-        },
+        header: test_support::journal_fixture::header(node, from, to),
         lines,
     };
     let (path, _) = journal::segment::write(dir.path(), &segment).unwrap();
     let file = path.file_name().unwrap().to_str().unwrap().to_owned();
     let key = bucket::journal_keys::journal_key("tcp-dumps/", node, from, &file);
-    garage
-        .client()
-        .await
-        .put_object()
-        .bucket(garage.bucket())
-        .key(key)
-        .body(ByteStream::from(std::fs::read(&path).unwrap()))
-        .send()
-        .await
-        .unwrap();
+    garage.put(&key, std::fs::read(&path).unwrap()).await;
 }
 
 fn pod_interval(

@@ -203,15 +203,8 @@ async fn put_journal(
     let file = bucket::journal_keys::journal_file_name(from);
     let key = bucket::journal_keys::journal_key("tcp-dumps/", node, from, &file);
     garage
-        .client()
-        .await
-        .put_object()
-        .bucket(garage.bucket())
-        .key(key)
-        .body(segment_gz(&header(node, from, to), pods).unwrap().into())
-        .send()
-        .await
-        .unwrap();
+        .put(&key, segment_gz(&header(node, from, to), pods).unwrap())
+        .await;
 }
 
 async fn pinned_selections(garage: &Garage) -> Vec<serde_json::Value> {

@@ -132,6 +132,20 @@ impl Garage {
         cmd
     }
 
+    /// Puts `bytes` at `key` in the test bucket, as any writer with the
+    /// bucket's rights could.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.client()
+            .await
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn get(&self, key: &str) -> Option<(Vec<u8>, HashMap<String, String>)> {
         let out = self
             .client()

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use bucket::pins::{PIN_SCHEMA, Pin, PinSelection, pin_id, pin_key};
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use test_support::s3_proxy::{Answer, S3Proxy};
@@ -63,15 +62,8 @@ fn pin(from: DateTime<Utc>, to: DateTime<Utc>, nodes: &[&str], reason: &str) -> 
 
 async fn put_pin(garage: &Garage, pin: &Pin) {
     garage
-        .client()
-        .await
-        .put_object()
-        .bucket(garage.bucket())
-        .key(pin_key("tcp-dumps/", &pin.id))
-        .body(ByteStream::from(pin.to_json()))
-        .send()
-        .await
-        .unwrap();
+        .put(&pin_key("tcp-dumps/", &pin.id), pin.to_json())
+        .await;
 }
 
 fn metric(metrics: &str, name: &str) -> u64 {
